@@ -1,0 +1,99 @@
+"""The Factorization Asset Pricing Model (paper section 2.2).
+
+A FAPM is a second-order polynomial in the factors whose pairwise interaction matrix is
+factorized, ``B = V Vᵀ`` (Equation "Factorization"), so that all ``n(n-1)/2`` interactions
+are priced with ``n k`` parameters and evaluated in ``O(n k)`` time (Equation (1)).
+
+Everything here is a pure function of a parameter pytree and is written for one example
+``x`` of shape ``[n]``; batch shapes ``[..., n]`` broadcast through matrix products.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+class FAPMParams(eqx.Module):
+    """Parameters ``(w0, w, V)`` of a FAPM with ``n`` factors and rank ``k``.
+
+    ``w0`` is the bias, ``w`` the first-order (linear) weights and row ``i`` of ``V``
+    the latent vector ``v_i`` of factor ``i`` (the paper writes ``V`` as ``k × n``; we store
+    its transpose so that ``X @ V`` is the natural batched product).
+    """
+
+    w0: Float[Array, ""]
+    w: Float[Array, " n"]
+    V: Float[Array, "n k"]
+
+    @property
+    def n_features(self) -> int:
+        return self.w.shape[-1]
+
+    @property
+    def rank(self) -> int:
+        return self.V.shape[-1]
+
+
+def init_params(
+    key: PRNGKeyArray,
+    n_features: int,
+    rank: int,
+    *,
+    w0: float | Float[Array, ""] = 0.0,
+    w: Float[Array, " n"] | None = None,
+    init_scale: float | Float[Array, ""] = 0.01,
+    dtype=jnp.float32,
+) -> FAPMParams:
+    """Initial parameters: ``V ~ N(0, init_scale²)``, the linear part as given (Figure 3).
+
+    The paper starts the first-order part from the linear (OLS) model and draws ``V`` from a
+    normal distribution; pass the OLS solution as ``w0``/``w`` to do so (see
+    :func:`fapm_jax.linear.fit_ols`). ``w=None`` starts the linear weights at zero.
+    """
+    V = init_scale * jax.random.normal(key, (n_features, rank), dtype=dtype)
+    w_arr = jnp.zeros((n_features,), dtype) if w is None else jnp.asarray(w, dtype)
+    if w_arr.shape != (n_features,):
+        raise ValueError(f"init_params: w has shape {w_arr.shape}, expected ({n_features},)")
+    return FAPMParams(w0=jnp.asarray(w0, dtype), w=w_arr, V=V.astype(dtype))
+
+
+def linear_part(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, "..."]:
+    """The Linear Model ``w0 + wᵀx`` (section 2.1)."""
+    return params.w0 + X @ params.w
+
+
+def interaction_part(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, "..."]:
+    """``Σ_{i<j} <v_i, v_j> x_i x_j`` in ``O(nk)``, Equation (1).
+
+    ``½ Σ_f [(Σ_i v_if x_i)² − Σ_i v_if² x_i²]``: two ``[..., n] @ [n, k]`` products and no
+    ``n × n`` intermediate.
+    """
+    xv = X @ params.V
+    x2v2 = (X * X) @ (params.V * params.V)
+    return 0.5 * jnp.sum(xv * xv - x2v2, axis=-1)
+
+
+def predict(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, "..."]:
+    """FAPM prediction ``ŷ(x)``, Equation "FAPM: O(nk)" (Algorithm 1), for ``X`` of shape ``[..., n]``."""
+    return linear_part(params, X) + interaction_part(params, X)
+
+
+def interaction_matrix(params: FAPMParams) -> Float[Array, "n n"]:
+    """``B_ij = <v_i, v_j>`` off the diagonal and 0 on it (Equation "Factorization").
+
+    Only the upper triangle enters the model; the matrix is returned symmetric.
+    """
+    B = params.V @ params.V.T
+    return B * (1.0 - jnp.eye(B.shape[-1], dtype=B.dtype))
+
+
+def with_rank_mask(params: FAPMParams, rank_mask: Float[Array, " k"]) -> FAPMParams:
+    """Zero the latent columns switched off by ``rank_mask`` (1 = on, 0 = off).
+
+    Sweeps over the rank ``k`` pad ``V`` to the largest rank and mask the rest, so that all
+    settings share one shape and one compiled program.
+    """
+    return eqx.tree_at(lambda p: p.V, params, params.V * rank_mask)

@@ -1,0 +1,498 @@
+"""Validated training of FAPM over the rolling windows (Figure 3, Algorithm 2).
+
+Per window the linear part starts from OLS on the window's training rows and ``V`` from a
+normal draw; an optax optimizer minimises the ``1 − R²`` loss on the training rows; after every
+epoch the validation R² is computed and the best model is kept. The linear start itself (``V =
+0``) is the first candidate, so the chosen model is never worse on validation than OLS.
+
+Everything is written for **one window and one hyperparameter setting** and batched with
+``vmap``: windows differ only by their row masks over one shared panel ``X`` (no per-window
+copies), and sweep points differ by a :class:`Hyper` record. The epoch loop is a
+``lax.scan``; gradient and optimizer update live inside it, so one compiled program trains all
+``S × W`` models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from .linear import fit_ols
+from .losses import masked_huber_ratio, masked_sse_ratio
+from .model import FAPMParams, init_params, predict, with_rank_mask
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
+LOSSES = ("r2", "huber")
+
+
+class ConfigError(ValueError):
+    """An invalid training option; the message is one line naming the option."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training options (Algorithm 2). The paper does not publish its rank, learning rate or
+    epoch count; the defaults are ours, chosen on the simulated panel and documented in the
+    README.
+
+    Attributes:
+        rank: ``k``, the number of latent dimensions of ``V``.
+        learning_rate: optimizer step size.
+        epochs: passes over each window's training rows.
+        batch_size: rows per step; ``None`` is full batch (one step per epoch).
+        init_scale: standard deviation of the normal draw of ``V``.
+        optimizer: an optax optimizer name, one of :data:`OPTIMIZERS`.
+        loss: ``"r2"`` (the paper's ``1 − R²_is``) or ``"huber"`` (GKX's "+H").
+        huber_quantile: with ``loss="huber"`` and no ``huber_delta``, the threshold is this
+            quantile of the OLS start's absolute training residuals (GKX use 99.9%).
+        huber_delta: a fixed Huber threshold, overriding ``huber_quantile``.
+        seed: the root of every random draw (``V`` and mini-batch order).
+    """
+
+    rank: int = 8
+    learning_rate: float = 3e-3
+    epochs: int = 200
+    batch_size: int | None = None
+    init_scale: float = 0.01
+    optimizer: str = "adam"
+    loss: str = "r2"
+    huber_quantile: float = 0.999
+    huber_delta: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r}: {why}")
+
+        if not isinstance(self.rank, int) or self.rank < 1:
+            bad("rank", "must be a positive integer")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            bad("learning_rate", "must be a positive finite number")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            bad("epochs", "must be a positive integer")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            bad("batch_size", "must be a positive integer or None (full batch)")
+        if not (self.init_scale >= 0 and math.isfinite(self.init_scale)):
+            bad("init_scale", "must be a non-negative finite number")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        if self.loss not in LOSSES:
+            bad("loss", f"must be one of {', '.join(LOSSES)}")
+        if not 0.5 <= self.huber_quantile < 1:
+            bad("huber_quantile", "must lie in [0.5, 1)")
+        if self.huber_delta is not None and not self.huber_delta > 0:
+            bad("huber_delta", "must be positive")
+
+
+class Hyper(NamedTuple):
+    """One hyperparameter setting as arrays, so that settings can be ``vmap``-ed.
+
+    ``rank_mask`` switches latent columns on (1) or off (0); a sweep over ranks pads ``V`` to
+    the largest rank.
+    """
+
+    learning_rate: Float[Array, ""]
+    init_scale: Float[Array, ""]
+    rank_mask: Float[Array, " k"]
+    seed: Int[Array, ""]
+
+
+class TrainState(NamedTuple):
+    """Everything one (window, setting) carries from epoch to epoch."""
+
+    params: FAPMParams
+    opt_state: optax.OptState
+    best_params: FAPMParams
+    best_valid_r2: Float[Array, ""]
+    best_epoch: Int[Array, ""]  # 0 = the OLS linear start
+    epoch: Int[Array, ""]  # epochs completed
+    diverged: Bool[Array, ""]
+    diverged_epoch: Int[Array, ""]  # first epoch whose update was non-finite, -1 if none
+    huber_delta: Float[Array, ""]
+    key: PRNGKeyArray
+    valid_r2: Float[Array, " E"]  # validation R² after each epoch
+    train_r2: Float[Array, " E"]  # in-sample R² after each epoch
+
+
+class TrainResult(NamedTuple):
+    """The outcome of :func:`fit_windows`: every array has leading axes ``[S, W]``."""
+
+    params: FAPMParams  # the best-on-validation model
+    best_valid_r2: Float[Array, "S W"]
+    best_epoch: Int[Array, "S W"]
+    linear_valid_r2: Float[Array, "S W"]
+    diverged: Bool[Array, "S W"]
+    diverged_epoch: Int[Array, "S W"]
+    valid_r2: Float[Array, "S W E"]
+    train_r2: Float[Array, "S W E"]
+    hyper: Hyper
+
+    def select(self) -> tuple[FAPMParams, np.ndarray]:
+        """Per window, the setting with the best validation R²: ``(params [W], index [W])``."""
+        idx = jnp.argmax(self.best_valid_r2, axis=0)
+        W = idx.shape[0]
+        chosen = jax.tree_util.tree_map(lambda a: a[idx, jnp.arange(W)], self.params)
+        return chosen, np.asarray(idx)
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+
+
+def hyper_from_config(config: TrainConfig, max_rank: int | None = None) -> Hyper:
+    """The single setting described by ``config`` (``V`` padded to ``max_rank``)."""
+    k = max_rank or config.rank
+    return Hyper(
+        learning_rate=jnp.asarray(config.learning_rate, jnp.float32),
+        init_scale=jnp.asarray(config.init_scale, jnp.float32),
+        rank_mask=(jnp.arange(k) < config.rank).astype(jnp.float32),
+        seed=jnp.asarray(config.seed, jnp.int32),
+    )
+
+
+def sweep_grid(
+    config: TrainConfig,
+    *,
+    ranks: Sequence[int] | None = None,
+    learning_rates: Sequence[float] | None = None,
+    init_scales: Sequence[float] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> tuple[Hyper, list[dict]]:
+    """The Cartesian grid of settings as a batched :class:`Hyper` ``[S]`` and its labels.
+
+    Unspecified axes take the value in ``config``.
+    """
+    ranks = list(ranks or [config.rank])
+    lrs = list(learning_rates or [config.learning_rate])
+    scales = list(init_scales or [config.init_scale])
+    seeds = list(seeds if seeds is not None else [config.seed])
+    for name, vals in (("ranks", ranks), ("learning_rates", lrs), ("init_scales", scales)):
+        if any(not (v > 0 or (name == "init_scales" and v == 0)) for v in vals):
+            raise ConfigError(f"sweep_grid: {name} must be positive, got {vals}")
+    k_max = max(ranks)
+    points = [
+        dict(rank=int(k), learning_rate=float(lr), init_scale=float(s), seed=int(sd))
+        for k, lr, s, sd in itertools.product(ranks, lrs, scales, seeds)
+    ]
+    hypers = [hyper_from_config(dataclasses.replace(config, **p), k_max) for p in points]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *hypers), points
+
+
+def make_optimizer(name: str) -> optax.GradientTransformation:
+    """An optax optimizer whose learning rate lives in its state (so it can be vmapped)."""
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer {name!r}: must be one of {', '.join(OPTIMIZERS)}")
+    return optax.inject_hyperparams(getattr(optax, name))(learning_rate=0.0)
+
+
+# ----------------------------------------------------------------------------- one window
+
+
+def _window_loss(params, X, r, mask, huber_delta, loss: str):
+    r_hat = predict(params, X)
+    if loss == "huber":
+        return masked_huber_ratio(r, r_hat, mask, huber_delta)
+    return masked_sse_ratio(r, r_hat, mask)
+
+
+def _masked_quantile(x: Float[Array, " N"], mask: Float[Array, " N"], q: float) -> Float[Array, ""]:
+    """The ``q`` quantile of ``x`` over the rows where ``mask > 0`` (lower interpolation)."""
+    n = jnp.sum(mask > 0)
+    xs = jnp.sort(jnp.where(mask > 0, x, jnp.inf))
+    i = jnp.clip(jnp.floor(q * (n - 1)).astype(jnp.int32), 0, x.shape[0] - 1)
+    return xs[i]
+
+
+def init_state(
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    train_mask: Float[Array, " N"],
+    valid_mask: Float[Array, " N"],
+    hyper: Hyper,
+    key: PRNGKeyArray,
+    *,
+    config: TrainConfig,
+) -> TrainState:
+    """Start one window: OLS linear part, ``V ~ N(0, init_scale²)``, the OLS model as best."""
+    dtype = X.dtype
+    w0, w = fit_ols(X, r, train_mask)
+    k_init, k_shuffle = jax.random.split(key)
+    k = hyper.rank_mask.shape[0]
+    params = init_params(
+        k_init, X.shape[1], k, w0=w0, w=w, init_scale=hyper.init_scale.astype(dtype), dtype=dtype
+    )
+    params = with_rank_mask(params, hyper.rank_mask.astype(dtype))
+    linear = eqx.tree_at(lambda p: p.V, params, jnp.zeros_like(params.V))
+    r_hat_lin = predict(linear, X)
+    valid_r2 = 1.0 - masked_sse_ratio(r, r_hat_lin, valid_mask)
+    if config.huber_delta is not None:
+        delta = jnp.asarray(config.huber_delta, dtype)
+    else:
+        delta = _masked_quantile(jnp.abs(r - r_hat_lin), train_mask, config.huber_quantile)
+    opt_state = make_optimizer(config.optimizer).init(params)
+    opt_state.hyperparams["learning_rate"] = hyper.learning_rate.astype(dtype)
+    E = config.epochs
+    return TrainState(
+        params=params,
+        opt_state=opt_state,
+        best_params=linear,
+        best_valid_r2=valid_r2,
+        best_epoch=jnp.asarray(0, jnp.int32),
+        epoch=jnp.asarray(0, jnp.int32),
+        diverged=jnp.asarray(False),
+        diverged_epoch=jnp.asarray(-1, jnp.int32),
+        huber_delta=delta,
+        key=k_shuffle,
+        valid_r2=jnp.full((E,), jnp.nan, dtype),
+        train_r2=jnp.full((E,), jnp.nan, dtype),
+    )
+
+
+def _all_finite(tree) -> Bool[Array, ""]:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _batches(key, train_mask, batch_size: int, n_batches: int):
+    """Row indices ``[n_batches, batch_size]`` of a random permutation of the training rows,
+    and a 0/1 mask of which slots hold a real training row (the last batch may be short)."""
+    u = jax.random.uniform(key, train_mask.shape)
+    order = jnp.argsort(jnp.where(train_mask > 0, u, 2.0))
+    total = n_batches * batch_size
+    order = jnp.resize(order, (total,)) if total > order.shape[0] else order[:total]
+    slot_ok = jnp.arange(total) < jnp.sum(train_mask > 0)
+    return order.reshape(n_batches, batch_size), slot_ok.reshape(n_batches, batch_size)
+
+
+def train_epochs(
+    state: TrainState,
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    train_mask: Float[Array, " N"],
+    valid_mask: Float[Array, " N"],
+    hyper: Hyper,
+    *,
+    config: TrainConfig,
+    n_epochs: int,
+    n_batches: int = 1,
+) -> TrainState:
+    """Run ``n_epochs`` epochs of one window in a ``lax.scan`` (Algorithm 2, lines 7–13).
+
+    Each epoch takes ``n_batches`` optimizer steps (one, on all training rows, when
+    ``config.batch_size`` is ``None``), then evaluates train and validation R² and keeps the
+    best model. A step whose loss or update is non-finite is discarded and the window is
+    frozen at its last finite model and flagged ``diverged``.
+    """
+    tx = make_optimizer(config.optimizer)
+    dtype = X.dtype
+    rank_mask = hyper.rank_mask.astype(dtype)
+    grad_fn = jax.value_and_grad(_window_loss)
+
+    def step(carry, batch):
+        params, opt_state, ok = carry
+        if config.batch_size is None:
+            Xb, rb, mb = X, r, train_mask
+        else:
+            idx, slot_ok = batch
+            Xb, rb = X[idx], r[idx]
+            mb = (slot_ok & (train_mask[idx] > 0)).astype(dtype)
+        loss, grads = grad_fn(params, Xb, rb, mb, state.huber_delta, config.loss)
+        updates, new_opt = tx.update(grads, opt_state, params)
+        new_params = with_rank_mask(optax.apply_updates(params, updates), rank_mask)
+        has_rows = jnp.sum(mb) > 0
+        finite = jnp.isfinite(loss) & _all_finite(new_params)
+        take = ok & has_rows & finite
+        params = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new_params, params)
+        opt_state = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new_opt, opt_state)
+        return (params, opt_state, ok & (finite | ~has_rows)), None
+
+    def epoch(state: TrainState, _):
+        key, k_epoch = jax.random.split(state.key)
+        if config.batch_size is None:
+            batches = None
+            length = 1
+        else:
+            batches = _batches(k_epoch, train_mask, config.batch_size, n_batches)
+            length = n_batches
+        (params, opt_state, ok), _ = jax.lax.scan(
+            step, (state.params, state.opt_state, ~state.diverged), batches, length=length
+        )
+        e = state.epoch + 1
+        r_hat = predict(params, X)
+        valid_r2 = 1.0 - masked_sse_ratio(r, r_hat, valid_mask)
+        train_r2 = 1.0 - masked_sse_ratio(r, r_hat, train_mask)
+        newly_diverged = ~ok & ~state.diverged
+        better = ok & jnp.isfinite(valid_r2) & (valid_r2 > state.best_valid_r2)
+        best_params = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(better, a, b), params, state.best_params
+        )
+        idx = jnp.clip(e - 1, 0, state.valid_r2.shape[0] - 1)
+        state = TrainState(
+            params=params,
+            opt_state=opt_state,
+            best_params=best_params,
+            best_valid_r2=jnp.where(better, valid_r2, state.best_valid_r2),
+            best_epoch=jnp.where(better, e, state.best_epoch),
+            epoch=e,
+            diverged=state.diverged | ~ok,
+            diverged_epoch=jnp.where(newly_diverged, e, state.diverged_epoch),
+            huber_delta=state.huber_delta,
+            key=key,
+            valid_r2=state.valid_r2.at[idx].set(jnp.where(ok, valid_r2, jnp.nan)),
+            train_r2=state.train_r2.at[idx].set(jnp.where(ok, train_r2, jnp.nan)),
+        )
+        return state, None
+
+    state, _ = jax.lax.scan(epoch, state, None, length=n_epochs)
+    return state
+
+
+# ----------------------------------------------------------------------------- all windows
+
+
+def window_keys(seed: Int[Array, ""], n_windows: int) -> PRNGKeyArray:
+    """One key per window derived from a setting's seed (the same in the vmapped and looped
+    trainers, so that both draw the same ``V``)."""
+    return jax.random.split(jax.random.key(seed), n_windows)
+
+
+def n_batches_for(config: TrainConfig, train_masks: np.ndarray) -> int:
+    """Mini-batches per epoch: enough for the largest training set among the windows."""
+    if config.batch_size is None:
+        return 1
+    return max(1, math.ceil(int(np.asarray(train_masks).sum(axis=-1).max()) / config.batch_size))
+
+
+@eqx.filter_jit
+def _init_all(X, r, train_masks, valid_masks, hyper, *, config):
+    def one_setting(h):
+        keys = window_keys(h.seed, train_masks.shape[0])
+        return jax.vmap(
+            lambda tm, vm, k: init_state(X, r, tm, vm, h, k, config=config)
+        )(train_masks, valid_masks, keys)
+
+    return jax.vmap(one_setting)(hyper)
+
+
+@eqx.filter_jit
+def _epochs_all(state, X, r, train_masks, valid_masks, hyper, *, config, n_epochs, n_batches):
+    def one_setting(st, h):
+        return jax.vmap(
+            lambda s, tm, vm: train_epochs(
+                s, X, r, tm, vm, h, config=config, n_epochs=n_epochs, n_batches=n_batches
+            )
+        )(st, train_masks, valid_masks)
+
+    return jax.vmap(one_setting)(state, hyper)
+
+
+def fit_windows(
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    train_masks: Bool[Array, "W N"],
+    valid_masks: Bool[Array, "W N"],
+    config: TrainConfig = TrainConfig(),
+    *,
+    hyper: Hyper | None = None,
+    epochs_per_call: int | None = None,
+    progress: Callable[[int, int, TrainState], None] | None = None,
+) -> TrainResult:
+    """Train every window (and every sweep setting) in one compiled program.
+
+    ``X`` and ``r`` are placed on the device once and shared by all ``W`` windows, which
+    differ only by their ``train_masks``/``valid_masks``. ``hyper`` is a batched
+    :class:`Hyper` of ``S`` settings (see :func:`sweep_grid`); by default the single setting of
+    ``config``. ``epochs_per_call`` splits the epochs into equal chunks of the same compiled
+    program, so that ``progress(epochs_done, epochs_total, state)`` can report between them.
+    """
+    X = jnp.asarray(X)
+    r = jnp.asarray(r, X.dtype)
+    tm = jnp.asarray(train_masks, X.dtype)
+    vm = jnp.asarray(valid_masks, X.dtype)
+    _check_masks(np.asarray(train_masks), np.asarray(valid_masks))
+    if hyper is None:
+        hyper = jax.tree_util.tree_map(lambda a: a[None], hyper_from_config(config))
+    n_batches = n_batches_for(config, np.asarray(train_masks))
+    state = _init_all(X, r, tm, vm, hyper, config=config)
+    linear_valid_r2 = state.best_valid_r2
+    chunk = config.epochs if not epochs_per_call else min(epochs_per_call, config.epochs)
+    done = 0
+    while done < config.epochs:
+        n = min(chunk, config.epochs - done)
+        state = _epochs_all(
+            state, X, r, tm, vm, hyper, config=config, n_epochs=n, n_batches=n_batches
+        )
+        done += n
+        if progress is not None:
+            progress(done, config.epochs, state)
+    return TrainResult(
+        params=state.best_params,
+        best_valid_r2=state.best_valid_r2,
+        best_epoch=state.best_epoch,
+        linear_valid_r2=linear_valid_r2,
+        diverged=state.diverged,
+        diverged_epoch=state.diverged_epoch,
+        valid_r2=state.valid_r2,
+        train_r2=state.train_r2,
+        hyper=hyper,
+    )
+
+
+@eqx.filter_jit
+def _fit_one(X, r, train_mask, valid_mask, hyper, key, *, config, n_batches):
+    state = init_state(X, r, train_mask, valid_mask, hyper, key, config=config)
+    return train_epochs(
+        state, X, r, train_mask, valid_mask, hyper,
+        config=config, n_epochs=config.epochs, n_batches=n_batches,
+    )
+
+
+def fit_window(
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    train_mask: Bool[Array, " N"],
+    valid_mask: Bool[Array, " N"],
+    config: TrainConfig = TrainConfig(),
+    *,
+    window: int = 0,
+    n_windows: int = 1,
+    hyper: Hyper | None = None,
+    n_batches: int | None = None,
+) -> TrainState:
+    """Train a single window (no ``vmap``): the reference the vmapped trainer must match.
+
+    ``window``/``n_windows`` pick the same random key as window ``window`` of
+    :func:`fit_windows`; ``n_batches`` must match too when mini-batching.
+    """
+    X = jnp.asarray(X)
+    hyper = hyper if hyper is not None else hyper_from_config(config)
+    key = window_keys(hyper.seed, n_windows)[window]
+    if n_batches is None:
+        n_batches = n_batches_for(config, np.asarray(train_mask)[None])
+    return _fit_one(
+        X, jnp.asarray(r, X.dtype), jnp.asarray(train_mask, X.dtype), jnp.asarray(valid_mask, X.dtype),
+        hyper, key, config=config, n_batches=n_batches,
+    )
+
+
+def _check_masks(train_masks: np.ndarray, valid_masks: np.ndarray) -> None:
+    if train_masks.shape != valid_masks.shape or train_masks.ndim != 2:
+        raise ConfigError(
+            f"masks: train {train_masks.shape} and valid {valid_masks.shape} must both be [W, N]"
+        )
+    for name, m in (("training", train_masks), ("validation", valid_masks)):
+        empty = np.flatnonzero(m.sum(axis=1) == 0)
+        if empty.size:
+            raise ConfigError(f"masks: window(s) {empty.tolist()} have no {name} rows")
+    overlap = np.flatnonzero((train_masks.astype(bool) & valid_masks.astype(bool)).any(axis=1))
+    if overlap.size:
+        raise ConfigError(f"masks: window(s) {overlap.tolist()} share rows between training and validation")
