@@ -52,8 +52,16 @@ def init_params(
     The paper starts the first-order part from the linear (OLS) model and draws ``V`` from a
     normal distribution; pass the OLS solution as ``w0``/``w`` to do so (see
     :func:`fapm_jax.linear.fit_ols`). ``w=None`` starts the linear weights at zero.
+
+    Column ``f`` of ``V`` is drawn from ``fold_in(key, f)``, so it does not depend on
+    ``rank``: a rank-``k`` draw is the first ``k`` columns of any larger-rank draw, and a
+    rank sweep padded to the largest rank (:func:`with_rank_mask`) starts every setting
+    exactly where a run of that rank alone would.
     """
-    V = init_scale * jax.random.normal(key, (n_features, rank), dtype=dtype)
+    cols = jax.vmap(
+        lambda f: jax.random.normal(jax.random.fold_in(key, f), (n_features,), dtype=dtype)
+    )(jnp.arange(rank))
+    V = init_scale * cols.T
     w_arr = jnp.zeros((n_features,), dtype) if w is None else jnp.asarray(w, dtype)
     if w_arr.shape != (n_features,):
         raise ValueError(f"init_params: w has shape {w_arr.shape}, expected ({n_features},)")

@@ -1,0 +1,66 @@
+"""fapm-jax: the Factorization Asset Pricing Model in JAX.
+
+A factorization machine that predicts next-month stock excess returns from firm
+characteristics and macro predictors, pricing every pairwise factor interaction with
+``O(nk)`` parameters; trained over the paper's rolling windows in one vmapped program.
+"""
+
+__version__ = "0.1.0"
+
+from .linear import fit_ols
+from .losses import huber, huber_r2_loss, r2_loss, r2_score
+from .macro import MACRO_NAMES, load_welch_goyal, macro_panel
+from .metrics import r2_by_year, r2_oos, r2_summary, r2_table
+from .model import FAPMParams, init_params, interaction_matrix, predict
+from .panel import Panel, PanelError
+from .rolling import RollingRun, predict_test_rows, run_rolling
+from .simulate import SimConfig, SimTruth, simulate_panel
+from .train import (
+    ConfigError,
+    Hyper,
+    TrainConfig,
+    TrainResult,
+    fit_window,
+    fit_windows,
+    sweep_grid,
+)
+from .windows import Window, WindowError, WindowSpec, rolling_windows, window_masks
+
+__all__ = [
+    "ConfigError",
+    "FAPMParams",
+    "Hyper",
+    "MACRO_NAMES",
+    "Panel",
+    "PanelError",
+    "RollingRun",
+    "SimConfig",
+    "SimTruth",
+    "TrainConfig",
+    "TrainResult",
+    "Window",
+    "WindowError",
+    "WindowSpec",
+    "fit_ols",
+    "fit_window",
+    "fit_windows",
+    "huber",
+    "huber_r2_loss",
+    "init_params",
+    "interaction_matrix",
+    "load_welch_goyal",
+    "macro_panel",
+    "predict",
+    "predict_test_rows",
+    "r2_by_year",
+    "r2_loss",
+    "r2_oos",
+    "r2_score",
+    "r2_summary",
+    "r2_table",
+    "rolling_windows",
+    "run_rolling",
+    "simulate_panel",
+    "sweep_grid",
+    "window_masks",
+]
