@@ -92,13 +92,21 @@ def _add_common(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a single line (and exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fapm",
         description="Factorization Asset Pricing Model: rolling-window training and evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"fapm-jax {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,reproduce}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,reproduce}",
+                                parser_class=_Parser)
     run = sub.add_parser("run", help="train FAPM over the rolling windows and write predictions, R², parameters")
     _add_common(run, "runs/fapm")
     rep = sub.add_parser("reproduce", help="run the paper pipeline and write REPORT.md")
@@ -222,7 +230,12 @@ def cmd_reproduce(args) -> int:
     run, panel, truth, train, spec = execute(args)
     out = Path(args.out)
     n = run.size_group
-    ours = {"FAPM (ours)": {k: 100 * run.r2_value(s) for k, s in (("all", "all"), ("top", f"top-{n}"), ("bottom", f"bottom-{n}"))}}
+    keys = (("all", "all"), ("top", f"top-{n}"), ("bottom", f"bottom-{n}"))
+    lin = dict(zip(run.linear_r2["sample"].to_list(), run.linear_r2["r2_oos"].to_list()))
+    ours = {
+        "FAPM (ours)": {k: 100 * run.r2_value(s) for k, s in keys},
+        "OLS start (ours)": {k: 100 * lin[s] for k, s in keys},
+    }
     if truth is not None:
         o = oracle_r2(run, truth)
         ours["Oracle"] = {"all": 100 * o["all"], "top": 100 * o[f"top-{n}"], "bottom": 100 * o[f"bottom-{n}"]}

@@ -67,21 +67,20 @@ def oracle_r2(run: RollingRun, truth: SimTruth) -> dict[str, float]:
 
 
 def r2_section(run: RollingRun, *, label: str = "FAPM", oracle: dict | None = None) -> str:
-    """Table 1 for the models run so far, beside the paper's published numbers."""
-    r2 = dict(zip(run.r2["sample"].to_list(), run.r2["r2_oos"].to_list()))
+    """Table 1 for the models run so far, beside the paper's published numbers: FAPM, its own
+    linear start (OLS per window) and, on simulated data, the oracle."""
+    cols = {
+        f"{label} (this run)": dict(zip(run.r2["sample"].to_list(), run.r2["r2_oos"].to_list())),
+        "OLS, FAPM's linear start": dict(zip(run.linear_r2["sample"].to_list(), run.linear_r2["r2_oos"].to_list())),
+    }
+    if oracle is not None:
+        cols["Oracle (true g)"] = oracle
     paper = PAPER_TABLE1["FAPM"]
     rows = []
     for (key, name), paper_key in zip(_samples(run), ("all", "top", "bottom")):
-        row = [name, pct(r2.get(key))]
-        if oracle is not None:
-            row.append(pct(oracle.get(key)))
-        row.append(f"{paper[paper_key]:.2f}")
-        rows.append(row)
-    rows.append(["Mean of yearly R²", pct(r2.get("mean-of-years")), *(["–"] if oracle is not None else []), "–"])
-    header = ["R²_oos (%)", f"{label} (this run)"] + (["Oracle (true g)"] if oracle is not None else []) + [
-        "FAPM (paper)"
-    ]
-    return md_table(header, rows)
+        rows.append([name, *(pct(c.get(key)) for c in cols.values()), f"{paper[paper_key]:.2f}"])
+    rows.append(["Mean of yearly R²", *(pct(c.get("mean-of-years")) for c in cols.values()), "–"])
+    return md_table(["R²_oos (%)", *cols, "FAPM (paper)"], rows)
 
 
 def yearly_figure(run: RollingRun, path: Path, title: str) -> Path:

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 from jaxtyping import Array, Bool, Float
 
+from .linear import fit_ols
 from .metrics import default_size_group, r2_summary
 from .model import FAPMParams, predict
 from .panel import Panel
@@ -37,6 +38,8 @@ class RollingRun:
         predictions: one row per test stock-month: ``permno, month, r, r_hat, mktcap``.
         test_rows: ``[N_test]`` the panel row of each prediction.
         r2: :func:`~fapm_jax.metrics.r2_summary` of ``predictions``.
+        linear_r2: the same table for each window's linear start (OLS on the window's
+            training rows), FAPM's own baseline: what the interactions add is the difference.
         size_group: the ``n`` of the top-``n`` / bottom-``n`` rows of ``r2``.
         diverged: ``[S, W]`` which runs hit a non-finite loss or update.
         seconds: wall time of training (compile included) and of the whole run.
@@ -49,6 +52,7 @@ class RollingRun:
     predictions: pl.DataFrame
     test_rows: np.ndarray
     r2: pl.DataFrame
+    linear_r2: pl.DataFrame
     size_group: int
     diverged: np.ndarray
     seconds: dict[str, float]
@@ -77,6 +81,13 @@ def predict_test_rows(
 
     out, _ = jax.lax.scan(add, jnp.zeros(X.shape[0], X.dtype), (params, test_masks))
     return out
+
+
+@eqx.filter_jit
+def linear_start(X: Float[Array, "N n"], r: Float[Array, " N"], train_masks: Bool[Array, "W N"]) -> FAPMParams:
+    """Each window's OLS linear model as FAPM parameters with ``V = 0`` (leading axis ``[W]``)."""
+    w0, w = jax.vmap(fit_ols, in_axes=(None, None, 0))(X, r, train_masks.astype(X.dtype))
+    return FAPMParams(w0=w0, w=w, V=jnp.zeros(w.shape + (1,), X.dtype))
 
 
 def run_rolling(
@@ -120,6 +131,9 @@ def run_rolling(
     if size_group is None:
         size_group = default_size_group(predictions)
     r2 = r2_summary(predictions, size_group)
+    lin = linear_start(X, jnp.asarray(panel.r), jnp.asarray(train_m))
+    lin_hat = np.asarray(predict_test_rows(lin, X, jnp.asarray(test_m)))[rows]
+    linear_r2 = r2_summary(predictions.with_columns(pl.Series("r_hat", lin_hat.astype(np.float32))), size_group)
     return RollingRun(
         windows=windows,
         result=result,
@@ -128,6 +142,7 @@ def run_rolling(
         predictions=predictions,
         test_rows=np.flatnonzero(rows),
         r2=r2,
+        linear_r2=linear_r2,
         size_group=size_group,
         diverged=np.asarray(result.diverged),
         seconds={"train": t_train, "total": time.perf_counter() - t0},

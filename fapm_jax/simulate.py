@@ -76,7 +76,7 @@ class SimConfig:
     """
 
     n_stocks: int = 200
-    n_chars: int = 40
+    n_chars: int = 30
     first_month: int = 195701
     last_month: int = 201612
     exit_rate: float = 1.0 / 120.0

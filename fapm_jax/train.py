@@ -57,11 +57,16 @@ class TrainConfig:
             quantile of the OLS start's absolute training residuals (GKX use 99.9%).
         huber_delta: a fixed Huber threshold, overriding ``huber_quantile``.
         seed: the root of every random draw (``V`` and mini-batch order).
+        linear_lr_scale: multiplier of the learning rate of the linear part ``(w0, w)``.
+            The linear part starts at its OLS optimum and its coefficients are an order of
+            magnitude smaller than the latent vectors ``v_i``; Adam moves every parameter by
+            about ``learning_rate`` per step whatever its scale, so a full-size step knocks
+            the OLS start off its optimum. 1.0 treats all parameters alike.
     """
 
-    rank: int = 8
-    learning_rate: float = 3e-3
-    epochs: int = 200
+    rank: int = 4
+    learning_rate: float = 1e-3
+    epochs: int = 100
     batch_size: int | None = None
     init_scale: float = 0.01
     optimizer: str = "adam"
@@ -69,6 +74,7 @@ class TrainConfig:
     huber_quantile: float = 0.999
     huber_delta: float | None = None
     seed: int = 0
+    linear_lr_scale: float = 0.1
 
     def __post_init__(self):
         def bad(name, why):
@@ -92,6 +98,8 @@ class TrainConfig:
             bad("huber_quantile", "must lie in [0.5, 1)")
         if self.huber_delta is not None and not self.huber_delta > 0:
             bad("huber_delta", "must be positive")
+        if not (self.linear_lr_scale >= 0 and math.isfinite(self.linear_lr_scale)):
+            bad("linear_lr_scale", "must be a non-negative finite number")
 
 
 class Hyper(NamedTuple):
@@ -307,6 +315,9 @@ def train_epochs(
             mb = (slot_ok & (train_mask[idx] > 0)).astype(dtype)
         loss, grads = grad_fn(params, Xb, rb, mb, state.huber_delta, config.loss)
         updates, new_opt = tx.update(grads, opt_state, params)
+        if config.linear_lr_scale != 1.0:
+            c = jnp.asarray(config.linear_lr_scale, dtype)
+            updates = eqx.tree_at(lambda u: (u.w0, u.w), updates, (updates.w0 * c, updates.w * c))
         new_params = with_rank_mask(optax.apply_updates(params, updates), rank_mask)
         has_rows = jnp.sum(mb) > 0
         finite = jnp.isfinite(loss) & _all_finite(new_params)
@@ -419,6 +430,7 @@ def fit_windows(
     tm = jnp.asarray(train_masks, X.dtype)
     vm = jnp.asarray(valid_masks, X.dtype)
     _check_masks(np.asarray(train_masks), np.asarray(valid_masks))
+    _check_finite(X, r)
     if hyper is None:
         hyper = jax.tree_util.tree_map(lambda a: a[None], hyper_from_config(config))
     n_batches = n_batches_for(config, np.asarray(train_masks))
@@ -482,6 +494,16 @@ def fit_window(
         X, jnp.asarray(r, X.dtype), jnp.asarray(train_mask, X.dtype), jnp.asarray(valid_mask, X.dtype),
         hyper, key, config=config, n_batches=n_batches,
     )
+
+
+def _check_finite(X: Array, r: Array) -> None:
+    """Reject NaN/inf inputs: a masked-out row still enters ``mask * resid²`` as NaN."""
+    if not bool(jnp.all(jnp.isfinite(X))):
+        row, col = np.argwhere(~np.isfinite(np.asarray(X)))[0]
+        raise ConfigError(f"data: non-finite factor value at row {row}, column {col}")
+    if not bool(jnp.all(jnp.isfinite(r))):
+        row = int(np.flatnonzero(~np.isfinite(np.asarray(r)))[0])
+        raise ConfigError(f"data: non-finite return at row {row}")
 
 
 def _check_masks(train_masks: np.ndarray, valid_masks: np.ndarray) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks of fapm-jax: run ``python -m benchmarks`` (see ``--help``)."""

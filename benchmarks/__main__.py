@@ -1,0 +1,42 @@
+"""``python -m benchmarks``: run the benchmark suite and write ``benchmarks/results/``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import polars as pl
+
+from fapm_jax.io import write_frame, write_text
+from fapm_jax.report import md_table
+
+from . import vmap_vs_loop
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--stocks", type=int, default=100, help="simulated stocks per month")
+    p.add_argument("--chars", type=int, default=30, help="simulated characteristics (+8 macro)")
+    p.add_argument("--rank", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--windows", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    a = p.parse_args()
+    rows = vmap_vs_loop.run(a.stocks, a.chars, a.rank, a.epochs, a.windows, a.batch_size)
+    frame = pl.DataFrame(rows)
+    out = Path(a.out)
+    write_frame(out / "vmap_vs_loop.csv", frame)
+    table = md_table(
+        ["method", "rows", "factors", "rank", "windows", "epochs", "first call (s)", "steady (s)",
+         "train rows/s"],
+        [[r["method"], f"{r['rows']:,}", r["factors"], r["rank"], r["windows"], r["epochs"],
+          f"{r['first_call_s']:.2f}", f"{r['steady_s']:.2f}", f"{r['train_rows_per_s']:,.0f}"] for r in rows],
+    )
+    text = f"{table}\n\nloop / vmap time (steady state): **{rows[0]['loop_over_vmap']:.2f}x**\n"
+    write_text(out / "vmap_vs_loop.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

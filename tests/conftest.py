@@ -1,0 +1,84 @@
+"""Shared fixtures for the core-module tests (model, losses, linear, windows, panel, train).
+
+* ``x64``: run one test in float64 through the ``jax.enable_x64`` context manager, so the
+  setting is restored afterwards and cannot leak into other tests (the fixture checks this).
+* ``synth``: a small synthetic stock panel (float32 ``X``/``r``, years 2000–2006) with the
+  masks of a 3-window :class:`~fapm_jax.windows.WindowSpec` that it covers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from fapm_jax.windows import Window, WindowSpec, rolling_windows, window_masks
+
+
+@contextlib.contextmanager
+def float64():
+    """Enable JAX float64 inside the block only; the previous setting is restored on exit."""
+    with jax.enable_x64(True):
+        assert jax.config.jax_enable_x64
+        yield
+
+
+@pytest.fixture
+def x64():
+    was = bool(jax.config.jax_enable_x64)
+    with float64():
+        yield
+    assert bool(jax.config.jax_enable_x64) == was, "x64 mode leaked out of the fixture"
+
+
+# The small rolling scheme the synthetic panel covers:
+#   window 0: train 2000-2001 / valid 2002-2003 / test 2004
+#   window 1: train 2000-2002 / valid 2003-2004 / test 2005
+#   window 2: train 2000-2003 / valid 2004-2005 / test 2006
+SMALL_SPEC = WindowSpec(first_year=2000, valid_years=2, first_test_year=2004, n_windows=3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Synthetic:
+    X: np.ndarray  # [N, n] float32, uniform in [-1, 1]
+    r: np.ndarray  # [N] float32
+    years: np.ndarray  # [N] int, sorted
+    spec: WindowSpec
+    windows: list[Window]
+    train: np.ndarray  # [W, N] bool
+    valid: np.ndarray  # [W, N] bool
+    test: np.ndarray  # [W, N] bool
+
+
+def make_synthetic(seed: int = 0, n_rows: int = 2400, n_features: int = 5) -> Synthetic:
+    """Returns = small linear signal + one pairwise interaction + noise."""
+    rng = np.random.default_rng(seed)
+    years = np.sort(rng.integers(2000, 2007, n_rows))
+    X = rng.uniform(-1.0, 1.0, (n_rows, n_features))
+    r = (
+        0.05 * X[:, 0]
+        - 0.03 * X[:, 1]
+        + 0.15 * X[:, 2] * X[:, 3]
+        - 0.08 * X[:, 1] * X[:, 4]
+        + 0.1 * rng.standard_normal(n_rows)
+    )
+    windows = rolling_windows(SMALL_SPEC)
+    train, valid, test = window_masks(years, windows)
+    return Synthetic(
+        X=X.astype(np.float32),
+        r=r.astype(np.float32),
+        years=years,
+        spec=SMALL_SPEC,
+        windows=windows,
+        train=train,
+        valid=valid,
+        test=test,
+    )
+
+
+@pytest.fixture(scope="session")
+def synth() -> Synthetic:
+    return make_synthetic()
