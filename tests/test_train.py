@@ -89,14 +89,19 @@ def full(synth):
     return _fit(synth, CFG)
 
 
-@pytest.fixture(scope="module")
-def full_loop(synth):
+def _loop(synth, config):
+    """The reference: a plain Python loop over windows, one ``fit_window`` call each."""
     return [
         jax.block_until_ready(
-            fit_window(synth.X, synth.r, synth.train[w], synth.valid[w], CFG, window=w, n_windows=W)
+            fit_window(synth.X, synth.r, synth.train[w], synth.valid[w], config, window=w, n_windows=W)
         )
         for w in range(W)
     ]
+
+
+@pytest.fixture(scope="module")
+def full_loop(synth):
+    return _loop(synth, CFG)
 
 
 def _counting(fn, counts, name):
@@ -221,12 +226,7 @@ def outlier(synth):
 
 @pytest.fixture(scope="module")
 def huber_loop(synth):
-    return [
-        jax.block_until_ready(
-            fit_window(synth.X, synth.r, synth.train[w], synth.valid[w], CFG_H, window=w, n_windows=W)
-        )
-        for w in range(W)
-    ]
+    return _loop(synth, CFG_H)
 
 
 # ----------------------------------------------------------------------------- (a) vmap == loop
