@@ -18,6 +18,7 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import equinox as eqx
@@ -27,6 +28,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from .checkpoint import fingerprint, load_state, save_state
 from .linear import fit_ols
 from .losses import masked_huber_ratio, masked_sse_ratio
 from .model import FAPMParams, init_params, predict, with_rank_mask
@@ -416,6 +418,7 @@ def fit_windows(
     hyper: Hyper | None = None,
     epochs_per_call: int | None = None,
     progress: Callable[[int, int, TrainState], None] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> TrainResult:
     """Train every window (and every sweep setting) in one compiled program.
 
@@ -424,6 +427,10 @@ def fit_windows(
     :class:`Hyper` of ``S`` settings (see :func:`sweep_grid`); by default the single setting of
     ``config``. ``epochs_per_call`` splits the epochs into equal chunks of the same compiled
     program, so that ``progress(epochs_done, epochs_total, state)`` can report between them.
+
+    ``checkpoint``: a file where the state is saved (atomically) after every chunk; a later
+    call with the same data, masks, configuration and settings resumes from it and gives the
+    same result as an uninterrupted run. It is removed when training completes.
     """
     X = jnp.asarray(X)
     r = jnp.asarray(r, X.dtype)
@@ -438,14 +445,25 @@ def fit_windows(
     linear_valid_r2 = state.best_valid_r2
     chunk = config.epochs if not epochs_per_call else min(epochs_per_call, config.epochs)
     done = 0
+    if checkpoint is not None:
+        fp = _fingerprint(X, r, train_masks, valid_masks, config, hyper)
+        resumed = load_state(checkpoint, (state, linear_valid_r2), fingerprint=fp)
+        if resumed is not None:
+            (state, linear_valid_r2), done = resumed
+            if progress is not None:
+                progress(done, config.epochs, state)
     while done < config.epochs:
         n = min(chunk, config.epochs - done)
         state = _epochs_all(
             state, X, r, tm, vm, hyper, config=config, n_epochs=n, n_batches=n_batches
         )
         done += n
+        if checkpoint is not None and done < config.epochs:
+            save_state(checkpoint, (state, linear_valid_r2), fingerprint=fp, epochs_done=done)
         if progress is not None:
             progress(done, config.epochs, state)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
     return TrainResult(
         params=state.best_params,
         best_valid_r2=state.best_valid_r2,
@@ -493,6 +511,16 @@ def fit_window(
     return _fit_one(
         X, jnp.asarray(r, X.dtype), jnp.asarray(train_mask, X.dtype), jnp.asarray(valid_mask, X.dtype),
         hyper, key, config=config, n_batches=n_batches,
+    )
+
+
+def _fingerprint(X, r, train_masks, valid_masks, config, hyper) -> str:
+    """What a checkpoint must match: data (shape and checksums), masks, configuration and
+    settings. Checksums instead of all bytes keep this cheap for GKX-scale panels."""
+    stats = np.asarray(jnp.stack([jnp.sum(X), jnp.sum(X * X), jnp.sum(r), jnp.sum(r * r)]))
+    return fingerprint(
+        X.shape, str(X.dtype), stats, np.asarray(train_masks, bool), np.asarray(valid_masks, bool),
+        dataclasses.asdict(config), *jax.tree_util.tree_leaves(hyper),
     )
 
 
