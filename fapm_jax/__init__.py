@@ -7,6 +7,7 @@ characteristics and macro predictors, pricing every pairwise factor interaction 
 
 __version__ = "0.1.0"
 
+from .french import french_factors, french_panel
 from .linear import fit_ols
 from .losses import huber, huber_r2_loss, r2_loss, r2_score
 from .macro import MACRO_NAMES, load_welch_goyal, macro_panel
@@ -43,6 +44,8 @@ __all__ = [
     "WindowSpec",
     "fit_ols",
     "fit_window",
+    "french_factors",
+    "french_panel",
     "fit_windows",
     "huber",
     "huber_r2_loss",
