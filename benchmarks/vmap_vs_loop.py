@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 import jax
-import numpy as np
 
 from fapm_jax import SimConfig, TrainConfig, WindowSpec, fit_window, fit_windows, simulate_panel
 from fapm_jax.train import n_batches_for

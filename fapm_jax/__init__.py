@@ -7,13 +7,16 @@ characteristics and macro predictors, pricing every pairwise factor interaction 
 
 __version__ = "0.1.0"
 
+from .covariates import gkx_covariate_names, gkx_covariates
 from .french import french_factors, french_panel
+from .gkx import DataError, load_characteristics, load_returns, scan_characteristics
 from .linear import fit_ols
 from .losses import huber, huber_r2_loss, r2_loss, r2_score
 from .macro import MACRO_NAMES, load_welch_goyal, macro_panel
 from .metrics import r2_by_year, r2_oos, r2_summary, r2_table
 from .model import FAPMParams, init_params, interaction_matrix, predict
 from .panel import Panel, PanelError
+from .preprocess import build_gkx_panel
 from .rolling import RollingRun, predict_test_rows, run_rolling
 from .simulate import SimConfig, SimTruth, simulate_panel
 from .train import (
@@ -29,6 +32,7 @@ from .windows import Window, WindowError, WindowSpec, rolling_windows, window_ma
 
 __all__ = [
     "ConfigError",
+    "DataError",
     "FAPMParams",
     "Hyper",
     "MACRO_NAMES",
@@ -39,6 +43,7 @@ __all__ = [
     "SimTruth",
     "TrainConfig",
     "TrainResult",
+    "build_gkx_panel",
     "Window",
     "WindowError",
     "WindowSpec",
@@ -46,11 +51,15 @@ __all__ = [
     "fit_window",
     "french_factors",
     "french_panel",
+    "gkx_covariate_names",
+    "gkx_covariates",
     "fit_windows",
     "huber",
     "huber_r2_loss",
     "init_params",
     "interaction_matrix",
+    "load_characteristics",
+    "load_returns",
     "load_welch_goyal",
     "macro_panel",
     "predict",
@@ -63,6 +72,7 @@ __all__ = [
     "r2_table",
     "rolling_windows",
     "run_rolling",
+    "scan_characteristics",
     "simulate_panel",
     "sweep_grid",
     "window_masks",

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import __version__
 
-DATA_SOURCES = ("sim",)
+DATA_SOURCES = ("sim", "french", "gkx")
 
 
 class CLIError(Exception):
@@ -51,12 +51,27 @@ def _add_common(p: argparse.ArgumentParser, default_out: str) -> None:
     sim, tc, ws = SimConfig(), TrainConfig(), WindowSpec()
     g = p.add_argument_group("data")
     g.add_argument("--data", choices=DATA_SOURCES, default="sim",
-                   help="data source: 'sim' = the embedded simulated GKX-style panel (default)")
+                   help="'sim': the embedded simulated GKX-style panel (default); 'french': the 30 "
+                        "Ken French portfolios with real macro predictors; 'gkx': your GKX "
+                        "characteristics and CRSP returns (--chars, --returns)")
     g.add_argument("--stocks", type=_positive_int, default=sim.n_stocks,
-                   help=f"simulated stocks per month (default {sim.n_stocks})")
-    g.add_argument("--chars", type=_positive_int, default=sim.n_chars,
-                   help=f"simulated characteristics (default {sim.n_chars}; 8 macro predictors are added)")
-    g.add_argument("--data-seed", type=int, default=sim.seed, help="seed of the simulated panel")
+                   help=f"sim: stocks per month (default {sim.n_stocks})")
+    g.add_argument("--n-chars", type=_positive_int, default=sim.n_chars,
+                   help=f"sim: characteristics (default {sim.n_chars}; 8 macro predictors are added)")
+    g.add_argument("--data-seed", type=int, default=sim.seed, help="sim: seed of the simulated panel")
+    g.add_argument("--chars", metavar="PATH", default=None,
+                   help="gkx: the GKX characteristics file (datashare.csv or a parquet copy)")
+    g.add_argument("--returns", metavar="PATH", default=None,
+                   help="gkx: CRSP monthly returns (csv or parquet: permno, date, ret[, prc, shrout])")
+    g.add_argument("--macro", metavar="PATH", default=None,
+                   help="gkx: Welch-Goyal predictor data, workbook (sheet Monthly) or csv "
+                        "(default: the 2022 copy shipped with the package)")
+    g.add_argument("--macro-transform", choices=("rank", "zscore", "raw"), default="rank",
+                   help="scale of the macro predictors, without look-ahead (default: rank)")
+    g.add_argument("--sic2", action="store_true", help="gkx: add SIC2 one-hot dummies as factors")
+    g.add_argument("--cache", metavar="DIR", default=None,
+                   help="gkx: folder of the preprocessed-panel parquet cache "
+                        "(default: ~/.cache/fapm-jax; 'none' disables it)")
     g.add_argument("--factors", default=None,
                    help="comma-separated factor names to train on (default: all)")
     t = p.add_argument_group("training")
@@ -111,20 +126,42 @@ def _log(args, msg: str) -> None:
 
 def load_data(args):
     """The panel (and, for simulated data, its truth) selected by the command line."""
-    from .simulate import SimConfig, simulate_panel
+    truth = None
+    try:
+        if args.data == "sim":
+            from .simulate import SimConfig, simulate_panel
 
-    if args.data == "sim":
-        try:
-            cfg = SimConfig(n_stocks=args.stocks, n_chars=args.chars, seed=args.data_seed)
-        except ValueError as e:
-            raise CLIError(str(e))
-        panel, truth = simulate_panel(cfg)
-    else:  # pragma: no cover - argparse restricts the choices
-        raise CLIError(f"unknown data source {args.data!r}")
+            panel, truth = simulate_panel(
+                SimConfig(n_stocks=args.stocks, n_chars=args.n_chars, seed=args.data_seed)
+            )
+        elif args.data == "french":
+            from .french import french_panel
+
+            panel = french_panel(macro_transform=args.macro_transform)
+        else:
+            panel = _load_gkx(args)
+    except ValueError as e:  # every loader's errors are ValueError subclasses with one line
+        raise CLIError(str(e).splitlines()[0])
     if args.factors:
         names = [f.strip() for f in args.factors.split(",") if f.strip()]
         panel = panel.select_features(names)
     return panel, truth
+
+
+def _load_gkx(args):
+    from .preprocess import build_gkx_panel
+
+    missing = [opt for opt, v in (("--chars", args.chars), ("--returns", args.returns)) if not v]
+    if missing:
+        raise CLIError(f"--data gkx needs {' and '.join(missing)} PATH")
+    for opt, path in (("--chars", args.chars), ("--returns", args.returns), ("--macro", args.macro)):
+        if path and not Path(path).is_file():
+            raise CLIError(f"{opt} {path}: no such file")
+    cache = args.cache if args.cache is not None else str(Path.home() / ".cache" / "fapm-jax")
+    return build_gkx_panel(
+        args.chars, args.returns, args.macro, sic2_dummies=args.sic2,
+        macro_transform=args.macro_transform, cache_dir=None if cache == "none" else cache,
+    )
 
 
 def configs(args):
@@ -164,9 +201,15 @@ def execute(args):
     _log(args, f"fapm: {panel.name} panel, {panel.n_rows:,} stock-months x {panel.n_features} factors; "
                f"{spec.n_windows} windows, rank {train.rank}, {train.epochs} epochs, lr {train.learning_rate}")
     chunk = max(1, train.epochs // 10)
+    size_group = args.size_group
+    if size_group is None and args.data == "french":
+        from .french import FRENCH_SIZE_GROUP
+
+        size_group = FRENCH_SIZE_GROUP  # top/bottom = exactly the S5 / S1 portfolios
     run = run_rolling(
-        panel, train, spec, size_group=args.size_group,
+        panel, train, spec, size_group=size_group,
         progress=None if args.quiet else _progress(args, t0), epochs_per_call=chunk,
+        checkpoint=out / ".checkpoint.npz",  # an interrupted run resumes where it stopped
     )
     write_frame(out / "predictions.parquet", run.predictions.select("permno", "month", "r", "r_hat"))
     write_frame(out / "r2_oos.csv", run.r2)
@@ -213,6 +256,17 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _size_note(args, n: int) -> str:
+    if args.data == "french":
+        return (
+            f"Top/bottom = the {n} S5 / S1 portfolios (the panel's size proxy). On these 30 "
+            "portfolios the macro predictors are common to all assets each month, so their "
+            "linear part is a time-series regression on a few hundred months and forecasts badly "
+            "out of sample (Welch and Goyal's finding); FAPM starts from that OLS fit."
+        )
+    return f"Top/bottom = the {n} largest / smallest stocks by market value each month."
+
+
 def cmd_reproduce(args) -> int:
     from .report import (PAPER_TABLE1, interaction_section, oracle_r2, r2_section, table1_figure,
                          training_section, write_report, yearly_figure)
@@ -236,8 +290,8 @@ def cmd_reproduce(args) -> int:
         ("Setup", summary_text(args, run, panel, truth, train, spec).split("\n\n### R²_oos")[0]),
         ("Table 1: monthly out-of-sample R² (%)",
          r2_section(run, oracle=oracle_r2(run, truth) if truth is not None else None)
-         + f"\n\nTop/bottom = the {n} largest / smallest stocks by market value each month. The paper's "
-         "other Table 1 columns (OLS, PLS, …, NN5, FAPM-7) come with the comparison suite.\n\n"
+         + f"\n\n{_size_note(args, n)} The paper's other Table 1 columns (OLS, PLS, …, NN5, "
+         "FAPM-7) come with the comparison suite.\n\n"
          f"![Figure 4]({fig4.name})"),
         ("R²_oos by test year (Algorithm 2)", f"![by year]({figy.name})"),
         ("Largest estimated interactions", interaction_section(run, list(panel.feature_names), truth)),

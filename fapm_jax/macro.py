@@ -1,7 +1,8 @@
 """The eight Welch–Goyal macro predictors of Gu, Kelly and Xiu (2020) (paper section 3.1).
 
 Built from the monthly sheet of the Welch and Goyal (2008) predictor data, a copy of which
-(the 2022 update) ships in ``fapm_jax/data/welch_goyal_monthly.csv``:
+(the 2022 update) ships in ``fapm_jax/data/welch_goyal_monthly.csv``; Goyal's published
+workbook (``.xlsx``, sheet ``Monthly``) is read as well:
 
 ``dp = ln D12 − ln Index``, ``ep_macro = ln E12 − ln Index``, ``bm_macro = b/m``, ``ntis``, ``tbl``,
 ``tms = lty − tbl``, ``dfy = BAA − AAA``, ``svar``; and ``rf = Rfree`` (monthly risk-free return).
@@ -31,27 +32,45 @@ def welch_goyal_path() -> Path:
     return Path(str(resources.files("fapm_jax") / "data" / "welch_goyal_monthly.csv"))
 
 
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls")
+_NULL_TOKENS = ("", "NaN", "NA", "nan", "NAN", ".")
+
+
 def load_welch_goyal(path: str | Path | None = None) -> pl.DataFrame:
     """The eight macro predictors and ``rf`` by ``month`` (``YYYYMM``), from the raw sheet.
 
-    Months in which any input of a predictor is missing keep a null in that predictor.
+    ``path`` is the monthly CSV (the default: the copy shipped with the package) or Amit
+    Goyal's published workbook (``.xlsx``, read from its sheet ``Monthly`` by polars' calamine
+    engine, the ``fastexcel`` package). Only the columns of the definitions above are read;
+    cells ``NaN``/``NA``/empty are missing, and numbers stored as text (``"1,234.5"``) are read
+    as numbers. Months in which any input of a predictor is missing keep a null in that
+    predictor.
     """
     path = Path(path) if path is not None else welch_goyal_path()
     if not path.exists():
         raise MacroDataError(f"Welch-Goyal data: no file at {path}")
-    try:
-        raw = pl.read_csv(path, null_values=["NaN", "NA", ""], infer_schema_length=None)
-    except pl.exceptions.PolarsError as e:  # pragma: no cover - message passthrough
-        raise MacroDataError(f"Welch-Goyal data {path}: cannot parse ({str(e).splitlines()[0]})")
+    if path.suffix.lower() in WORKBOOK_SUFFIXES:
+        raw = _read_workbook(path)
+    else:
+        try:
+            raw = pl.read_csv(path, null_values=list(_NULL_TOKENS), infer_schema_length=None)
+        except pl.exceptions.PolarsError as e:  # pragma: no cover - message passthrough
+            raise MacroDataError(f"Welch-Goyal data {path}: cannot parse ({str(e).splitlines()[0]})")
     missing = [c for c in _RAW_COLUMNS if c not in raw.columns]
     if missing:
         raise MacroDataError(f"Welch-Goyal data {path}: missing column(s) {', '.join(missing)}")
-    bad_type = [c for c in _RAW_COLUMNS[1:] if not raw.schema[c].is_numeric()]
-    if bad_type:
-        raise MacroDataError(
-            f"Welch-Goyal data {path}: non-numeric values in column(s) {', '.join(bad_type)}"
-        )
+    raw = _numeric_columns(raw.select(_RAW_COLUMNS), path)
     month = raw["yyyymm"]
+    if month.is_null().any():
+        row = int(month.is_null().arg_max()) + 1
+        raise MacroDataError(f"Welch-Goyal data {path}: column 'yyyymm': missing month in row {row}")
+    mm = month % 100
+    bad = (mm < 1) | (mm > 12) | (month < 100000) | (month > 999912)
+    if bad.any():
+        row = int(bad.arg_max())
+        raise MacroDataError(
+            f"Welch-Goyal data {path}: column 'yyyymm': {month[row]} in row {row + 1} is not a YYYYMM month"
+        )
     if month.is_duplicated().any():
         dup = month.filter(month.is_duplicated())[0]
         raise MacroDataError(f"Welch-Goyal data {path}: duplicate month {dup}")
@@ -68,6 +87,66 @@ def load_welch_goyal(path: str | Path | None = None) -> pl.DataFrame:
         c("svar"),
         c("Rfree").alias("rf"),
     ).sort("month")
+
+
+def _read_workbook(path: Path) -> pl.DataFrame:
+    """The sheet ``Monthly`` of the published Welch–Goyal workbook, every column as read."""
+    try:
+        import fastexcel
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise MacroDataError(f"Welch-Goyal data {path}: reading a workbook needs the 'fastexcel' package")
+    try:
+        sheets = fastexcel.read_excel(path).sheet_names
+    except Exception as e:  # fastexcel's own error types
+        raise MacroDataError(f"Welch-Goyal data {path}: cannot open workbook ({_first_line(e)})")
+    if "Monthly" not in sheets:
+        raise MacroDataError(
+            f"Welch-Goyal data {path}: no sheet 'Monthly' (sheets: {', '.join(sheets) or 'none'})"
+        )
+    try:
+        raw = pl.read_excel(path, sheet_name="Monthly", engine="calamine",
+                            infer_schema_length=None)
+    except Exception as e:
+        raise MacroDataError(f"Welch-Goyal data {path}: cannot read sheet 'Monthly' ({_first_line(e)})")
+    return raw.rename({c: str(c).strip() for c in raw.columns})
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _numeric_columns(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """Every column as Float64 (``yyyymm`` as Int64): text cells that are missing tokens become
+    null, other text must be a number; anything else names the column and first row."""
+    out = []
+    for name in raw.columns:
+        s = raw[name]
+        if s.dtype == pl.String:
+            t = s.str.strip_chars().str.replace_all(",", "")
+            t = pl.select(pl.when(t.is_in(list(_NULL_TOKENS))).then(None).otherwise(t)).to_series()
+            num = t.cast(pl.Float64, strict=False)
+            bad = t.is_not_null() & num.is_null()
+        elif s.dtype.is_numeric() or s.dtype == pl.Null:
+            num, bad = s.cast(pl.Float64), None
+        else:
+            num, bad = None, s.is_not_null()
+        if bad is not None and bad.any():
+            row = int(bad.arg_max())
+            raise MacroDataError(
+                f"Welch-Goyal data {path}: column '{name}': non-numeric value {s[row]!r} in row {row + 1}"
+            )
+        num = num.fill_nan(None)
+        if name == "yyyymm":
+            frac = num.is_not_null() & (num != num.round())
+            if frac.any():
+                row = int(frac.arg_max())
+                raise MacroDataError(
+                    f"Welch-Goyal data {path}: column 'yyyymm': {s[row]!r} in row {row + 1} is not a YYYYMM month"
+                )
+            num = num.cast(pl.Int64)
+        out.append(num.alias(name))
+    return pl.DataFrame(out)
 
 
 MACRO_TRANSFORMS = ("rank", "zscore", "raw")
@@ -123,15 +202,18 @@ def macro_panel(
     first_month: int,
     last_month: int,
     *,
-    path: str | Path | None = None,
+    path: str | Path | pl.DataFrame | None = None,
     transform: str = "rank",
 ) -> pl.DataFrame:
     """Macro predictors (and ``rf``) for every month in ``[first_month, last_month]``,
     transformed by :func:`transform_expanding` (``transform``).
 
+    ``path`` is a file for :func:`load_welch_goyal` (``None``: the shipped CSV) or a frame it
+    returned (so a caller that also needs ``rf`` reads the file once).
+
     Raises :class:`MacroDataError` naming the first month and predictor that is missing.
     """
-    frame = load_welch_goyal(path)
+    frame = path if isinstance(path, pl.DataFrame) else load_welch_goyal(path)
     frame = transform_expanding(frame, transform)
     frame = frame.filter(pl.col("month").is_between(first_month, last_month))
     want = _months_between(first_month, last_month)

@@ -9,7 +9,7 @@ import pytest
 
 from fapm_jax.cli import main
 
-TINY = ["--stocks", "12", "--chars", "6", "--epochs", "3", "--rank", "2", "--windows", "2",
+TINY = ["--stocks", "12", "--n-chars", "6", "--epochs", "3", "--rank", "2", "--windows", "2",
         "--first-test-year", "2010", "--quiet"]
 
 
@@ -83,3 +83,75 @@ def test_console_error_has_no_traceback():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "--epochs" in proc.stderr
+
+
+def test_run_on_the_french_panel(tmp_path):
+    args = ["--data", "french", "--epochs", "2", "--rank", "2", "--windows", "2",
+            "--first-test-year", "2010", "--quiet", "--out", str(tmp_path)]
+    assert main(["run", *args]) == 0
+    pred = pl.read_parquet(tmp_path / "predictions.parquet")
+    assert pred.height == 30 * 24 and set(pred["permno"].to_list()) == set(range(1, 31))
+    r2 = pl.read_csv(tmp_path / "r2_oos.csv")
+    assert {"top-6", "bottom-6"} <= set(r2["sample"].to_list())  # the S5 / S1 portfolios
+
+
+def test_gkx_needs_its_files(tmp_path, capsys):
+    assert main(["run", "--data", "gkx", "--quiet", "--out", str(tmp_path)]) == 2
+    assert "--data gkx needs --chars and --returns PATH" in capsys.readouterr().err
+    assert main(["run", "--data", "gkx", "--chars", str(tmp_path / "no.csv"), "--returns",
+                 str(tmp_path / "no.csv"), "--quiet", "--out", str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def _write_gkx_files(folder, n_stocks=25, first_year=2000, last_year=2012, seed=0):
+    """Tiny files in the exact formats: datashare.csv (DATE first) and a CRSP CSV with
+    upper-case names and a letter code in RET."""
+    rng = np.random.default_rng(seed)
+    months = [y * 100 + m for y in range(first_year, last_year + 1) for m in range(1, 13)]
+    month_end = {m: m * 100 + 28 for m in months}
+    chars = ["mvel1", "bm", "mom12m", "mom1m"]
+    lines_c = ["DATE,permno," + ",".join(chars) + ",sic2"]
+    lines_r = ["PERMNO,date,RET,PRC,SHROUT"]
+    for m in months:
+        for p in range(10001, 10001 + n_stocks):
+            vals = [f"{rng.lognormal(5, 1):.3f}"] + [
+                "" if rng.random() < 0.1 else f"{rng.normal():.4f}" for _ in chars[1:]
+            ]
+            lines_c.append(f"{month_end[m]},{p}," + ",".join(vals) + f",{p % 7 + 10}")
+            ret = "C" if rng.random() < 0.01 else f"{rng.normal(0.01, 0.1):.5f}"
+            lines_r.append(f"{p},{month_end[m]},{ret},{-rng.uniform(5, 50):.2f},{rng.integers(1000, 9000)}")
+    (folder / "datashare.csv").write_text("\n".join(lines_c) + "\n")
+    (folder / "crsp.csv").write_text("\n".join(lines_r) + "\n")
+    return folder / "datashare.csv", folder / "crsp.csv"
+
+
+def test_run_on_user_gkx_files(tmp_path):
+    chars, rets = _write_gkx_files(tmp_path)
+    out = tmp_path / "out"
+    args = ["--data", "gkx", "--chars", str(chars), "--returns", str(rets), "--sic2",
+            "--first-year", "2000", "--valid-years", "3", "--first-test-year", "2010",
+            "--windows", "2", "--epochs", "2", "--rank", "2", "--cache", str(tmp_path / "cache"),
+            "--quiet", "--out", str(out)]
+    assert main(["run", *args]) == 0
+    pred = pl.read_parquet(out / "predictions.parquet")
+    assert sorted(set((pred["month"] // 100).to_list())) == [2010, 2011]
+    params = np.load(out / "params.npz")
+    names = list(params["feature_names"])
+    assert names[:4] == ["mvel1", "mom1m", "mom12m", "bm"] and "bm_macro" in names  # GKX header order
+    assert any(n.startswith("sic2_") for n in names)
+    assert list((tmp_path / "cache").iterdir())  # the preprocessed panel was cached
+
+
+def test_bad_user_file_is_one_line(tmp_path, capsys):
+    chars, rets = _write_gkx_files(tmp_path, n_stocks=12, first_year=2005, last_year=2007)
+    text = chars.read_text().splitlines()
+    cells = text[5].split(",")  # data row 5: DATE, permno, mvel1, bm, ...
+    cells[3] = "abc"  # a non-numeric value of bm
+    text[5] = ",".join(cells)
+    chars.write_text("\n".join(text) + "\n")
+    out = tmp_path / "out"
+    assert main(["run", "--data", "gkx", "--chars", str(chars), "--returns", str(rets),
+                 "--cache", "none", "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "datashare.csv" in err and "column 'bm'" in err and "row 5" in err
+    assert not out.exists()  # nothing written

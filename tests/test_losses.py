@@ -14,7 +14,7 @@ from fapm_jax.losses import (
     r2_loss,
     r2_score,
 )
-from fapm_jax.model import FAPMParams, predict
+from fapm_jax.model import FAPMParams
 
 N, NF = 40, 4
 

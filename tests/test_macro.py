@@ -82,3 +82,86 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         macro_panel(187101, 187112)  # the predictors start decades later
     with pytest.raises(MacroDataError, match="transform"):
         macro_panel(195701, 195712, transform="log")
+
+
+# --------------------------------------------------------------------------- the published workbook
+
+
+def _write_workbook(path, rows, sheet="Monthly", extra_sheet_first=True):
+    """An .xlsx like Goyal's: an Annual sheet first, then ``sheet`` with the monthly rows.
+    Numbers are written as numbers; ``NaN`` stays the text cell it is in the published file."""
+    import openpyxl  # a dev dependency, only to write the workbook
+
+    wb = openpyxl.Workbook()
+    if extra_sheet_first:
+        wb.active.title = "Annual"
+        wb.active.append(["yyyy", "Index"])
+        wb.active.append([1957, 39.99])
+        ws = wb.create_sheet(sheet)
+    else:
+        ws = wb.active
+        ws.title = sheet
+    header, *data = rows
+    ws.append(header)
+    for row in data:
+        ws.append([c if isinstance(c, str) else c for c in row])
+    wb.save(path)
+    return path
+
+
+def _csv_rows(first: int, last: int) -> list[list]:
+    lines = welch_goyal_path().read_text().splitlines()
+    out = [lines[0].split(",")]
+    for line in lines[1:]:
+        cells = line.split(",")
+        if first <= int(cells[0]) <= last:
+            out.append([int(cells[0])] + [c if c == "NaN" else float(c) for c in cells[1:]])
+    return out
+
+
+def test_workbook_equals_the_csv(tmp_path):
+    rows = _csv_rows(192601, 196012)  # b/m and ntis start inside this span: NaN cells
+    xlsx = _write_workbook(tmp_path / "PredictorData.xlsx", rows)
+    csv = tmp_path / "subset.csv"
+    csv.write_text("\n".join(",".join(str(c) for c in r) for r in rows) + "\n")
+    from_xlsx, from_csv = load_welch_goyal(xlsx), load_welch_goyal(csv)
+    assert from_xlsx.height == 35 * 12
+    assert from_xlsx.schema == from_csv.schema
+    # Same numbers through both readers: exact (both are float64 parses of the same values).
+    assert from_xlsx.equals(from_csv)
+    # And one cell by hand: 1957-01, dp = ln D12 − ln Index.
+    raw = _raw_row(195701)
+    got = from_xlsx.filter(pl.col("month") == 195701).row(0, named=True)
+    assert got["dp"] == pytest.approx(math.log(raw["D12"]) - math.log(raw["Index"]), abs=1e-12)
+    assert got["rf"] == pytest.approx(raw["Rfree"], abs=1e-15)
+    # The NaN text cells of the sheet are missing values, as the CSV's NaN are (ntis starts 1926-12).
+    assert from_xlsx.filter(pl.col("month") == 192601)["ntis"].to_list() == [None]
+
+
+def test_workbook_feeds_macro_panel(tmp_path):
+    xlsx = _write_workbook(tmp_path / "wg.xlsx", _csv_rows(187101, 202212), extra_sheet_first=False)
+    a = macro_panel(195701, 196012, path=xlsx)
+    b = macro_panel(195701, 196012)
+    assert a.equals(b)
+
+
+def test_workbook_errors_are_one_line(tmp_path):
+    rows = _csv_rows(195701, 195712)
+    no_sheet = _write_workbook(tmp_path / "nosheet.xlsx", rows, sheet="Data")
+    with pytest.raises(MacroDataError, match=r"nosheet.xlsx: no sheet 'Monthly' \(sheets: Annual, Data\)"):
+        load_welch_goyal(no_sheet)
+    bad = [r[:] for r in rows]
+    bad[3][bad[0].index("tbl")] = "n/a?"
+    path = _write_workbook(tmp_path / "badcell.xlsx", bad)
+    with pytest.raises(MacroDataError) as info:
+        load_welch_goyal(path)
+    msg = str(info.value)
+    assert "\n" not in msg and "badcell.xlsx" in msg and "column 'tbl'" in msg and "row 3" in msg, msg
+    j = rows[0].index("svar")
+    short = _write_workbook(tmp_path / "short.xlsx", [r[:j] + r[j + 1:] for r in rows])
+    with pytest.raises(MacroDataError, match="short.xlsx: missing column"):
+        load_welch_goyal(short)
+    not_xlsx = tmp_path / "broken.xlsx"
+    not_xlsx.write_text("not a workbook")
+    with pytest.raises(MacroDataError, match="cannot open workbook"):
+        load_welch_goyal(not_xlsx)

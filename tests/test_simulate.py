@@ -87,7 +87,7 @@ def test_oracle_r2_is_calibrated():
 
 def test_same_seed_same_panel():
     cfg = SimConfig(n_stocks=20, n_chars=8, first_month=199001, last_month=199112, seed=11)
-    (a, ta), (b, tb) = simulate_panel(cfg), simulate_panel(cfg)
+    (a, _), (b, _) = simulate_panel(cfg), simulate_panel(cfg)
     assert np.array_equal(a.X, b.X) and np.array_equal(a.r, b.r) and np.array_equal(a.permno, b.permno)
     c, _ = simulate_panel(SimConfig(n_stocks=20, n_chars=8, first_month=199001, last_month=199112, seed=12))
     assert not np.array_equal(a.r, c.r)
