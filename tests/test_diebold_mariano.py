@@ -47,7 +47,8 @@ def test_newey_west_lag0_is_plain_se():
 def test_newey_west_hand_lag1():
     x = np.array([1.0, 3.0, 2.0, 6.0])  # mean 3, e = [-2, 0, -1, 3]
     s = (4 + 0 + 1 + 9) + 2 * 0.5 * ((0 * -2) + (-1 * 0) + (3 * -1))  # 14 - 3 = 11
-    assert newey_west_se(x, 1) == pytest.approx(math.sqrt(11) / 4, rel=1e-12)
+    assert s == 11
+    assert newey_west_se(x, 1) == pytest.approx(math.sqrt(s) / 4, rel=1e-12)
 
 
 def test_default_lag():
