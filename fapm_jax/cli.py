@@ -218,22 +218,27 @@ def execute(args):
     return run, panel, truth, train, spec
 
 
-def summary_text(args, run, panel, truth, train, spec) -> str:
-    from .report import md_table, oracle_r2, pct, r2_section, training_section
-
-    oracle = oracle_r2(run, truth) if truth is not None else None
+def setup_text(run, panel, train) -> str:
+    """The run's data, windows, configuration, time and divergences, as a bullet list."""
     cfg = dataclasses.asdict(train)
+    div = run.diverged_windows()
     lines = [
         f"Data: {panel.name}, {panel.n_rows:,} stock-months, {panel.n_features} factors "
         f"({len(panel.macro_names)} macro), months {panel.month.min()}–{panel.month.max()}.",
         f"Windows: {len(run.windows)} ({run.windows[0].label()} … {run.windows[-1].label()}).",
         "Training: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ".",
         f"Time: {run.seconds['train']:.1f} s training (compile included), {run.seconds['total']:.1f} s in all.",
+        f"Diverged windows: {', '.join(map(str, div)) if div else 'none'}.",
     ]
-    div = run.diverged_windows()
-    lines.append(f"Diverged windows: {', '.join(map(str, div)) if div else 'none'}.")
+    return "\n".join(f"- {x}" for x in lines)
+
+
+def summary_text(run, panel, truth, train) -> str:
+    from .report import md_table, oracle_r2, pct, r2_section, training_section
+
+    oracle = oracle_r2(run, truth) if truth is not None else None
     yearly = run.r2.filter(run.r2["sample"] == "year")
-    body = "\n".join(f"- {x}" for x in lines)
+    body = setup_text(run, panel, train)
     body += "\n\n### R²_oos\n\n" + r2_section(run, oracle=oracle)
     body += "\n\n### R²_oos by test year\n\n" + md_table(
         ["year", "R²_oos (%)", "stock-months"],
@@ -248,7 +253,7 @@ def cmd_run(args) -> int:
 
     run, panel, truth, train, spec = execute(args)
     out = Path(args.out)
-    write_report(out / "summary.md", "fapm run", [("Summary", summary_text(args, run, panel, truth, train, spec))])
+    write_report(out / "summary.md", "fapm run", [("Summary", summary_text(run, panel, truth, train))])
     _log(args, f"fapm: R²_oos {100 * run.r2_value('all'):.3f}% (all), "
                f"{100 * run.r2_value(f'top-{run.size_group}'):.3f}% (top-{run.size_group}), "
                f"{100 * run.r2_value(f'bottom-{run.size_group}'):.3f}% (bottom-{run.size_group}); "
@@ -280,16 +285,16 @@ def cmd_reproduce(args) -> int:
         "FAPM (ours)": {k: 100 * run.r2_value(s) for k, s in keys},
         "OLS start (ours)": {k: 100 * lin[s] for k, s in keys},
     }
-    if truth is not None:
-        o = oracle_r2(run, truth)
-        ours["Oracle"] = {"all": 100 * o["all"], "top": 100 * o[f"top-{n}"], "bottom": 100 * o[f"bottom-{n}"]}
+    oracle = oracle_r2(run, truth) if truth is not None else None
+    if oracle is not None:
+        ours["Oracle"] = {k: 100 * oracle[s] for k, s in keys}
     fig4 = table1_figure({**ours, "FAPM (paper)": PAPER_TABLE1["FAPM"]}, out / "figure4_r2_oos.png",
                          f"R²_oos (%), {panel.name} data")
     figy = yearly_figure(run, out / "r2_oos_by_year.png", f"FAPM R²_oos by test year, {panel.name} data")
     sections = [
-        ("Setup", summary_text(args, run, panel, truth, train, spec).split("\n\n### R²_oos")[0]),
+        ("Setup", setup_text(run, panel, train)),
         ("Table 1: monthly out-of-sample R² (%)",
-         r2_section(run, oracle=oracle_r2(run, truth) if truth is not None else None)
+         r2_section(run, oracle=oracle)
          + f"\n\n{_size_note(args, n)} The paper's other Table 1 columns (OLS, PLS, …, NN5, "
          "FAPM-7) come with the comparison suite.\n\n"
          f"![Figure 4]({fig4.name})"),
