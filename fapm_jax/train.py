@@ -31,6 +31,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from .checkpoint import fingerprint, load_state, save_state
 from .linear import fit_ols
 from .losses import masked_huber_ratio, masked_sse_ratio
+from .masked import masked_quantile, shuffled_batches
 from .model import FAPMParams, init_params, predict, with_rank_mask
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
@@ -214,14 +215,6 @@ def _window_loss(params, X, r, mask, huber_delta, loss: str):
     return masked_sse_ratio(r, r_hat, mask)
 
 
-def _masked_quantile(x: Float[Array, " N"], mask: Float[Array, " N"], q: float) -> Float[Array, ""]:
-    """The ``q`` quantile of ``x`` over the rows where ``mask > 0`` (lower interpolation)."""
-    n = jnp.sum(mask > 0)
-    xs = jnp.sort(jnp.where(mask > 0, x, jnp.inf))
-    i = jnp.clip(jnp.floor(q * (n - 1)).astype(jnp.int32), 0, x.shape[0] - 1)
-    return xs[i]
-
-
 def init_state(
     X: Float[Array, "N n"],
     r: Float[Array, " N"],
@@ -247,7 +240,7 @@ def init_state(
     if config.huber_delta is not None:
         delta = jnp.asarray(config.huber_delta, dtype)
     else:
-        delta = _masked_quantile(jnp.abs(r - r_hat_lin), train_mask, config.huber_quantile)
+        delta = masked_quantile(jnp.abs(r - r_hat_lin), train_mask, config.huber_quantile)
     opt_state = make_optimizer(config.optimizer).init(params)
     opt_state.hyperparams["learning_rate"] = hyper.learning_rate.astype(dtype)
     E = config.epochs
@@ -270,17 +263,6 @@ def init_state(
 def _all_finite(tree) -> Bool[Array, ""]:
     leaves = jax.tree_util.tree_leaves(tree)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-
-
-def _batches(key, train_mask, batch_size: int, n_batches: int):
-    """Row indices ``[n_batches, batch_size]`` of a random permutation of the training rows,
-    and a 0/1 mask of which slots hold a real training row (the last batch may be short)."""
-    u = jax.random.uniform(key, train_mask.shape)
-    order = jnp.argsort(jnp.where(train_mask > 0, u, 2.0))
-    total = n_batches * batch_size
-    order = jnp.resize(order, (total,)) if total > order.shape[0] else order[:total]
-    slot_ok = jnp.arange(total) < jnp.sum(train_mask > 0)
-    return order.reshape(n_batches, batch_size), slot_ok.reshape(n_batches, batch_size)
 
 
 def train_epochs(
@@ -334,7 +316,7 @@ def train_epochs(
             batches = None
             length = 1
         else:
-            batches = _batches(k_epoch, train_mask, config.batch_size, n_batches)
+            batches = shuffled_batches(k_epoch, train_mask, config.batch_size, n_batches)
             length = n_batches
         (params, opt_state, ok), _ = jax.lax.scan(
             step, (state.params, state.opt_state, ~state.diverged), batches, length=length

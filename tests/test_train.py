@@ -19,15 +19,14 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from fapm_jax import train as train_mod
+from fapm_jax.masked import masked_quantile, shuffled_batches
 from fapm_jax.train import (
     ConfigError,
     Hyper,
     TrainConfig,
     TrainResult,
-    _batches,
     _check_masks,
     _init_all,
-    _masked_quantile,
     fit_window,
     fit_windows,
     hyper_from_config,
@@ -603,7 +602,7 @@ def test_masked_quantile_matches_numpy_lower():
     rng = np.random.default_rng(0)
     x = rng.normal(size=57).astype(np.float32)
     mask = (rng.uniform(size=57) < 0.6).astype(np.float32)
-    f = jax.jit(_masked_quantile)  # q traced: one compilation for all q
+    f = jax.jit(masked_quantile)  # q traced: one compilation for all q
     for q in (0.5, 0.9, 0.999, 0.0):
         got = float(f(jnp.asarray(x), jnp.asarray(mask), q))
         assert got == np.quantile(x[mask > 0], q, method="lower"), q  # exact: picks an element
@@ -626,7 +625,7 @@ def test_batches_cover_each_training_row_once():
     mask = np.zeros(N, np.float32)
     train_rows = np.array([0, 2, 3, 5, 8, 9, 10, 13, 14, 15, 17, 18, 20, 21, 22, 25, 26, 28, 29])
     mask[train_rows] = 1
-    f = jax.jit(_batches, static_argnums=(2, 3))
+    f = jax.jit(shuffled_batches, static_argnums=(2, 3))
     for n_batches in (3, 6):  # 21 slots (< N) and 42 slots (> N: the permutation is tiled)
         idx, ok = (np.asarray(a) for a in f(jax.random.key(1), jnp.asarray(mask), bs, n_batches))
         assert idx.shape == ok.shape == (n_batches, bs)
