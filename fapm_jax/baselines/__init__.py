@@ -19,6 +19,9 @@ from .base import (
     predict_rolling,
 )
 from .ols import OLS, OLS3_NAMES, fit_huber
+from .pcr import PCR, pcr_path
+from .pls import PLS, pls_path
+from .trees import GBRT, RF, GBRTParams, RFParams
 
 __all__ = [
     "HUBER_QUANTILE",
@@ -27,6 +30,12 @@ __all__ = [
     "Model",
     "OLS",
     "OLS3_NAMES",
+    "PCR",
+    "PLS",
+    "RF",
+    "RFParams",
+    "GBRT",
+    "GBRTParams",
     "RollingFit",
     "choose",
     "fit_huber",
@@ -34,5 +43,7 @@ __all__ = [
     "huber_threshold",
     "linear_predict",
     "masked_sse",
+    "pcr_path",
+    "pls_path",
     "predict_rolling",
 ]
