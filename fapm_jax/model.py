@@ -22,11 +22,17 @@ class FAPMParams(eqx.Module):
     ``w0`` is the bias, ``w`` the first-order (linear) weights and row ``i`` of ``V``
     the latent vector ``v_i`` of factor ``i`` (the paper writes ``V`` as ``k × n``; we store
     its transpose so that ``X @ V`` is the natural batched product).
+
+    ``d`` (optional, ``None`` in the paper's model) holds self-interaction weights: the
+    variant with ``x_i²`` terms, ``ŷ += Σ_i d_i x_i²``. The factorized pairs exclude
+    ``i = j`` (Equation (1)), so a plain FAPM cannot express a squared characteristic such as
+    the ``c1²`` of GKX's simulated model (b); ``d`` adds those ``n`` free, signed coefficients.
     """
 
     w0: Float[Array, ""]
     w: Float[Array, " n"]
     V: Float[Array, "n k"]
+    d: Float[Array, " n"] | None = None
 
     @property
     def n_features(self) -> int:
@@ -45,6 +51,7 @@ def init_params(
     w0: float | Float[Array, ""] = 0.0,
     w: Float[Array, " n"] | None = None,
     init_scale: float | Float[Array, ""] = 0.01,
+    self_interactions: bool = False,
     dtype=jnp.float32,
 ) -> FAPMParams:
     """Initial parameters: ``V ~ N(0, init_scale²)``, the linear part as given (Figure 3).
@@ -65,7 +72,8 @@ def init_params(
     w_arr = jnp.zeros((n_features,), dtype) if w is None else jnp.asarray(w, dtype)
     if w_arr.shape != (n_features,):
         raise ValueError(f"init_params: w has shape {w_arr.shape}, expected ({n_features},)")
-    return FAPMParams(w0=jnp.asarray(w0, dtype), w=w_arr, V=V.astype(dtype))
+    d = jnp.zeros((n_features,), dtype) if self_interactions else None
+    return FAPMParams(w0=jnp.asarray(w0, dtype), w=w_arr, V=V.astype(dtype), d=d)
 
 
 def linear_part(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, "..."]:
@@ -84,18 +92,30 @@ def interaction_part(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Arra
     return 0.5 * jnp.sum(xv * xv - x2v2, axis=-1)
 
 
+def self_interaction_part(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, "..."]:
+    """``Σ_i d_i x_i²`` of the self-interaction variant (0 without ``d``)."""
+    if params.d is None:
+        return jnp.zeros(X.shape[:-1], X.dtype)
+    return (X * X) @ params.d
+
+
 def predict(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, "..."]:
-    """FAPM prediction ``ŷ(x)``, Equation "FAPM: O(nk)" (Algorithm 1), for ``X`` of shape ``[..., n]``."""
-    return linear_part(params, X) + interaction_part(params, X)
+    """FAPM prediction ``ŷ(x)``, Equation "FAPM: O(nk)" (Algorithm 1), for ``X`` of shape ``[..., n]``
+    (plus ``Σ d_i x_i²`` in the self-interaction variant)."""
+    out = linear_part(params, X) + interaction_part(params, X)
+    return out if params.d is None else out + self_interaction_part(params, X)
 
 
 def interaction_matrix(params: FAPMParams) -> Float[Array, "n n"]:
-    """``B_ij = <v_i, v_j>`` off the diagonal and 0 on it (Equation "Factorization").
+    """``B_ij = <v_i, v_j>`` off the diagonal and 0 on it (Equation "Factorization"); in the
+    self-interaction variant the diagonal holds ``d``.
 
     Only the upper triangle enters the model; the matrix is returned symmetric.
     """
     B = params.V @ params.V.T
-    return B * (1.0 - jnp.eye(B.shape[-1], dtype=B.dtype))
+    eye = jnp.eye(B.shape[-1], dtype=B.dtype)
+    B = B * (1.0 - eye)
+    return B if params.d is None else B + eye * params.d
 
 
 def with_rank_mask(params: FAPMParams, rank_mask: Float[Array, " k"]) -> FAPMParams:

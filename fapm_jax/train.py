@@ -65,6 +65,8 @@ class TrainConfig:
             magnitude smaller than the latent vectors ``v_i``; Adam moves every parameter by
             about ``learning_rate`` per step whatever its scale, so a full-size step knocks
             the OLS start off its optimum. 1.0 treats all parameters alike.
+        self_interactions: add ``x_i²`` terms with free weights ``d`` (starting at 0) to the
+            model (:class:`~fapm_jax.model.FAPMParams`); the paper's FAPM has none.
     """
 
     rank: int = 4
@@ -78,6 +80,7 @@ class TrainConfig:
     huber_delta: float | None = None
     seed: int = 0
     linear_lr_scale: float = 0.1
+    self_interactions: bool = False
 
     def __post_init__(self):
         def bad(name, why):
@@ -231,7 +234,8 @@ def init_state(
     k_init, k_shuffle = jax.random.split(key)
     k = hyper.rank_mask.shape[0]
     params = init_params(
-        k_init, X.shape[1], k, w0=w0, w=w, init_scale=hyper.init_scale.astype(dtype), dtype=dtype
+        k_init, X.shape[1], k, w0=w0, w=w, init_scale=hyper.init_scale.astype(dtype),
+        self_interactions=config.self_interactions, dtype=dtype,
     )
     params = with_rank_mask(params, hyper.rank_mask.astype(dtype))
     linear = eqx.tree_at(lambda p: p.V, params, jnp.zeros_like(params.V))

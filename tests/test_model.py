@@ -314,3 +314,28 @@ def test_jitted_predict_with_zero_V_is_the_linear_model():
         return predict(FAPMParams(w0=jnp.float32(0.1), w=w, V=jnp.zeros((48, 8), jnp.float32)), X)
 
     np.testing.assert_allclose(np.asarray(f(X, w)), 0.1 + np.asarray(X) @ np.asarray(w), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ self-interaction variant
+
+
+def test_self_interaction_variant_equals_naive_sum_with_squares(x64):
+    """``ŷ = w0 + Σ w_i x_i + Σ_{i<j} <v_i,v_j> x_i x_j + Σ_i d_i x_i²`` with loops; the
+    diagonal of ``interaction_matrix`` is ``d``; ``d = 0`` is the paper's model."""
+    p = random_params(4)
+    rng = np.random.default_rng(5)
+    d = rng.normal(size=N_FEAT)
+    ps = FAPMParams(w0=p.w0, w=p.w, V=p.V, d=jnp.asarray(d))
+    X = rng.uniform(-1, 1, (15, N_FEAT))
+    ref = naive_predict_rows(p, X) + np.array([sum(d[i] * x[i] ** 2 for i in range(N_FEAT)) for x in X])
+    np.testing.assert_allclose(np.asarray(jpredict(ps, jnp.asarray(X))), ref, rtol=0, atol=1e-12)
+    B = np.asarray(interaction_matrix(ps))
+    np.testing.assert_allclose(np.diag(B), d, rtol=0, atol=0)
+    zero = FAPMParams(w0=p.w0, w=p.w, V=p.V, d=jnp.zeros(N_FEAT))
+    np.testing.assert_allclose(np.asarray(jpredict(zero, jnp.asarray(X))), naive_predict_rows(p, X), atol=1e-12)
+    # the gradient with respect to d is Σ_rows x_i² (analytic)
+    g = jax.grad(lambda q: jnp.sum(predict(q, jnp.asarray(X))))(ps)
+    np.testing.assert_allclose(np.asarray(g.d), (X**2).sum(axis=0), rtol=1e-12)
+    q = init_params(jax.random.key(0), N_FEAT, RANK, self_interactions=True, dtype=jnp.float64)
+    assert q.d is not None and np.all(np.asarray(q.d) == 0)
+    assert init_params(jax.random.key(0), N_FEAT, RANK).d is None
