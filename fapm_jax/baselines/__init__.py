@@ -18,6 +18,9 @@ from .base import (
     masked_sse,
     predict_rolling,
 )
+from .enet import ENet, enet, lasso, ridge
+from .glm import GLM, GLMParams, glm
+from .nn import NN, NN_HIDDEN, NNParams, nn_family
 from .ols import OLS, OLS3_NAMES, fit_huber
 from .pcr import PCR, pcr_path
 from .pls import PLS, pls_path
@@ -25,9 +28,15 @@ from .trees import GBRT, RF, GBRTParams, RFParams
 
 __all__ = [
     "HUBER_QUANTILE",
+    "ENet",
     "Fit",
+    "GLM",
+    "GLMParams",
     "LinearParams",
     "Model",
+    "NN",
+    "NN_HIDDEN",
+    "NNParams",
     "OLS",
     "OLS3_NAMES",
     "PCR",
@@ -38,10 +47,15 @@ __all__ = [
     "GBRTParams",
     "RollingFit",
     "choose",
+    "enet",
+    "glm",
+    "lasso",
+    "ridge",
     "fit_huber",
     "fit_rolling",
     "huber_threshold",
     "linear_predict",
+    "nn_family",
     "masked_sse",
     "pcr_path",
     "pls_path",
