@@ -1,0 +1,261 @@
+"""The Gu–Kelly–Xiu comparison suite on FAPM's windows (section 3.2, Table 1, Figure 4).
+
+Every model is trained on the same rolling windows as FAPM (Algorithm 2), tuned on the same
+validation years and forecasts the same test rows; the forecasts land in one frame beside the
+realised returns, from which Table 1 (R²_oos all / top / bottom by market value) and the
+Diebold–Mariano table (:mod:`~fapm_jax.diebold_mariano`) follow. JAX models are vmapped over
+windows (:func:`~fapm_jax.baselines.fit_rolling`); trees loop over windows.
+
+A long suite resumes: with ``checkpoint_dir`` every finished model's test forecasts are saved
+atomically, keyed by a fingerprint of the data, windows, model and seed, and reused on rerun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+
+from .baselines.base import Model, fit_rolling, predict_rolling
+from .checkpoint import fingerprint
+from .covariates import covariate_blocks
+from .diebold_mariano import dm_table
+from .metrics import default_size_group, r2_table
+from .panel import Panel
+from .windows import WindowSpec, rolling_windows, window_masks
+
+#: The rows of the paper's Table 1 that come from GKX (2020), in the paper's order.
+TABLE1_MODELS = (
+    "OLS+H", "OLS-3+H", "PLS", "PCR", "ENet+H", "GLM+H", "RF", "GBRT+H",
+    "NN1", "NN2", "NN3", "NN4", "NN5",
+)
+PROFILES = ("quick", "full")
+COVARIATES = ("factors", "gkx")
+
+
+class SuiteError(ValueError):
+    """A bad comparison-suite request; the one-line message names what and where."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Out-of-sample forecasts of every model on the windows' test rows.
+
+    ``frame``: ``permno, month, r, mktcap`` and one forecast column per model (panel row order
+    of the test rows); ``seconds``: wall time per model (fit + predict, compile included);
+    ``choice``: per model, the chosen grid index of every window; ``size_group``: the ``n`` of
+    the top-``n`` / bottom-``n`` rows of Table 1.
+    """
+
+    frame: pl.DataFrame
+    models: tuple[str, ...]
+    seconds: dict[str, float]
+    choice: dict[str, np.ndarray]
+    size_group: int
+    test_rows: np.ndarray
+
+    def with_forecast(self, name: str, r_hat: np.ndarray) -> "Comparison":
+        """Add another model's forecasts of the same test rows (e.g. FAPM's)."""
+        r_hat = np.asarray(r_hat, np.float32)
+        if r_hat.shape != (self.frame.height,):
+            raise SuiteError(f"forecast {name!r}: expected {self.frame.height} test rows, got {r_hat.shape}")
+        return dataclasses.replace(
+            self,
+            frame=self.frame.with_columns(pl.Series(name, r_hat)),
+            models=tuple(m for m in self.models if m != name) + (name,),
+        )
+
+    def table1(self) -> pl.DataFrame:
+        """Table 1: ``model``, ``all``, ``top``, ``bottom`` R²_oos (fractions)."""
+        rows = []
+        for m in self.models:
+            t = r2_table(self.frame.select("permno", "month", "r", "mktcap", pl.col(m).alias("r_hat")), self.size_group)
+            v = t["r2_oos"].to_list()
+            rows.append({"model": m, "all": v[0], "top": v[1], "bottom": v[2]})
+        return pl.DataFrame(rows, schema={"model": pl.String, "all": pl.Float64, "top": pl.Float64, "bottom": pl.Float64})
+
+    def dm(self, lag: int | None = None) -> pl.DataFrame:
+        """Pairwise Diebold–Mariano statistics (positive: the column model is better)."""
+        return dm_table(self.frame, list(self.models), lag)
+
+
+# ----------------------------------------------------------------------------- the models
+
+_NAME = re.compile(r"^(OLS|OLS-3|PLS|PCR|ENet|Lasso|Ridge|GLM|RF|GBRT|NN[1-5])(\+H)?$")
+_HUBER_OK = {"OLS", "OLS-3", "ENet", "Lasso", "Ridge", "GLM", "GBRT"}
+
+
+def make_model(
+    name: str,
+    feature_names: Sequence[str],
+    *,
+    profile: str = "full",
+    ols3: Sequence[str] | None = None,
+    huber_xi: float | None = None,
+):
+    """The comparison model called ``name`` (GKX's names: ``OLS+H``, ``OLS-3+H``, ``PLS``,
+    ``PCR``, ``ENet+H``, ``Lasso``, ``Ridge``, ``GLM+H``, ``RF``, ``GBRT+H``, ``NN1``–``NN5``).
+
+    ``profile="full"`` is GKX's grid (Internet Appendix Table A.5); ``"quick"`` trims the costly
+    grids (network ensemble and grid, forest size, boosting rounds) so the suite runs on a laptop:
+    see :data:`QUICK`. ``ols3``: the names of OLS-3's size / value / momentum columns (default
+    ``mvel1, bm, mom12m``). ``huber_xi``: a fixed Huber threshold for ``+H`` models (default:
+    GKX's 99.9% quantile of absolute OLS residuals).
+    """
+    from .baselines import ENet, GBRT, GLM, NN, NN_HIDDEN, OLS, OLS3_NAMES, PCR, PLS, RF
+
+    if profile not in PROFILES:
+        raise SuiteError(f"profile must be one of {PROFILES}, got {profile!r}")
+    m = _NAME.match(name)
+    if m is None:
+        raise SuiteError(f"unknown model {name!r}; known: OLS, OLS-3, PLS, PCR, ENet, Lasso, Ridge, GLM, RF, GBRT, NN1-NN5 (+H where a loss applies)")
+    base, h = m.group(1), m.group(2) is not None
+    if h and base not in _HUBER_OK:
+        raise SuiteError(f"model {name!r}: {base} has no Huber (+H) version")
+    quick = QUICK if profile == "quick" else {}
+    hk = dict(huber=h, huber_xi=huber_xi)
+    if base in ("OLS", "OLS-3"):
+        cols = None
+        if base == "OLS-3":
+            want = tuple(ols3) if ols3 is not None else OLS3_NAMES
+            missing = [c for c in want if c not in feature_names]
+            if missing:
+                raise SuiteError(f"model {name!r}: columns {missing} not among the factors; pass ols3= (e.g. --ols3 size,value,momentum columns)")
+            cols = tuple(feature_names.index(c) for c in want)
+        return OLS(name=name, columns=cols, **hk)
+    if base == "PCR":
+        return PCR(name=name, **quick.get("PCR", {}))
+    if base == "PLS":
+        return PLS(name=name, **quick.get("PLS", {}))
+    if base in ("ENet", "Lasso", "Ridge"):
+        rho = {"ENet": 0.5, "Lasso": 0.0, "Ridge": 1.0}[base]
+        return ENet(name=name, rho=rho, **hk, **quick.get("ENet", {}))
+    if base == "GLM":
+        return GLM(name=name, **hk, **quick.get("GLM", {}))
+    if base == "RF":
+        return RF(name=name, **quick.get("RF", {}))
+    if base == "GBRT":
+        return GBRT(name=name, **hk, **quick.get("GBRT", {}))
+    return NN(name=name, hidden=NN_HIDDEN[name], **quick.get("NN", {}))
+
+
+#: The ``quick`` profile's departures from GKX's grids (Table A.5), per model family.
+QUICK: dict[str, dict] = {
+    "NN": dict(ensemble=2),
+    "RF": dict(n_estimators=60, max_depth=(2, 4, 6), max_features=(3, 10, 30)),
+    "GBRT": dict(n_trees=300),
+}
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+def run_comparison(
+    panel: Panel,
+    models: Sequence[Model],
+    spec: WindowSpec = WindowSpec(),
+    *,
+    seed: int = 0,
+    covariates: str = "factors",
+    size_group: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    progress: Callable[[str, float, bool], None] | None = None,
+) -> Comparison:
+    """Fit every model on every window of ``spec`` and forecast every test row.
+
+    ``covariates="factors"`` feeds the panel's factors (FAPM's inputs); ``"gkx"`` feeds GKX's
+    ``characteristics ⊗ (1, macro)`` (+ SIC2 dummies), built inside each compiled fit
+    (:class:`~fapm_jax.baselines.expand.OnGKXCovariates`). Model ``j`` draws from
+    ``fold_in(key(seed), j-th name's hash)``, so adding a model does not change the others.
+    ``progress(name, seconds, reused)`` is called after each model.
+    """
+    if covariates not in COVARIATES:
+        raise SuiteError(f"covariates must be one of {COVARIATES}, got {covariates!r}")
+    names = [m.name for m in models]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SuiteError(f"duplicate model names: {dup}")
+    windows = rolling_windows(spec)
+    train_m, valid_m, test_m = window_masks(panel.year, windows)
+    rows = test_m.any(axis=0)
+    X = jnp.asarray(panel.X)
+    y = jnp.asarray(panel.r)
+    if covariates == "gkx":
+        from .baselines.expand import OnGKXCovariates
+
+        c, m, s = covariate_blocks(list(panel.feature_names), list(panel.macro_names))
+        if m.size == 0:
+            raise SuiteError("covariates='gkx' needs macro predictors in the panel; it has none")
+        models = [OnGKXCovariates(mod, tuple(map(int, c)), tuple(map(int, m)), tuple(map(int, s))) for mod in models]
+    frame = pl.DataFrame(
+        {"permno": panel.permno[rows], "month": panel.month[rows], "r": panel.r[rows], "mktcap": panel.mktcap[rows]}
+    )
+    data_fp = fingerprint(panel.X, panel.r, train_m, valid_m, test_m, covariates, seed)
+    seconds, choice, cols = {}, {}, []
+    max_train = int(train_m.sum(axis=1).max())
+    for model in models:
+        t0 = time.perf_counter()
+        model = _size_batches(model, max_train)
+        path = None
+        if checkpoint_dir is not None:
+            fp = fingerprint(data_fp, repr(model))
+            path = Path(checkpoint_dir) / f"{_safe(model.name)}.npz"
+        cached = _load(path, fp) if path is not None else None
+        if cached is None:
+            key = jax.random.fold_in(jax.random.key(seed), _name_seed(model.name))
+            fit = fit_rolling(model, X, y, train_m, valid_m, key)
+            r_hat = predict_rolling(model, fit, X, test_m)[rows].astype(np.float32)
+            if not np.all(np.isfinite(r_hat)):
+                bad = np.flatnonzero(~np.isfinite(r_hat))[0]
+                raise SuiteError(f"model {model.name}: non-finite forecast for permno {frame['permno'][int(bad)]} month {frame['month'][int(bad)]}")
+            ch = np.asarray(fit.choice)
+            if path is not None:
+                from .io import write_arrays
+
+                write_arrays(path, {"fingerprint": np.asarray(fp), "r_hat": r_hat, "choice": ch})
+        else:
+            r_hat, ch = cached
+        seconds[model.name] = time.perf_counter() - t0
+        choice[model.name] = ch
+        cols.append(pl.Series(model.name, r_hat))
+        if progress is not None:
+            progress(model.name, seconds[model.name], cached is not None)
+    frame = frame.with_columns(cols)
+    if size_group is None:
+        size_group = default_size_group(frame)
+    return Comparison(frame, tuple(names), seconds, choice, size_group, np.flatnonzero(rows))
+
+
+def _size_batches(model, max_train: int):
+    """Mini-batch models: as many batches per epoch as the largest window's training set needs
+    (not the whole panel's rows), so no epoch computes empty batches."""
+    inner = getattr(model, "inner", None)
+    if inner is not None:
+        return dataclasses.replace(model, inner=_size_batches(inner, max_train))
+    if getattr(model, "n_batches", "absent") is None and hasattr(model, "batch_size"):
+        return dataclasses.replace(model, n_batches=max(1, -(-max_train // model.batch_size)))
+    return model
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _name_seed(name: str) -> int:
+    return int(fingerprint(name)[:7], 16)
+
+
+def _load(path: Path, fp: str):
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        if str(z["fingerprint"]) != fp:
+            return None
+        return z["r_hat"], z["choice"]

@@ -1,0 +1,102 @@
+"""The comparison suite driver (fapm_jax/comparison.py): model names, the same windows and
+test rows for every model, forecasts against per-window scikit-learn fits, Table 1 and the
+Diebold–Mariano table by hand, GKX covariates, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.linear_model import LinearRegression
+
+from fapm_jax import SimConfig, WindowSpec, rolling_windows, simulate_panel, window_masks
+from fapm_jax.baselines import OLS, PCR
+from fapm_jax.comparison import SuiteError, make_model, run_comparison
+from fapm_jax.covariates import covariate_blocks, gkx_covariates
+from fapm_jax.diebold_mariano import dm_test
+from fapm_jax.metrics import r2_table
+
+SPEC = WindowSpec(first_year=1957, valid_years=6, first_test_year=1970, n_windows=3)
+
+
+@pytest.fixture(scope="module")
+def panel():
+    p, _ = simulate_panel(SimConfig(n_stocks=30, n_chars=6, first_month=195701, last_month=197212))
+    return p
+
+
+def test_model_names():
+    names = ("mvel1", "bm", "mom12m", "x")
+    m = make_model("OLS-3+H", names)
+    assert (m.name, m.columns, m.huber) == ("OLS-3+H", (0, 1, 2), True)
+    assert make_model("OLS-3", ("a", "size", "b", "val", "mom"), ols3=("size", "val", "mom")).columns == (1, 3, 4)
+    assert make_model("NN4", names).hidden == (32, 16, 8, 4)
+    assert make_model("NN4", names, profile="quick").ensemble < make_model("NN4", names).ensemble
+    assert make_model("Ridge+H", names, huber_xi=0.2).huber_xi == 0.2
+    for bad, pat in (("OLS4", "unknown model"), ("PCR+H", "no Huber"), ("NN6", "unknown model")):
+        with pytest.raises(SuiteError, match=pat):
+            make_model(bad, names)
+    with pytest.raises(SuiteError, match=r"\['mvel1'\] not among"):
+        make_model("OLS-3", ("bm", "mom12m"))
+    with pytest.raises(SuiteError, match="profile"):
+        make_model("OLS", names, profile="fast")
+
+
+def test_forecasts_tables_and_resume(panel, tmp_path):
+    models = [OLS(), OLS(name="OLS-2", columns=(0, 1)), PCR(max_components=3)]
+    calls = []
+    comp = run_comparison(panel, models, SPEC, checkpoint_dir=tmp_path, progress=lambda *a: calls.append(a))
+    tr, va, te = window_masks(panel.year, rolling_windows(SPEC))
+    rows = te.any(axis=0)
+    assert comp.frame.height == rows.sum()
+    np.testing.assert_array_equal(comp.frame["permno"].to_numpy(), panel.permno[rows])
+    # OLS forecasts = a scikit-learn fit on each window's training rows, applied to its test year
+    ref = np.zeros(panel.n_rows)
+    for w in range(3):
+        lr = LinearRegression().fit(panel.X[tr[w]], panel.r[tr[w]])
+        ref[te[w]] = lr.predict(panel.X[te[w]])
+    np.testing.assert_allclose(comp.frame["OLS"].to_numpy(), ref[rows], atol=2e-5)
+    # Table 1 rows equal r2_table of each model's forecasts
+    t1 = comp.table1()
+    for m in ("OLS", "OLS-2", "PCR"):
+        ref_t = r2_table(comp.frame.select("permno", "month", "r", "mktcap", pl.col(m).alias("r_hat")), comp.size_group)
+        np.testing.assert_allclose(t1.filter(pl.col("model") == m).select("all", "top", "bottom").row(0),
+                                   ref_t["r2_oos"].to_list())
+    dm = comp.dm()
+    np.testing.assert_allclose(dm.filter(pl.col("model") == "OLS")["PCR"][0], dm_test(comp.frame, "OLS", "PCR").statistic)
+    np.testing.assert_allclose(dm.filter(pl.col("model") == "PCR")["OLS"][0], -dm_test(comp.frame, "OLS", "PCR").statistic)
+    # a rerun reuses every model's saved forecasts and gives the same frame
+    again = run_comparison(panel, models, SPEC, checkpoint_dir=tmp_path, progress=lambda *a: calls.append(a))
+    assert [c[2] for c in calls] == [False] * 3 + [True] * 3
+    assert again.frame.equals(comp.frame)
+    # FAPM (or any) forecasts join as another column
+    more = comp.with_forecast("zero", np.zeros(comp.frame.height))
+    assert more.models[-1] == "zero" and more.table1().filter(pl.col("model") == "zero")["all"][0] == 0.0
+    with pytest.raises(SuiteError, match="expected"):
+        comp.with_forecast("bad", np.zeros(3))
+
+
+def test_gkx_covariates_equal_an_explicit_expansion(panel):
+    """Expanding inside the compiled fit = fitting on a panel whose factors are the expansion."""
+    models = [OLS(), PCR(max_components=5)]
+    comp = run_comparison(panel, models, SPEC, covariates="gkx")
+    c, m, s = covariate_blocks(list(panel.feature_names), list(panel.macro_names))
+    Z = np.asarray(gkx_covariates(panel.X[:, c], panel.X[:, m]))
+    assert Z.shape[1] == len(c) * (1 + len(m)) == 6 * 9
+    names = tuple(f"z{i}" for i in range(Z.shape[1]))
+    explicit = dataclasses.replace(panel, X=Z.astype(np.float32), feature_names=names, macro_names=())
+    ref = run_comparison(explicit, models, SPEC)
+    for mod in ("OLS", "PCR"):
+        np.testing.assert_allclose(comp.frame[mod].to_numpy(), ref.frame[mod].to_numpy(), rtol=1e-4, atol=1e-6)
+    # ... and differs from the model on the raw factors
+    raw = run_comparison(panel, [OLS()], SPEC)
+    assert np.max(np.abs(raw.frame["OLS"].to_numpy() - comp.frame["OLS"].to_numpy())) > 1e-3
+
+
+def test_bad_requests(panel):
+    with pytest.raises(SuiteError, match="duplicate"):
+        run_comparison(panel, [OLS(), OLS()], SPEC)
+    with pytest.raises(SuiteError, match="covariates"):
+        run_comparison(panel, [OLS()], SPEC, covariates="all")
