@@ -94,7 +94,7 @@ def solve_enet(
     return jax.tree_util.tree_map(lambda a: a[0], path)
 
 
-def _solve_path(X, y, train, lams, rho, n_iter, xi, restart) -> LinearParams:
+def _solve_path(X, y, train, lams, rho, n_iter, xi, restart, huber_tol=None) -> LinearParams:
     """:func:`solve_enet` for every ``λ`` in ``lams`` ``[G]`` (vmapped); params ``[G, ...]``."""
     dtype = X.dtype
     cm = _Centred(X, y, train)
@@ -144,6 +144,7 @@ def _solve_path(X, y, train, lams, rho, n_iter, xi, restart) -> LinearParams:
                 L,
                 n_iter,
                 restart=restart,
+                tol=huber_tol,
             )
             b = z / s
             return LinearParams(a - mu @ b, b)
@@ -158,7 +159,9 @@ class ENet:
 
     ``huber_xi``: a fixed Huber threshold, or ``None`` for the ``huber_quantile`` of the
     absolute OLS residuals on the training rows (as for ``OLS+H``). ``n_iter``: FISTA
-    iterations (static); ``restart``: adaptive momentum restart. ``name`` is the table label
+    iterations (static; the Huber refinement, warm-started at the squared-loss fit, stops
+    earlier once no coefficient moves by more than ``huber_tol`` relative, ``None``: never);
+    ``restart``: adaptive momentum restart. ``name`` is the table label
     (:func:`lasso`/:func:`ridge`/:func:`enet` set GKX's labels, with ``+H``).
     """
 
@@ -170,6 +173,7 @@ class ENet:
     huber_quantile: float = HUBER_QUANTILE
     n_iter: int = 1000
     restart: bool = True
+    huber_tol: float | None = 1e-6
     is_jax: bool = True
 
     def fit(
@@ -186,7 +190,8 @@ class ENet:
                 xi = huber_threshold(X, y, train, self.huber_quantile)
             else:
                 xi = jnp.asarray(self.huber_xi, X.dtype)
-        grid = _solve_path(X, y, train, self.lambdas, self.rho, self.n_iter, xi, self.restart)
+        tol = None if self.huber_tol is None else max(self.huber_tol, 64 * float(jnp.finfo(X.dtype).eps))
+        grid = _solve_path(X, y, train, self.lambdas, self.rho, self.n_iter, xi, self.restart, tol)
         sse = jax.vmap(lambda p: masked_sse(y, linear_predict(p, X), valid))(grid)
         return choose(grid, sse)
 

@@ -145,6 +145,7 @@ def solve_glm(
     standardize: bool = True,
     restart: bool = True,
     row_chunk: int = 4096,
+    huber_tol: float | None = None,
 ) -> GLMParams:
     """The group-lasso spline GLM on the training rows for every ``λ`` in ``lams`` (params with a
     leading ``[G]`` axis): squared loss (``xi=None``) or mean Huber loss with threshold ``xi``."""
@@ -205,6 +206,7 @@ def solve_glm(
                 L,
                 n_iter,
                 restart=restart,
+                tol=huber_tol,
             )
             return params(a, z)
 
@@ -225,7 +227,8 @@ class GLM:
     of ``y`` on the raw ``X`` over the training rows (the same ``ξ`` as ``OLS+H``).
     ``standardize``: penalise the standardised basis coefficients (see the module docstring).
     ``n_iter``: FISTA iterations (static), for the squared-loss fit and again for the Huber
-    refinement. ``row_chunk``: rows per block when accumulating the Gram matrix.
+    refinement (which stops earlier once no coefficient moves by more than ``huber_tol``
+    relative; ``None``: never). ``row_chunk``: rows per block when accumulating the Gram matrix.
     """
 
     name: str = "GLM"
@@ -238,6 +241,7 @@ class GLM:
     n_iter: int = 2000
     restart: bool = True
     row_chunk: int = 4096
+    huber_tol: float | None = 1e-6
     is_jax: bool = True
 
     def fit(
@@ -266,6 +270,7 @@ class GLM:
             standardize=self.standardize,
             restart=self.restart,
             row_chunk=self.row_chunk,
+            huber_tol=None if self.huber_tol is None else max(self.huber_tol, 64 * float(jnp.finfo(X.dtype).eps)),
         )
         sse = jax.vmap(lambda p: masked_sse(y, glm_predict(p, X), valid))(grid)
         return choose(grid, sse)
