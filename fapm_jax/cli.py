@@ -1,5 +1,6 @@
-"""The ``fapm`` command: ``fapm run`` (train FAPM over the rolling windows and write its outputs)
-and ``fapm reproduce`` (the paper pipeline and ``REPORT.md``).
+"""The ``fapm`` command: ``fapm run`` (train FAPM over the rolling windows and write its outputs),
+``fapm reproduce`` (the paper pipeline, the GKX comparison suite and ``REPORT.md``) and
+``fapm simulate`` (GKX's Monte Carlo study, Table A.1, with FAPM rows).
 
 A wrong option, path or input is one line on stderr and exit code 2, never a traceback.
 """
@@ -110,13 +111,67 @@ def build_parser() -> argparse.ArgumentParser:
         description="Factorization Asset Pricing Model: rolling-window training and evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"fapm-jax {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,reproduce}",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,reproduce,simulate}",
                                 parser_class=_Parser)
     run = sub.add_parser("run", help="train FAPM over the rolling windows and write predictions, R², parameters")
     _add_common(run, "runs/fapm")
-    rep = sub.add_parser("reproduce", help="run the paper pipeline and write REPORT.md")
+    rep = sub.add_parser("reproduce", help="run the paper pipeline and the comparison suite; write REPORT.md")
     _add_common(rep, "runs/reproduce")
+    _add_suite(rep)
+    sim = sub.add_parser("simulate", help="GKX's Monte Carlo study (Table A.1) with FAPM rows")
+    _add_simulate(sim)
     return parser
+
+
+def _names(text: str) -> tuple[str, ...]:
+    out = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return out
+
+
+def _add_suite(p: argparse.ArgumentParser) -> None:
+    from .comparison import COVARIATES, PROFILES, TABLE1_MODELS
+
+    g = p.add_argument_group("comparison suite (GKX 2020; Table 1, Figure 4, Diebold-Mariano)")
+    g.add_argument("--models", type=_names, default=TABLE1_MODELS,
+                   help="comma-separated models (default: Table 1's " + ",".join(TABLE1_MODELS) + "); "
+                        "also OLS, OLS-3, ENet, Lasso(+H), Ridge(+H), GLM, GBRT")
+    g.add_argument("--profile", choices=PROFILES, default="quick",
+                   help="'quick' (default): trimmed network ensemble, forest and boosting grids, "
+                        "for a laptop; 'full': GKX's Table A.5 grids")
+    g.add_argument("--covariates", choices=COVARIATES, default="factors",
+                   help="inputs of the GKX models: FAPM's factors (default) or GKX's "
+                        "characteristics x (1, macro) [+ SIC2], built inside each fit")
+    g.add_argument("--ols3", type=_names, default=None,
+                   help="OLS-3's size, value and momentum columns (default mvel1,bm,mom12m; "
+                        "french: size_bucket,value_bucket,mom12m)")
+    g.add_argument("--fapm-m", type=_positive_int, default=7,
+                   help="m of the FAPM-m row (top-m and bottom-m factors by OLS importance; default 7)")
+    g.add_argument("--no-suite", action="store_true", help="FAPM only, no comparison models")
+
+
+def _add_simulate(p: argparse.ArgumentParser) -> None:
+    from .comparison import PROFILES
+    from .simstudy import SIM_MODELS
+    from .train import TrainConfig
+
+    tc = TrainConfig()
+    p.add_argument("--reps", type=_positive_int, default=100, help="Monte Carlo repetitions (default 100)")
+    p.add_argument("--designs", type=_names, default=("a50", "a100", "b50", "b100"),
+                   help="designs as model+Pc, e.g. a50,b100 (default: all four)")
+    p.add_argument("--models", type=_names, default=SIM_MODELS,
+                   help="comma-separated GKX models (default: Table A.1's " + ",".join(SIM_MODELS) + ")")
+    p.add_argument("--profile", choices=PROFILES, default="full",
+                   help="GKX grids ('full', default) or the trimmed 'quick' grids")
+    p.add_argument("--no-fapm", action="store_true", help="leave out the FAPM and FAPM+SI rows")
+    p.add_argument("--rank", type=_positive_int, default=tc.rank, help=f"FAPM rank (default {tc.rank})")
+    p.add_argument("--lr", type=_positive_float, default=tc.learning_rate, help=f"FAPM learning rate (default {tc.learning_rate})")
+    p.add_argument("--epochs", type=_positive_int, default=tc.epochs, help=f"FAPM epochs (default {tc.epochs})")
+    p.add_argument("--first-seed", type=int, default=0, help="seed of the first repetition (default 0)")
+    p.add_argument("--chunk", type=_positive_int, default=10, help="repetitions per vmapped batch (default 10)")
+    p.add_argument("--out", default="runs/simulate", help="output folder (default runs/simulate)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def _log(args, msg: str) -> None:
@@ -273,37 +328,194 @@ def _size_note(args, n: int) -> str:
 
 
 def cmd_reproduce(args) -> int:
-    from .report import (PAPER_TABLE1, interaction_section, oracle_r2, r2_section, table1_figure,
-                         training_section, write_report, yearly_figure)
+    from .report import (interaction_section, oracle_r2, r2_section, training_section, write_report,
+                         yearly_figure)
 
     run, panel, truth, train, spec = execute(args)
     out = Path(args.out)
     n = run.size_group
-    keys = (("all", "all"), ("top", f"top-{n}"), ("bottom", f"bottom-{n}"))
-    lin = dict(zip(run.linear_r2["sample"].to_list(), run.linear_r2["r2_oos"].to_list()))
-    ours = {
-        "FAPM (ours)": {k: 100 * run.r2_value(s) for k, s in keys},
-        "OLS start (ours)": {k: 100 * lin[s] for k, s in keys},
-    }
     oracle = oracle_r2(run, truth) if truth is not None else None
-    if oracle is not None:
-        ours["Oracle"] = {k: 100 * oracle[s] for k, s in keys}
-    fig4 = table1_figure({**ours, "FAPM (paper)": PAPER_TABLE1["FAPM"]}, out / "figure4_r2_oos.png",
-                         f"R²_oos (%), {panel.name} data")
     figy = yearly_figure(run, out / "r2_oos_by_year.png", f"FAPM R²_oos by test year, {panel.name} data")
-    sections = [
-        ("Setup", setup_text(run, panel, train)),
-        ("Table 1: monthly out-of-sample R² (%)",
-         r2_section(run, oracle=oracle)
-         + f"\n\n{_size_note(args, n)} The paper's other Table 1 columns (OLS, PLS, …, NN5, "
-         "FAPM-7) come with the comparison suite.\n\n"
-         f"![Figure 4]({fig4.name})"),
+    sections = [("Setup", setup_text(run, panel, train))]
+    if args.no_suite:
+        sections.append(("Table 1: monthly out-of-sample R² (%)", r2_section(run, oracle=oracle)
+                         + f"\n\n{_size_note(args, n)}"))
+    else:
+        sections += suite_sections(args, run, panel, train, spec, oracle)
+    sections += [
         ("R²_oos by test year (Algorithm 2)", f"![by year]({figy.name})"),
         ("Largest estimated interactions", interaction_section(run, list(panel.feature_names), truth)),
         ("Training per window", training_section(run)),
     ]
     write_report(out / "REPORT.md", f"FAPM reproduction — {panel.name} data", sections)
     _log(args, f"fapm: R²_oos {100 * run.r2_value('all'):.3f}%; wrote {out}/REPORT.md")
+    return 0
+
+
+def _available(names, args) -> tuple[list[str], list[str]]:
+    """Split ``names`` into models whose libraries are installed and tree models that are not."""
+    import importlib.util
+
+    need = {"RF": "sklearn", "GBRT": "lightgbm"}
+    ok, missing = [], []
+    for nm in names:
+        lib = need.get(nm.split("+")[0])
+        (missing if lib and importlib.util.find_spec(lib) is None else ok).append(nm)
+    for nm in missing:
+        _log(args, f"fapm: skipping {nm}: its library is not installed (pip install \"fapm-jax[trees]\")")
+    return ok, missing
+
+
+def suite_sections(args, run, panel, train, spec, oracle) -> list[tuple[str, str]]:
+    """Run the GKX comparison suite and FAPM-m beside FAPM; write Table 1, Figure 4 and the
+    Diebold-Mariano table; return the report sections."""
+    from .comparison import make_model, run_comparison
+    from .diebold_mariano import default_lag, dm_markdown
+    from .importance import ols_importance, top_bottom
+    from .io import write_frame
+    from .report import PAPER_TABLE1, md_table, pct, table1_figure
+    from .rolling import run_rolling
+
+    out = Path(args.out)
+    ols3 = args.ols3
+    if ols3 is None and args.data == "french":
+        from .french import OLS3_COLUMNS
+
+        ols3 = OLS3_COLUMNS
+    names, missing = _available(args.models, args)
+    models = [make_model(nm, panel.feature_names, profile=args.profile, ols3=ols3) for nm in names]
+    t0 = time.perf_counter()
+
+    def progress(name, sec, reused):
+        _log(args, f"  {name:<8} {sec:7.1f} s{'  (saved forecasts reused)' if reused else ''}")
+
+    _log(args, f"fapm: comparison suite, {len(models)} models, profile {args.profile}, inputs {args.covariates}")
+    comp = run_comparison(panel, models, spec, seed=args.seed, covariates=args.covariates,
+                          size_group=run.size_group, checkpoint_dir=out / ".suite", progress=progress)
+    if not np.array_equal(comp.test_rows, run.test_rows):
+        raise CLIError("internal: the comparison suite and FAPM forecast different test rows")
+    comp = comp.with_forecast("FAPM", run.predictions["r_hat"].to_numpy())
+    m = args.fapm_m
+    imp = ols_importance(panel, spec)
+    fapm_m_note = ""
+    if 2 * m <= panel.n_features - 1:
+        chosen = top_bottom(imp, m)
+        _log(args, f"fapm: FAPM-{m} on {', '.join(chosen)}")
+        t1 = time.perf_counter()
+        run_m = run_rolling(panel.select_features(chosen), train, spec, size_group=run.size_group)
+        comp = comp.with_forecast(f"FAPM-{m}", run_m.predictions["r_hat"].to_numpy())
+        comp.seconds[f"FAPM-{m}"] = time.perf_counter() - t1
+        fapm_m_note = (f"FAPM-{m}: FAPM on the {m} most and {m} least important factors by OLS weight on the "
+                       f"first window's training years ({', '.join(chosen)}).")
+    else:
+        fapm_m_note = f"FAPM-{m} left out: the panel has only {panel.n_features} factors."
+    comp.seconds["FAPM"] = run.seconds["total"]
+    t1 = comp.table1()
+    write_frame(out / "table1.csv", t1)
+    write_frame(out / "predictions_all.parquet", comp.frame)
+    write_frame(out / "importance.csv", imp)
+    dm = comp.dm()
+    write_frame(out / "diebold_mariano.csv", dm)
+    n_months = comp.frame["month"].n_unique()
+    lag = default_lag(n_months)
+
+    paper_key = {f"FAPM-{m}": "FAPM-7"} if m == 7 else {}
+    rows, values = [], {}
+    for r in t1.iter_rows(named=True):
+        pk = paper_key.get(r["model"], r["model"])
+        paper = PAPER_TABLE1.get(pk, {})
+        rows.append([r["model"], pct(r["all"]), pct(r["top"]), pct(r["bottom"]),
+                     *(f"{paper[k]:.2f}" if k in paper else "–" for k in ("all", "top", "bottom")),
+                     f"{comp.seconds.get(r['model'], float('nan')):.0f}"])
+        values[r["model"]] = {k: 100 * r[k] for k in ("all", "top", "bottom")}
+    if oracle is not None:
+        keys = (("all", "all"), ("top", f"top-{run.size_group}"), ("bottom", f"bottom-{run.size_group}"))
+        rows.append(["Oracle (true g)", *(pct(oracle[s]) for _, s in keys), "–", "–", "–", "–"])
+    n = run.size_group
+    table = md_table(["model", "all", f"top-{n}", f"bottom-{n}", "paper all", "paper top-1000",
+                      "paper bottom-1000", "seconds"], rows)
+    fig = table1_figure(values, out / "figure4_r2_oos.png", f"R²_oos (%), {panel.name} data")
+    profile_note = (
+        "Grids: GKX Internet Appendix Table A.5" + (
+            "; the quick profile trims the costly ones (networks: ensemble of 2 instead of 10; RF: "
+            "60 trees, depth 2/4/6, 3/10/30 features per split; GBRT: up to 300 trees)"
+            if args.profile == "quick" else "") + ". "
+        f"Inputs: {'FAPM’s factors' if args.covariates == 'factors' else 'GKX’s characteristics × (1, macro)'}. "
+        "Every model is trained on the same windows, tuned on the same validation years and scored on "
+        "the same test rows as FAPM."
+    )
+    missing_note = (f" Not run (library not installed): {', '.join(missing)}." if missing else "")
+    dm_text = (
+        f"Diebold–Mariano statistics, GKX style: per month the cross-sectional mean of the difference in "
+        f"squared errors (row model minus column model), its time-series mean over its Newey–West "
+        f"standard error with lag {lag} (Newey–West 1994 rule for {n_months} test months). **Positive: "
+        "the column model is better.** Bold: |DM| > 1.96 (5%); bold with \\*: |DM| > 2.58 (1%).\n\n"
+        + dm_markdown(dm)
+    )
+    _log(args, f"fapm: comparison suite done in {time.perf_counter() - t0:.0f} s")
+    return [
+        ("Table 1: monthly out-of-sample R² (%)",
+         table + f"\n\n{_size_note(args, n)} {fapm_m_note} {profile_note}{missing_note} "
+         "Paper values: the FAPM paper's Table 1 (GKX's numbers for the baselines) on CRSP 1957–2016; "
+         "ours are on the data named above, so compare the ranking, not the levels.\n\n"
+         "Files: table1.csv, predictions_all.parquet (every model's test forecasts), importance.csv."),
+        ("Figure 4", f"![Figure 4]({fig.name})"),
+        ("Diebold–Mariano tests", dm_text + "\n\nFile: diebold_mariano.csv."),
+    ]
+
+
+def cmd_simulate(args) -> int:
+    from .io import write_frame
+    from .report import md_table, write_report
+    from .simstudy import compare_table, run_study, sim_models, table_a1
+    from .train import TrainConfig
+
+    designs = []
+    for d in args.designs:
+        if len(d) < 2 or d[0] not in "ab" or d[1:] not in ("50", "100"):
+            raise CLIError(f"--designs {d!r}: expected a50, a100, b50 or b100")
+        designs.append((d[0], int(d[1:])))
+    names, missing = _available(args.models, args)
+    cfg = TrainConfig(rank=args.rank, learning_rate=args.lr, epochs=args.epochs)
+    models = sim_models(names, profile=args.profile, fapm=not args.no_fapm, fapm_config=cfg)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out}: exists and is not a folder")
+    t0 = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def progress(name, design, sec, reused):
+        seconds[name] = seconds.get(name, 0.0) + sec
+        _log(args, f"  {design:<7} {name:<8} {sec:7.1f} s{'  (saved results reused)' if reused else ''}")
+
+    _log(args, f"fapm: GKX simulation study, {args.reps} repetitions x {len(designs)} designs, {len(models)} models")
+    res = run_study(models, args.reps, designs, first_seed=args.first_seed, chunk=args.chunk,
+                    checkpoint_dir=out / ".study", progress=progress)
+    total = time.perf_counter() - t0
+    write_frame(out / "results.csv", res)
+    ours = table_a1(res)
+    cmp = compare_table(ours)
+    write_frame(out / "table_a1.csv", cmp)
+    cols = [c for c in ours.columns if c not in ("method", "reps")]
+    header = ["method"] + [f"{c} ours / paper" for c in cols] + ["seconds"]
+    rows = []
+    for r in cmp.iter_rows(named=True):
+        cells = []
+        for c in cols:
+            paper = r.get(f"{c}_paper")
+            cells.append(f"{r[c]:.2f} / {paper:.2f}" if paper is not None else f"{r[c]:.2f} / –")
+        rows.append([r["method"], *cells, f"{seconds.get(r['method'], 0.0):.0f}"])
+    note = (
+        f"{args.reps} repetitions (seeds {args.first_seed}–{args.first_seed + args.reps - 1}) per design; "
+        f"mean R² in percent against the training mean, in-sample (`_is`) and out-of-sample (`_oos`), "
+        "ours / GKX (2020) Internet Appendix Table A.1. GKX models see the covariates [c, c·x]; FAPM sees "
+        "the characteristics and x and learns c·x as an interaction; FAPM+SI adds x_i² terms. "
+        f"Grids: {args.profile} profile. Huber threshold 0.2 (the authors'). "
+        f"Total time {total:.0f} s." + (f" Not run (library not installed): {', '.join(missing)}." if missing else "")
+    )
+    write_report(out / "REPORT.md", "GKX (2020) simulation study, with FAPM",
+                 [("Table A.1", md_table(header, rows) + "\n\n" + note + "\n\nFiles: table_a1.csv, results.csv.")])
+    _log(args, f"fapm: simulation study done in {total:.0f} s; wrote {out}/REPORT.md")
     return 0
 
 
@@ -316,11 +528,17 @@ def main(argv: list[str] | None = None) -> int:
     from .train import ConfigError
     from .windows import WindowError
 
+    from .comparison import SuiteError
+    from .simstudy import StudyError
+
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "simulate":
+            return cmd_simulate(args)
         return cmd_reproduce(args)
-    except (CLIError, ConfigError, WindowError, PanelError, MacroDataError, MetricsError) as e:
+    except (CLIError, ConfigError, WindowError, PanelError, MacroDataError, MetricsError, SuiteError,
+            StudyError) as e:
         print(f"fapm: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

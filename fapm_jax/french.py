@@ -73,6 +73,8 @@ FRENCH_CHARS: tuple[str, ...] = (
     "mom1m", "mom12m", "mom36m", "retvol12m", "maxret12m",
     "size_bucket", "value_bucket", "mom_bucket",
 )
+#: OLS-3's size, value and momentum columns on this panel (GKX use ``mvel1, bm, mom12m``).
+OLS3_COLUMNS: tuple[str, str, str] = ("size_bucket", "value_bucket", "mom12m")
 #: The ``size_group`` under which the top / bottom rows are the ``S5`` / ``S1`` portfolios.
 FRENCH_SIZE_GROUP: int = 6
 

@@ -44,12 +44,46 @@ def test_same_seed_same_result(run_dir, tmp_path):
     assert a.equals(b)
 
 
-def test_reproduce_writes_report(tmp_path):
-    assert main(["reproduce", *TINY, "--out", str(tmp_path)]) == 0
+def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
+    models = "OLS+H,OLS-3+H,PLS,GBRT+H"
+    assert main(["reproduce", *TINY, "--models", models, "--fapm-m", "2", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "REPORT.md").read_text()
-    assert "Table 1" in report and "0.47" in report  # the paper's FAPM value beside ours
+    assert "Table 1" in report and "Diebold–Mariano" in report and "Figure 4" in report
+    assert "| OLS+H | " in report and "-3.46" in report  # GKX's OLS+H beside ours
+    assert "0.47" in report  # the paper's FAPM value
+    t1 = pl.read_csv(tmp_path / "table1.csv")
+    assert t1["model"].to_list() == ["OLS+H", "OLS-3+H", "PLS", "GBRT+H", "FAPM", "FAPM-2"]
+    # every model's R² in the table is recomputed from the written forecasts
+    pred = pl.read_parquet(tmp_path / "predictions_all.parquet")
+    r = pred["r"].to_numpy().astype(np.float64)
+    for m in t1["model"]:
+        e = r - pred[m].to_numpy()
+        assert t1.filter(pl.col("model") == m)["all"][0] == pytest.approx(1 - (e @ e) / (r @ r), abs=1e-6)
+    fapm = pl.read_parquet(tmp_path / "predictions.parquet")
+    np.testing.assert_array_equal(fapm["r_hat"].to_numpy(), pred["FAPM"].to_numpy())
+    dm = pl.read_csv(tmp_path / "diebold_mariano.csv")
+    assert dm["model"].to_list() == t1["model"].to_list()
     assert (tmp_path / "figure4_r2_oos.png").stat().st_size > 1000
     assert (tmp_path / "r2_oos_by_year.png").stat().st_size > 1000
+
+
+def test_reproduce_without_the_suite(tmp_path):
+    assert main(["reproduce", *TINY, "--no-suite", "--out", str(tmp_path)]) == 0
+    assert "0.47" in (tmp_path / "REPORT.md").read_text()
+    assert not (tmp_path / "table1.csv").exists()
+
+
+def test_simulate_writes_table_a1(tmp_path):
+    args = ["simulate", "--reps", "2", "--designs", "a50,b50", "--models", "OLS,OLS+H", "--epochs", "3",
+            "--quiet", "--out", str(tmp_path)]
+    assert main(args) == 0
+    tab = pl.read_csv(tmp_path / "table_a1.csv")
+    assert tab["method"].to_list() == ["Oracle", "OLS", "OLS+H", "FAPM", "FAPM+SI"]
+    assert tab.filter(pl.col("method") == "OLS")["a_pc50_oos_paper"][0] == pytest.approx(1.14)
+    res = pl.read_csv(tmp_path / "results.csv")
+    assert res.height == 2 * 2 * 5
+    assert "ours / paper" in (tmp_path / "REPORT.md").read_text()
+    assert main([*args[:-2], "--designs", "c50", "--out", str(tmp_path / "x")]) == 2
 
 
 @pytest.mark.parametrize(
