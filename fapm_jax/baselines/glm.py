@@ -146,6 +146,7 @@ def solve_glm(
     restart: bool = True,
     row_chunk: int = 4096,
     huber_tol: float | None = None,
+    huber_iter: int | None = None,
 ) -> GLMParams:
     """The group-lasso spline GLM on the training rows for every ``λ`` in ``lams`` (params with a
     leading ``[G]`` axis): squared loss (``xi=None``) or mean Huber loss with threshold ``xi``."""
@@ -204,7 +205,7 @@ def solve_glm(
                 lambda v, t: (v[0], prox_group_lasso(v[1], t, lam)),
                 (ybar, squared(lam)),  # warm start: the squared-loss fit
                 L,
-                n_iter,
+                n_iter if huber_iter is None else huber_iter,
                 restart=restart,
                 tol=huber_tol,
             )
@@ -227,8 +228,9 @@ class GLM:
     of ``y`` on the raw ``X`` over the training rows (the same ``ξ`` as ``OLS+H``).
     ``standardize``: penalise the standardised basis coefficients (see the module docstring).
     ``n_iter``: FISTA iterations (static), for the squared-loss fit and again for the Huber
-    refinement (which stops earlier once no coefficient moves by more than ``huber_tol``
-    relative; ``None``: never). ``row_chunk``: rows per block when accumulating the Gram matrix.
+    refinement, at most ``huber_iter`` steps (``None``: ``n_iter``; each is a pass over the rows,
+    and the squared-loss start is already close as few rows are clipped), stopping once no
+    coefficient moves by more than ``huber_tol`` relative (``None``: never). ``row_chunk``: rows per block when accumulating the Gram matrix.
     """
 
     name: str = "GLM"
@@ -242,6 +244,7 @@ class GLM:
     restart: bool = True
     row_chunk: int = 4096
     huber_tol: float | None = 1e-6
+    huber_iter: int | None = 200
     is_jax: bool = True
 
     def fit(
@@ -270,6 +273,7 @@ class GLM:
             standardize=self.standardize,
             restart=self.restart,
             row_chunk=self.row_chunk,
+            huber_iter=self.huber_iter,
             huber_tol=None if self.huber_tol is None else max(self.huber_tol, 64 * float(jnp.finfo(X.dtype).eps)),
         )
         sse = jax.vmap(lambda p: masked_sse(y, glm_predict(p, X), valid))(grid)
