@@ -369,7 +369,7 @@ def _available(names, args) -> tuple[list[str], list[str]]:
 def suite_sections(args, run, panel, train, spec, oracle) -> list[tuple[str, str]]:
     """Run the GKX comparison suite and FAPM-m beside FAPM; write Table 1, Figure 4 and the
     Diebold-Mariano table; return the report sections."""
-    from .comparison import make_model, run_comparison
+    from .comparison import make_model, quick_note, run_comparison
     from .diebold_mariano import default_lag, dm_markdown
     from .importance import ols_importance, top_bottom
     from .io import write_frame
@@ -437,8 +437,7 @@ def suite_sections(args, run, panel, train, spec, oracle) -> list[tuple[str, str
     fig = table1_figure(values, out / "figure4_r2_oos.png", f"R²_oos (%), {panel.name} data")
     profile_note = (
         "Grids: GKX Internet Appendix Table A.5" + (
-            "; the quick profile trims the costly ones (networks: ensemble of 2 instead of 10; RF: "
-            "60 trees, depth 2/4/6, 3/10/30 features per split; GBRT: up to 300 trees)"
+            f"; the quick profile trims the costly ones ({quick_note()})"
             if args.profile == "quick" else "") + ". "
         f"Inputs: {'FAPM’s factors' if args.covariates == 'factors' else 'GKX’s characteristics × (1, macro)'}. "
         "Every model is trained on the same windows, tuned on the same validation years and scored on "

@@ -149,9 +149,18 @@ def make_model(
 #: The ``quick`` profile's departures from GKX's grids (Table A.5), per model family.
 QUICK: dict[str, dict] = {
     "NN": dict(ensemble=2),
-    "RF": dict(n_estimators=60, max_depth=(2, 4, 6), max_features=(3, 10, 30)),
-    "GBRT": dict(n_trees=300),
+    "RF": dict(n_estimators=30, max_depth=(3, 6), max_features=(5, 20), max_samples=0.1),
+    "GBRT": dict(n_trees=300, learning_rate=(0.1,)),
+    "GLM": dict(lambdas=(1e-4, 1e-3, 1e-2, 1e-1), huber_iter=50),
 }
+
+
+def quick_note() -> str:
+    """The ``quick`` profile's departures from GKX's grids, as one line for reports."""
+    parts = []
+    for fam, kw in QUICK.items():
+        parts.append(f"{fam}: " + ", ".join(f"{k}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in kw.items()))
+    return "; ".join(parts)
 
 
 # ----------------------------------------------------------------------------- the driver

@@ -157,7 +157,7 @@ def test_vmapped_fit_equals_member_loop(data, fitted):
             if g == int(fit.choice):
                 for a, b in zip(jax.tree_util.tree_leaves((r.net, r.stats)),
                                 jax.tree_util.tree_leaves(member((fit.params.net, fit.params.stats), m))):
-                    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+                    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)  # float32: vmapped vs alone differ in rounding
             preds.append(np_forward(r.net, X, stats=r.stats)[0])
         d = (y - np.mean(preds, axis=0))[valid > 0]
         sse[g] = np.sum(d * d)
