@@ -95,6 +95,21 @@ def huber_threshold(
     return masked_quantile(jnp.abs(y - b0 - X @ b), train, quantile)
 
 
+def model_huber_xi(model, X: Float[Array, "N P"], y: Float[Array, " N"], train: Float[Array, " N"]):
+    """The Huber threshold of a model with fields ``huber``, ``huber_xi``, ``huber_quantile``:
+    ``None`` for squared loss, the fixed ``huber_xi``, or GKX's quantile rule."""
+    if not model.huber:
+        return None
+    if model.huber_xi is not None:
+        return jnp.asarray(model.huber_xi, X.dtype)
+    return huber_threshold(X, y, train, model.huber_quantile)
+
+
+def solver_tol(tol: float | None, dtype) -> float | None:
+    """A relative stopping tolerance no finer than the dtype allows (``64·eps``)."""
+    return None if tol is None else max(tol, 64 * float(jnp.finfo(dtype).eps))
+
+
 def select_columns(P: int, columns: tuple[int, ...] | None) -> np.ndarray:
     """0/1 float mask of the used input columns (all when ``columns`` is ``None``)."""
     m = np.zeros(P, np.float32)

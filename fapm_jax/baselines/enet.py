@@ -45,7 +45,8 @@ from .base import (
     Fit,
     LinearParams,
     choose,
-    huber_threshold,
+    model_huber_xi,
+    solver_tol,
     linear_predict,
     masked_sse,
 )
@@ -187,13 +188,8 @@ class ENet:
         valid: Float[Array, " N"],
         key: PRNGKeyArray | None = None,
     ) -> Fit:
-        xi = None
-        if self.huber:
-            if self.huber_xi is None:
-                xi = huber_threshold(X, y, train, self.huber_quantile)
-            else:
-                xi = jnp.asarray(self.huber_xi, X.dtype)
-        tol = None if self.huber_tol is None else max(self.huber_tol, 64 * float(jnp.finfo(X.dtype).eps))
+        xi = model_huber_xi(self, X, y, train)
+        tol = solver_tol(self.huber_tol, X.dtype)
         grid = _solve_path(X, y, train, self.lambdas, self.rho, self.n_iter, xi, self.restart, tol, self.huber_iter)
         sse = jax.vmap(lambda p: masked_sse(y, linear_predict(p, X), valid))(grid)
         return choose(grid, sse)

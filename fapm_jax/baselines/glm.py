@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .base import HUBER_QUANTILE, Fit, choose, huber_threshold, masked_sse
+from .base import HUBER_QUANTILE, Fit, choose, masked_sse, model_huber_xi, solver_tol
 from .enet import GKX_LAMBDAS, huber_psi
 from .prox import fista, lipschitz_mse, prox_group_lasso
 
@@ -255,12 +255,7 @@ class GLM:
         valid: Float[Array, " N"],
         key: PRNGKeyArray | None = None,
     ) -> Fit:
-        xi = None
-        if self.huber:
-            if self.huber_xi is None:
-                xi = huber_threshold(X, y, train, self.huber_quantile)
-            else:
-                xi = jnp.asarray(self.huber_xi, X.dtype)
+        xi = model_huber_xi(self, X, y, train)
         knots = spline_knots(X, train, self.knot_quantiles)
         grid = solve_glm(
             X,
@@ -274,7 +269,7 @@ class GLM:
             restart=self.restart,
             row_chunk=self.row_chunk,
             huber_iter=self.huber_iter,
-            huber_tol=None if self.huber_tol is None else max(self.huber_tol, 64 * float(jnp.finfo(X.dtype).eps)),
+            huber_tol=solver_tol(self.huber_tol, X.dtype),
         )
         sse = jax.vmap(lambda p: masked_sse(y, glm_predict(p, X), valid))(grid)
         return choose(grid, sse)

@@ -19,7 +19,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..linear import fit_ols
 from ..masked import masked_quantile
-from .base import HUBER_QUANTILE, Fit, LinearParams, linear_predict, masked_sse
+from .base import HUBER_QUANTILE, Fit, LinearParams, linear_predict, masked_sse, solver_tol
 
 #: GKX's OLS-3 covariates: size, book-to-market, momentum.
 OLS3_NAMES = ("mvel1", "bm", "mom12m")
@@ -40,8 +40,7 @@ def fit_huber(
     or after ``max_iter`` steps (under ``vmap``: when every window has stopped).
     With GKX's threshold only ~0.1% of rows are down-weighted and a handful of steps suffice.
     """
-    if tol is None:
-        tol = max(1e-7, 64 * float(jnp.finfo(X.dtype).eps))
+    tol = solver_tol(1e-7 if tol is None else tol, X.dtype)
     b0, b = fit_ols(X, y, mask)
 
     def step(carry):
