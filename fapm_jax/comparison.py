@@ -155,9 +155,9 @@ RIDGE_LAMBDAS: tuple[float, ...] = tuple(float(x) for x in np.logspace(-4, 1, 11
 
 #: The ``quick`` profile's departures from GKX's grids (Table A.5), per model family.
 QUICK: dict[str, dict] = {
-    "NN": dict(ensemble=2),
+    "NN": dict(ensemble=2, learning_rates=(1e-2,), epochs=30),
     "RF": dict(n_estimators=30, max_depth=(3, 6), max_features=(5, 20), max_samples=0.1),
-    "GBRT": dict(n_trees=300, learning_rate=(0.1,)),
+    "GBRT": dict(n_trees=300, learning_rate=(0.1,), max_depth=(2,)),
     "GLM": dict(lambdas=(1e-4, 1e-3, 1e-2, 1e-1), huber_iter=50),
 }
 
