@@ -259,13 +259,18 @@ class GBRT:
         """The ``(max_depth, learning_rate)`` grid, in ``valid_sse`` order."""
         return [(int(d), float(lr)) for d, lr in itertools.product(self.max_depth, self.learning_rate)]
 
-    def threshold(self, X: Float[np.ndarray, "n P"], y: Float[np.ndarray, " n"]) -> float:
-        """The Huber threshold ``ξ`` for the training rows ``X``, ``y`` (already gathered)."""
+    def threshold(self, X: Float[np.ndarray, "N P"], y: Float[np.ndarray, " N"], train: Float[np.ndarray, " N"]) -> float:
+        """The Huber threshold ``ξ`` of the training rows of the full ``X``, ``y``.
+
+        Computed on the full-size arrays with the mask (rows outside it zeroed), so every
+        window has the same shapes and JAX compiles the rule once, not once per window.
+        """
         if self.huber_xi is not None:
             return float(self.huber_xi)
-        Xj = jnp.asarray(X)
-        yj = jnp.asarray(y, Xj.dtype)
-        return float(huber_threshold(Xj, yj, jnp.ones_like(yj), self.huber_quantile))
+        m = np.asarray(train) > 0
+        Xj = jnp.asarray(np.where(m[:, None], np.asarray(X), 0))
+        yj = jnp.asarray(np.where(m, np.asarray(y), 0), Xj.dtype)
+        return float(huber_threshold(Xj, yj, jnp.asarray(m, Xj.dtype), self.huber_quantile))
 
     def fit(
         self,
@@ -278,7 +283,7 @@ class GBRT:
         lgb = _require("lightgbm", self.name)
         Xt, yt, Xv, yv = _rows(X, y, train, valid, self.name)
         seed = key_seed(key)
-        alpha = self.threshold(Xt, yt) if self.huber else None
+        alpha = self.threshold(X, y, train) if self.huber else None
         base: dict[str, Any] = dict(
             objective="huber" if self.huber else "regression",
             metric="None",
