@@ -27,6 +27,7 @@ from .baselines.base import Model, fit_rolling, predict_rolling
 from .checkpoint import fingerprint
 from .covariates import covariate_blocks
 from .diebold_mariano import dm_table
+from .io import read_keyed, safe_name, write_keyed
 from .metrics import default_size_group, r2_table
 from .panel import Panel
 from .windows import WindowSpec, rolling_windows, window_masks
@@ -223,8 +224,8 @@ def run_comparison(
         path = None
         if checkpoint_dir is not None:
             fp = fingerprint(data_fp, repr(model))
-            path = Path(checkpoint_dir) / f"{_safe(model.name)}.npz"
-        cached = _load(path, fp) if path is not None else None
+            path = Path(checkpoint_dir) / f"{safe_name(model.name)}.npz"
+        cached = read_keyed(path, fp, ("r_hat", "choice")) if path is not None else None
         if cached is None:
             key = jax.random.fold_in(jax.random.key(seed), _name_seed(model.name))
             fit = fit_rolling(model, X, y, train_m, valid_m, key)
@@ -234,9 +235,7 @@ def run_comparison(
                 raise SuiteError(f"model {model.name}: non-finite forecast for permno {frame['permno'][int(bad)]} month {frame['month'][int(bad)]}")
             ch = np.asarray(fit.choice)
             if path is not None:
-                from .io import write_arrays
-
-                write_arrays(path, {"fingerprint": np.asarray(fp), "r_hat": r_hat, "choice": ch})
+                write_keyed(path, fp, {"r_hat": r_hat, "choice": ch})
         else:
             r_hat, ch = cached
         seconds[model.name] = time.perf_counter() - t0
@@ -261,18 +260,5 @@ def _size_batches(model, max_train: int):
     return model
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
 def _name_seed(name: str) -> int:
     return int(fingerprint(name)[:7], 16)
-
-
-def _load(path: Path, fp: str):
-    if not path.exists():
-        return None
-    with np.load(path) as z:
-        if str(z["fingerprint"]) != fp:
-            return None
-        return z["r_hat"], z["choice"]

@@ -59,6 +59,29 @@ def write_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
     return Path(path)
 
 
+def safe_name(name: str) -> str:
+    """``name`` as a file-name stem: anything but letters, digits, ``_ . -`` becomes ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def write_keyed(path: str | Path, fingerprint: str, arrays: Mapping[str, np.ndarray]) -> Path:
+    """A saved result, stamped with the ``fingerprint`` of what produced it (atomic)."""
+    return write_arrays(path, {"fingerprint": np.asarray(fingerprint), **arrays})
+
+
+def read_keyed(path: str | Path, fingerprint: str, keys: tuple[str, ...]) -> tuple[np.ndarray, ...] | None:
+    """The arrays ``keys`` of a :func:`write_keyed` file, or ``None`` when it is missing or was
+    produced by something else (its fingerprint differs): resumable work is reused only if it
+    is exactly the work asked for."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        if str(z["fingerprint"]) != fingerprint:
+            return None
+        return tuple(z[k] for k in keys)
+
+
 def save_figure(path: str | Path, fig) -> Path:
     """Save a matplotlib figure as PNG and close it."""
     import matplotlib.pyplot as plt

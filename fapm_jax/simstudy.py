@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
+from .baselines.fapm import FAPM
 from .checkpoint import fingerprint
+from .io import read_keyed, safe_name, write_keyed
 from .gkx_sim import GKXSimConfig, oracle_r2, preprocess_gkx_sim, simulate_gkx
 
 #: Table A.1's methods, in its order.
@@ -104,7 +106,6 @@ def design_data(model: str, n_chars: int, seeds: Sequence[int], n_stocks: int = 
 def sim_models(names: Sequence[str] = SIM_MODELS, *, profile: str = "full", fapm: bool = True,
                fapm_config=None) -> list:
     """The study's models: GKX's (Huber threshold :data:`SIM_HUBER_XI`) and FAPM, FAPM+SI."""
-    from .baselines.fapm import FAPM
     from .comparison import make_model
     from .train import TrainConfig
 
@@ -134,8 +135,7 @@ def _r2(y: np.ndarray, y_hat: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def fit_design(model, data: DesignData, seed: int = 0, chunk: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """In- and out-of-sample R² ``[R]`` of ``model`` on every repetition of ``data``."""
-    is_fapm = type(model).__name__ == "FAPM"
-    X_all = data.f if is_fapm else data.z
+    X_all = data.f if isinstance(model, FAPM) else data.z  # FAPM sees (c, x); GKX's models z
     R = X_all.shape[0]
     keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(R))
     tr, va = jnp.asarray(data.train), jnp.asarray(data.valid)
@@ -203,15 +203,13 @@ def study_cell(model, data: DesignData, dm: str, pc: int, seeds: Sequence[int], 
     path = fp = None
     if checkpoint_dir is not None:
         fp = fingerprint(repr(model), dm, pc, list(seeds))
-        path = Path(checkpoint_dir) / f"{dm}_pc{pc}__{_safe(model.name)}.npz"
-        cached = _load(path, fp)
+        path = Path(checkpoint_dir) / f"{dm}_pc{pc}__{safe_name(model.name)}.npz"
+        cached = read_keyed(path, fp, ("r2_is", "r2_oos"))
         if cached is not None:
             return cached[0], cached[1], True
     r2_is, r2_oos = fit_design(model, data, chunk=chunk)
     if path is not None:
-        from .io import write_arrays
-
-        write_arrays(path, {"fingerprint": np.asarray(fp), "r2_is": r2_is, "r2_oos": r2_oos})
+        write_keyed(path, fp, {"r2_is": r2_is, "r2_oos": r2_oos})
     return r2_is, r2_oos, False
 
 
@@ -223,19 +221,6 @@ def _rows(name, dm, pc, seeds, r2_is, r2_oos) -> pl.DataFrame:
         schema={"method": pl.String, "model": pl.String, "n_chars": pl.Int64, "rep": pl.Int64,
                 "r2_is": pl.Float64, "r2_oos": pl.Float64},
     )
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
-def _load(path: Path, fp: str):
-    if not path.exists():
-        return None
-    with np.load(path) as z:
-        if str(z["fingerprint"]) != fp:
-            return None
-        return z["r2_is"], z["r2_oos"]
 
 
 def table_a1(results: pl.DataFrame) -> pl.DataFrame:

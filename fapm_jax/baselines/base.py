@@ -110,13 +110,6 @@ def solver_tol(tol: float | None, dtype) -> float | None:
     return None if tol is None else max(tol, 64 * float(jnp.finfo(dtype).eps))
 
 
-def select_columns(P: int, columns: tuple[int, ...] | None) -> np.ndarray:
-    """0/1 float mask of the used input columns (all when ``columns`` is ``None``)."""
-    m = np.zeros(P, np.float32)
-    m[list(range(P)) if columns is None else list(columns)] = 1.0
-    return m
-
-
 class RollingFit(NamedTuple):
     """All windows of one model: ``params`` and ``valid_sse`` with a leading ``[W]`` axis."""
 
