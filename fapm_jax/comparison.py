@@ -218,9 +218,10 @@ def run_comparison(
     data_fp = fingerprint(panel.X, panel.r, train_m, valid_m, test_m, covariates, seed)
     seconds, choice, cols = {}, {}, []
     max_train = int(train_m.sum(axis=1).max())
+    max_valid = int(valid_m.sum(axis=1).max())
     for model in models:
         t0 = time.perf_counter()
-        model = _size_batches(model, max_train)
+        model = _size_batches(model, max_train, max_valid)
         path = None
         if checkpoint_dir is not None:
             fp = fingerprint(data_fp, repr(model))
@@ -249,14 +250,17 @@ def run_comparison(
     return Comparison(frame, tuple(names), seconds, choice, size_group, np.flatnonzero(rows))
 
 
-def _size_batches(model, max_train: int):
+def _size_batches(model, max_train: int, max_valid: int):
     """Mini-batch models: as many batches per epoch as the largest window's training set needs
-    (not the whole panel's rows), so no epoch computes empty batches."""
+    and as many validation slots as its largest validation set (not the whole panel's rows),
+    so no epoch computes empty batches or passes over rows outside the window."""
     inner = getattr(model, "inner", None)
     if inner is not None:
-        return dataclasses.replace(model, inner=_size_batches(inner, max_train))
+        return dataclasses.replace(model, inner=_size_batches(inner, max_train, max_valid))
     if getattr(model, "n_batches", "absent") is None and hasattr(model, "batch_size"):
-        return dataclasses.replace(model, n_batches=max(1, -(-max_train // model.batch_size)))
+        model = dataclasses.replace(model, n_batches=max(1, -(-max_train // model.batch_size)))
+    if getattr(model, "n_valid", "absent") is None:
+        model = dataclasses.replace(model, n_valid=max(1, max_valid))
     return model
 
 

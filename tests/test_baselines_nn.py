@@ -12,6 +12,8 @@ window-vmapped program.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +28,7 @@ from fapm_jax.baselines.nn import (
     BNStats,
     MLP,
     forward,
+    init_mlp,
     mlp_from_arrays,
     nn_family,
     nn_loss,
@@ -42,6 +45,8 @@ MODEL = NN(
     epochs=20,
     patience=3,
     ensemble=2,
+    n_batches=3,  # ceil(360 / 128): the largest training set below, as run_comparison sizes it
+    n_valid=N_VALID,
 )
 KEY = jax.random.key(7)
 
@@ -281,6 +286,24 @@ def test_bn_population_statistics(data, fitted):
         np.testing.assert_allclose(st2.mean[i], means2[i], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(st2.var[i], vars2[i], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(y2, ref2, rtol=1e-4, atol=1e-4)
+
+
+def test_row_blocks_sized_or_whole_panel_agree_at_initialisation(data):
+    """``n_batches``/``n_valid`` only size the gathered row blocks: with the whole panel's
+    sizes (``None``) the same key gives the same initial network and the same epoch-0
+    validation MSE (numpy's, with BN statistics over the training rows); later epochs differ
+    only because the shuffle runs over a different number of slots."""
+    X, y, train, valid, _ = data
+    whole = dataclasses.replace(MODEL, n_batches=None, n_valid=None)
+    args = (X, y, train, valid, jax.random.fold_in(KEY, 0), np.float32(1e-5), np.float32(1e-2))
+    a = MODEL.train_member(*args)
+    b = jax.jit(whole.train_member)(*args)
+    init = init_mlp(jax.random.split(args[4], MODEL.epochs + 1)[0], P, MODEL.hidden)
+    y0 = np_forward(init, X, train_rows=train > 0)[0]
+    ref = np.mean((y - y0)[valid > 0] ** 2)
+    np.testing.assert_allclose(a.valid_history[0], ref, rtol=1e-5)
+    np.testing.assert_allclose(b.valid_history[0], ref, rtol=1e-5)
+    assert int(a.stop_epoch) > 0 and int(b.stop_epoch) > 0
 
 
 def test_l1_penalty_shrinks_weights(data):

@@ -19,7 +19,6 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from fapm_jax import train as train_mod
-from fapm_jax.masked import masked_quantile, shuffled_batches
 from fapm_jax.train import (
     ConfigError,
     Hyper,
@@ -598,16 +597,6 @@ def test_huber_delta_is_quantile_of_ols_residuals(huber_loop, synth):
         assert 0.05 < np.mean(resid > delta) < 0.15
 
 
-def test_masked_quantile_matches_numpy_lower():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=57).astype(np.float32)
-    mask = (rng.uniform(size=57) < 0.6).astype(np.float32)
-    f = jax.jit(masked_quantile)  # q traced: one compilation for all q
-    for q in (0.5, 0.9, 0.999, 0.0):
-        got = float(f(jnp.asarray(x), jnp.asarray(mask), q))
-        assert got == np.quantile(x[mask > 0], q, method="lower"), q  # exact: picks an element
-
-
 # ----------------------------------------------------------------------------- mini-batches
 
 
@@ -618,22 +607,6 @@ def test_n_batches_for():
     assert n_batches_for(TrainConfig(batch_size=8), tm) == 5  # ceil(33 / 8)
     assert n_batches_for(TrainConfig(batch_size=100), tm) == 1
     assert n_batches_for(TrainConfig(), tm) == 1
-
-
-def test_batches_cover_each_training_row_once():
-    N, bs = 30, 7
-    mask = np.zeros(N, np.float32)
-    train_rows = np.array([0, 2, 3, 5, 8, 9, 10, 13, 14, 15, 17, 18, 20, 21, 22, 25, 26, 28, 29])
-    mask[train_rows] = 1
-    f = jax.jit(shuffled_batches, static_argnums=(2, 3))
-    for n_batches in (3, 6):  # 21 slots (< N) and 42 slots (> N: the permutation is tiled)
-        idx, ok = (np.asarray(a) for a in f(jax.random.key(1), jnp.asarray(mask), bs, n_batches))
-        assert idx.shape == ok.shape == (n_batches, bs)
-        assert ok.sum() == len(train_rows)
-        np.testing.assert_array_equal(np.sort(idx[ok]), train_rows)  # each training row once
-    a, _ = f(jax.random.key(1), jnp.asarray(mask), bs, 3)
-    b, _ = f(jax.random.key(2), jnp.asarray(mask), bs, 3)
-    assert not np.array_equal(np.asarray(a), np.asarray(b))  # the order is random
 
 
 def test_hyper_from_config_pads_rank():

@@ -16,7 +16,7 @@ a running average of batch statistics, which is mutable state. We keep every fun
   the mini-batch's **valid** rows (a 0/1 mask; padded slots of a short batch do not count);
 * for validation, test and prediction, they are the population mean and (biased) variance
   over **all training rows of the window**, recomputed from those rows with the current
-  weights (a masked full pass). The statistics of the returned (best-on-validation) network
+  weights (a full pass over the window's training rows). The statistics of the returned (best-on-validation) network
   are stored with it in :class:`BNStats`, so :meth:`NN.predict` needs no training mask.
 
 This equals the running-average scheme in its limit (its running averages estimate exactly
@@ -41,7 +41,11 @@ is a ``lax.while_loop`` over epochs (continue while ``epoch < epochs`` and not s
 so the result equals per-member early stopping. The number of mini-batches per epoch is
 static: ``ceil(N / batch_size)`` (every window's training rows are at most ``N``) or the
 ``n_batches`` field; slots of the shuffled order that hold no training row are skipped, and a
-batch without any training row makes no optimizer step.
+batch without any training row makes no optimizer step. A member gathers its window's
+training and validation rows once into static blocks (:func:`~fapm_jax.masked.compact_rows`;
+``n_batches · batch_size`` and ``n_valid`` slots), so every epoch's shuffle, BN population pass
+and validation pass touch those rows only, not the whole panel —
+:func:`~fapm_jax.comparison.run_comparison` sizes both from the largest window.
 
 Divergence. A step whose loss or new parameters are non-finite is discarded and the member is
 frozen (flagged ``diverged``) with its best parameters; a non-finite validation MSE counts as
@@ -67,7 +71,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from ..masked import shuffled_batches
+from ..masked import compact_rows, shuffled_batches
 from .base import Fit, choose
 
 #: Hidden layer widths of NN1–NN5 (GKX section 1.7: a geometric pyramid from 32 units).
@@ -214,13 +218,16 @@ def init_mlp(
 
 def _masked_moments(
     z: Float[Array, "N H"], mask: Float[Array, " N"]
-) -> tuple[Float[Array, " H"], Float[Array, " H"]]:
-    """Mean and biased variance of ``z``'s columns over the rows with ``mask > 0``."""
-    m = (mask > 0)[:, None]
-    n = jnp.maximum(jnp.sum(mask > 0), 1).astype(z.dtype)
-    mu = jnp.sum(jnp.where(m, z, 0.0), axis=0) / n
-    d = jnp.where(m, z - mu, 0.0)
-    return mu, jnp.sum(d * d, axis=0) / n
+) -> tuple[Float[Array, " H"], Float[Array, "N H"], Float[Array, " H"]]:
+    """Mean ``μ`` and biased variance of ``z``'s columns over the rows with ``mask > 0``, and
+    ``z − μ``. Rows outside the mask must be finite (they are weighted by zero): both moments
+    are matrix–vector products with the 0/1 weights, which XLA runs far faster on a CPU than
+    masked column reductions (two passes, so no ``E[z²] − μ²`` cancellation)."""
+    w = (mask > 0).astype(z.dtype)
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    mu = (w @ z) / n
+    d = z - mu
+    return mu, d, (w @ (d * d)) / n
 
 
 def forward(
@@ -232,20 +239,22 @@ def forward(
     """The network's forecast for every row of ``X`` and the BN statistics it used.
 
     Give either ``mask`` (statistics over the rows with ``mask > 0``, recomputed layer by
-    layer: a mini-batch in training, a window's training rows for evaluation) or ``stats``
-    (fixed statistics, e.g. those stored in :class:`NNParams`).
+    layer: a mini-batch in training, a window's training rows for evaluation; rows outside the
+    mask must be finite) or ``stats`` (fixed statistics, e.g. those stored in
+    :class:`NNParams`).
     """
     h = X
     means, variances = [], []
     for i, lin in enumerate(net.hidden):
         z = h @ lin.weight.T
         if stats is None:
-            mu, var = _masked_moments(z, mask)
+            mu, d, var = _masked_moments(z, mask)
         else:
             mu, var = stats.mean[i], stats.var[i]
+            d = z - mu
         means.append(mu)
         variances.append(var)
-        h = jax.nn.relu(net.scale[i] * (z - mu) * jax.lax.rsqrt(var + BN_EPS) + net.shift[i])
+        h = jax.nn.relu(d * (net.scale[i] * jax.lax.rsqrt(var + BN_EPS)) + net.shift[i])
     y_hat = (h @ net.out.weight.T + net.out.bias)[:, 0]
     return y_hat, BNStats(tuple(means), tuple(variances))
 
@@ -317,7 +326,10 @@ class NN:
         ensemble: members (seeds) averaged per grid point (GKX: 10).
         n_batches: mini-batches per epoch; ``None``: ``ceil(N / batch_size)`` for an ``X`` of
             ``N`` rows, which covers any window's training rows. Set it smaller when every
-            window's training set is known to be smaller than ``N`` (saves empty batches).
+            window's training set is known to be smaller than ``N`` (saves empty batches);
+            ``n_batches · batch_size`` must cover the largest training set (rows beyond are
+            never used).
+        n_valid: validation slots (at least the largest validation set); ``None``: ``N``.
     """
 
     name: str = "NN3"
@@ -329,6 +341,7 @@ class NN:
     patience: int = 5
     ensemble: int = 10
     n_batches: int | None = None
+    n_valid: int | None = None
     is_jax: bool = True
 
     def __post_init__(self):
@@ -346,8 +359,10 @@ class NN:
                 bad(f, "must be a positive integer")
         if not isinstance(self.patience, int) or self.patience < 1:
             bad("patience", "must be a positive integer")
-        if self.n_batches is not None and (not isinstance(self.n_batches, int) or self.n_batches < 1):
-            bad("n_batches", "must be a positive integer or None")
+        for f in ("n_batches", "n_valid"):
+            v = getattr(self, f)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                bad(f, "must be a positive integer or None")
 
     # -- grid ---------------------------------------------------------------------------------
 
@@ -379,12 +394,21 @@ class NN:
         ``key`` seeds both the initial weights and the mini-batch order. A ``lax.while_loop``
         over epochs: each epoch is a ``lax.scan`` of Adam steps over the shuffled training
         rows, then the validation MSE (BN statistics over all training rows) decides whether
-        the network is the new best and whether to stop.
+        the network is the new best and whether to stop. The window's training and
+        validation rows are gathered once (they do not depend on the member, so under
+        ``vmap`` over members the gather is shared).
         """
         dtype = X.dtype
-        y = y.astype(dtype)
         l1 = jnp.asarray(l1, dtype)
         size, n_batches = self._batching(X.shape[0])
+        tr_idx, tr_ok = compact_rows(train, size * n_batches)
+        va_idx, va_ok = compact_rows(valid, self.n_valid or X.shape[0])
+        Xt = jnp.where(tr_ok[:, None], X[tr_idx], 0.0)
+        yt = jnp.where(tr_ok, y[tr_idx].astype(dtype), 0.0)
+        Xv = jnp.where(va_ok[:, None], X[va_idx], 0.0)
+        yv = jnp.where(va_ok, y[va_idx].astype(dtype), 0.0)
+        tr_ok = tr_ok.astype(dtype)
+        va_ok = va_ok.astype(dtype)
         keys = jax.random.split(key, self.epochs + 1)  # [0]: weights; [e]: epoch e's order
         tx = optax.adam(learning_rate=jnp.asarray(learning_rate, dtype))
         net0 = init_mlp(keys[0], X.shape[1], self.hidden, dtype)
@@ -394,15 +418,17 @@ class NN:
         grad_fn = jax.value_and_grad(lambda th, *a: nn_loss(unravel(th), *a))
 
         def valid_mse(theta):
-            y_hat, _ = forward(unravel(theta), X, mask=train)
-            return _masked_mse(y, y_hat, valid)
+            net = unravel(theta)
+            _, stats = forward(net, Xt, mask=tr_ok)
+            y_hat, _ = forward(net, Xv, stats=stats)
+            return _masked_mse(yv, y_hat, va_ok)
 
         def step(carry, batch):
             theta, opt_state, ok = carry
             idx, slot_ok = batch
-            mb = (slot_ok & (train[idx] > 0)).astype(dtype)
-            Xb = jnp.where(mb[:, None] > 0, X[idx], 0.0)
-            yb = jnp.where(mb > 0, y[idx], 0.0)
+            mb = (slot_ok & (tr_ok[idx] > 0)).astype(dtype)
+            Xb = Xt[idx]
+            yb = yt[idx]
             loss, grads = grad_fn(theta, Xb, yb, mb, l1)
             updates, new_opt = tx.update(grads, opt_state, theta)
             new_theta = theta + updates
@@ -415,7 +441,7 @@ class NN:
 
         def body(s: _State) -> _State:
             e = s.epoch + 1
-            batches = shuffled_batches(keys[e], train, size, n_batches)
+            batches = shuffled_batches(keys[e], tr_ok, size, n_batches)
             (theta, opt_state, ok), _ = jax.lax.scan(
                 step, (s.theta, s.opt_state, jnp.asarray(True)), batches
             )
@@ -453,7 +479,7 @@ class NN:
         )
         s = jax.lax.while_loop(cond, body, s0)
         best_net = unravel(s.best_theta)
-        _, stats = forward(best_net, X, mask=train)
+        _, stats = forward(best_net, Xt, mask=tr_ok)
         return MemberFit(
             net=best_net,
             stats=stats,
