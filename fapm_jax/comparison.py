@@ -4,7 +4,10 @@ Every model is trained on the same rolling windows as FAPM (Algorithm 2), tuned 
 validation years and forecasts the same test rows; the forecasts land in one frame beside the
 realised returns, from which Table 1 (R²_oos all / top / bottom by market value) and the
 Diebold–Mariano table (:mod:`~fapm_jax.diebold_mariano`) follow. JAX models are vmapped over
-windows (:func:`~fapm_jax.baselines.fit_rolling`); trees loop over windows.
+windows (:func:`~fapm_jax.baselines.fit_rolling`); trees loop over windows. On a CPU the
+networks loop over windows too (:func:`window_chunk_for`): vmapped windows run in lockstep, every
+one padded to the largest window's mini-batches and every member kept running until the
+slowest stops early, which made NN1 on the embedded default about 3× slower than a loop.
 
 A long suite resumes: with ``checkpoint_dir`` every finished model's test forecasts are saved
 atomically, keyed by a fingerprint of the data, windows, model and seed, and reused on rerun.
@@ -157,7 +160,7 @@ RIDGE_LAMBDAS: tuple[float, ...] = tuple(float(x) for x in np.logspace(-4, 1, 11
 
 #: The ``quick`` profile's departures from GKX's grids (Table A.5), per model family.
 QUICK: dict[str, dict] = {
-    "NN": dict(ensemble=2, learning_rates=(1e-2,), epochs=30),
+    "NN": dict(ensemble=1, learning_rates=(1e-2,), epochs=30),
     "RF": dict(n_estimators=30, max_depth=(3, 6), max_features=(5, 20), max_samples=0.1),
     "GBRT": dict(n_trees=300, learning_rate=(0.1,), max_depth=(2,)),
     "GLM": dict(lambdas=(1e-4, 1e-3, 1e-2, 1e-1), huber_iter=50),
@@ -185,6 +188,7 @@ def run_comparison(
     size_group: int | None = None,
     checkpoint_dir: str | Path | None = None,
     progress: Callable[[str, float, bool], None] | None = None,
+    window_chunk: int | None | str = "auto",
 ) -> Comparison:
     """Fit every model on every window of ``spec`` and forecast every test row.
 
@@ -192,7 +196,9 @@ def run_comparison(
     ``characteristics ⊗ (1, macro)`` (+ SIC2 dummies), built inside each compiled fit
     (:class:`~fapm_jax.baselines.expand.OnGKXCovariates`). Model ``j`` draws from
     ``fold_in(key(seed), j-th name's hash)``, so adding a model does not change the others.
-    ``progress(name, seconds, reused)`` is called after each model.
+    ``progress(name, seconds, reused)`` is called after each model. ``window_chunk``: windows
+    per vmapped call (``None``: all; ``"auto"``: :func:`window_chunk_for`); forecasts depend on it only
+    through float rounding.
     """
     if covariates not in COVARIATES:
         raise SuiteError(f"covariates must be one of {COVARIATES}, got {covariates!r}")
@@ -229,7 +235,8 @@ def run_comparison(
         cached = read_keyed(path, fp, ("r_hat", "choice")) if path is not None else None
         if cached is None:
             key = jax.random.fold_in(jax.random.key(seed), _name_seed(model.name))
-            fit = fit_rolling(model, X, y, train_m, valid_m, key)
+            chunk = window_chunk_for(model) if window_chunk == "auto" else window_chunk
+            fit = fit_rolling(model, X, y, train_m, valid_m, key, window_chunk=chunk)
             r_hat = predict_rolling(model, fit, X, test_m)[rows].astype(np.float32)
             if not np.all(np.isfinite(r_hat)):
                 bad = np.flatnonzero(~np.isfinite(r_hat))[0]
@@ -262,6 +269,14 @@ def _size_batches(model, max_train: int, max_valid: int):
     if getattr(model, "n_valid", "absent") is None:
         model = dataclasses.replace(model, n_valid=max(1, max_valid))
     return model
+
+
+def window_chunk_for(model, backend: str | None = None) -> int | None:
+    """Windows per vmapped call under ``window_chunk="auto"``: one for early-stopping models
+    (those with ``patience``, i.e. the networks) on a CPU backend, else all at once."""
+    inner = getattr(model, "inner", model)
+    cpu = (backend or jax.default_backend()) == "cpu"
+    return 1 if cpu and hasattr(inner, "patience") else None
 
 
 def _name_seed(name: str) -> int:

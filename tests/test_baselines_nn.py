@@ -188,6 +188,13 @@ def test_fit_rolling_equals_window_loop(data):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # windows see different data, so their fits differ
     assert not np.allclose(roll.valid_sse[0], roll.valid_sse[2])
+    # in chunks of two windows (the last one padded), as run_comparison does on a CPU with 1
+    chunked = fit_rolling(MODEL, X, y, tm, vm, key, window_chunk=2)
+    np.testing.assert_allclose(chunked.valid_sse, roll.valid_sse, rtol=1e-5)
+    np.testing.assert_array_equal(chunked.choice, roll.choice)
+    for a, b in zip(jax.tree_util.tree_leaves(chunked.params), jax.tree_util.tree_leaves(roll.params)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_early_stopping_matches_hand_simulation(data, fitted):

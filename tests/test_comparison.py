@@ -13,7 +13,8 @@ from sklearn.linear_model import LinearRegression
 
 from fapm_jax import SimConfig, WindowSpec, rolling_windows, simulate_panel, window_masks
 from fapm_jax.baselines import OLS, PCR
-from fapm_jax.comparison import SuiteError, make_model, run_comparison
+from fapm_jax.baselines.expand import OnGKXCovariates
+from fapm_jax.comparison import SuiteError, make_model, run_comparison, window_chunk_for
 from fapm_jax.covariates import covariate_blocks, gkx_covariates
 from fapm_jax.diebold_mariano import dm_test
 from fapm_jax.metrics import r2_table
@@ -42,6 +43,17 @@ def test_model_names():
         make_model("OLS-3", ("bm", "mom12m"))
     with pytest.raises(SuiteError, match="profile"):
         make_model("OLS", names, profile="fast")
+
+
+def test_window_chunk_rule():
+    """Networks loop over windows on a CPU (lockstep early stopping is slow there), everything
+    else is vmapped over all windows; a GKX-covariate wrapper follows its inner model."""
+    names = ("mvel1", "bm", "mom12m", "x")
+    nn, ols = make_model("NN2", names), make_model("OLS", names)
+    assert window_chunk_for(nn, "cpu") == 1
+    assert window_chunk_for(nn, "gpu") is None
+    assert window_chunk_for(ols, "cpu") is None
+    assert window_chunk_for(OnGKXCovariates(nn, (0,), (1,), ()), "cpu") == 1
 
 
 def test_forecasts_tables_and_resume(panel, tmp_path):

@@ -140,16 +140,32 @@ def fit_rolling(
     train_masks: Bool[Array, "W N"],
     valid_masks: Bool[Array, "W N"],
     key: PRNGKeyArray,
+    window_chunk: int | None = None,
 ) -> RollingFit:
     """Fit ``model`` on every window: one compiled, vmapped program for JAX models, a loop over
-    windows for host models. Window ``w`` gets ``jax.random.fold_in(key, w)``."""
+    windows for host models. Window ``w`` gets ``jax.random.fold_in(key, w)``.
+
+    ``window_chunk``: JAX models fit ``window_chunk`` windows per vmapped call, the calls in a
+    host loop (one compilation: a short last chunk is padded with copies of its last window);
+    ``None``: all windows in one call. The result does not depend on it. Chunks of one suit
+    early-stopping trainers on a CPU, where vmapped windows run in lockstep until the slowest
+    member stops (see :func:`~fapm_jax.comparison.run_comparison`).
+    """
     W = train_masks.shape[0]
     keys = jax.vmap(lambda w: jax.random.fold_in(key, w))(jnp.arange(W))
     dtype = jnp.asarray(X).dtype
     tm = jnp.asarray(train_masks, dtype)
     vm = jnp.asarray(valid_masks, dtype)
     if model.is_jax:
-        fit = _fit_windows(model, jnp.asarray(X), jnp.asarray(y), tm, vm, keys)
+        X, y = jnp.asarray(X), jnp.asarray(y)
+        k = W if window_chunk is None else max(1, min(int(window_chunk), W))
+        parts = []
+        for lo in range(0, W, k):
+            idx = jnp.minimum(jnp.arange(lo, lo + k), W - 1)  # pad the last chunk
+            parts.append(_fit_windows(model, X, y, tm[idx], vm[idx], keys[idx]))
+        fit = parts[0] if len(parts) == 1 else jax.tree_util.tree_map(
+            lambda *a: jnp.concatenate(a)[:W], *parts
+        )
     else:
         fits = [model.fit(X, y, tm[w], vm[w], keys[w]) for w in range(W)]
         fit = Fit(
