@@ -7,7 +7,9 @@ Diebold–Mariano table (:mod:`~fapm_jax.diebold_mariano`) follow. JAX models ar
 windows (:func:`~fapm_jax.baselines.fit_rolling`); trees loop over windows. On a CPU the
 networks loop over windows too (:func:`window_chunk_for`): vmapped windows run in lockstep, every
 one padded to the largest window's mini-batches and every member kept running until the
-slowest stops early, which made NN1 on the embedded default about 3× slower than a loop.
+slowest stops early, which made NN1 on the embedded default about 3× slower than a loop; and a
+model with large per-window temporaries (the GLM) is vmapped over as many windows at a time as
+fit in :data:`WINDOW_BUDGET`.
 
 A long suite resumes: with ``checkpoint_dir`` every finished model's test forecasts are saved
 atomically, keyed by a fingerprint of the data, windows, model and seed, and reused on rerun.
@@ -235,7 +237,7 @@ def run_comparison(
         cached = read_keyed(path, fp, ("r_hat", "choice")) if path is not None else None
         if cached is None:
             key = jax.random.fold_in(jax.random.key(seed), _name_seed(model.name))
-            chunk = window_chunk_for(model) if window_chunk == "auto" else window_chunk
+            chunk = window_chunk_for(model, *X.shape) if window_chunk == "auto" else window_chunk
             fit = fit_rolling(model, X, y, train_m, valid_m, key, window_chunk=chunk)
             r_hat = predict_rolling(model, fit, X, test_m)[rows].astype(np.float32)
             if not np.all(np.isfinite(r_hat)):
@@ -271,12 +273,25 @@ def _size_batches(model, max_train: int, max_valid: int):
     return model
 
 
-def window_chunk_for(model, backend: str | None = None) -> int | None:
-    """Windows per vmapped call under ``window_chunk="auto"``: one for early-stopping models
-    (those with ``patience``, i.e. the networks) on a CPU backend, else all at once."""
+#: Working-memory budget of one vmapped call over windows (bytes), for models that state
+#: theirs (``window_bytes``, e.g. the GLM's spline temporaries).
+WINDOW_BUDGET = 2**30
+
+
+def window_chunk_for(model, n_rows: int = 0, n_cols: int = 0, backend: str | None = None,
+                     budget: int = WINDOW_BUDGET) -> int | None:
+    """Windows per vmapped call under ``window_chunk="auto"`` (``None``: all at once).
+
+    One for early-stopping models (those with ``patience``, i.e. the networks) on a CPU
+    backend; for models that state their per-window working memory (``window_bytes``) as
+    many windows as fit in ``budget``; else all.
+    """
     inner = getattr(model, "inner", model)
-    cpu = (backend or jax.default_backend()) == "cpu"
-    return 1 if cpu and hasattr(inner, "patience") else None
+    if (backend or jax.default_backend()) == "cpu" and hasattr(inner, "patience"):
+        return 1
+    f = getattr(model, "window_bytes", None)
+    need = f(n_rows, n_cols) if f is not None else 0
+    return max(1, budget // need) if need > 0 else None
 
 
 def _name_seed(name: str) -> int:

@@ -50,10 +50,16 @@ def test_window_chunk_rule():
     else is vmapped over all windows; a GKX-covariate wrapper follows its inner model."""
     names = ("mvel1", "bm", "mom12m", "x")
     nn, ols = make_model("NN2", names), make_model("OLS", names)
-    assert window_chunk_for(nn, "cpu") == 1
-    assert window_chunk_for(nn, "gpu") is None
-    assert window_chunk_for(ols, "cpu") is None
-    assert window_chunk_for(OnGKXCovariates(nn, (0,), (1,), ()), "cpu") == 1
+    assert window_chunk_for(nn, backend="cpu") == 1
+    assert window_chunk_for(nn, backend="gpu") is None
+    assert window_chunk_for(ols, 1000, 38, backend="cpu") is None
+    assert window_chunk_for(OnGKXCovariates(nn, (0,), (1,), ()), backend="cpu") == 1
+    # the GLM by its working memory: 4 temporaries of N x P float32 per lambda
+    glm = make_model("GLM+H", names, profile="quick")  # 4 lambdas: 4 * 4 * 1000 * 38 * 4 bytes
+    assert window_chunk_for(glm, 1000, 38, backend="cpu", budget=10 * 2432000) == 10
+    assert window_chunk_for(glm, 1000, 38, backend="cpu", budget=100) == 1
+    wrapped = OnGKXCovariates(glm, (0, 1), (2, 3, 4), (5,))  # 2 x (1 + 3) + 1 = 9 columns
+    assert wrapped.window_bytes(1000, 6) == 4 * 4 * 1000 * 9 * 4
 
 
 def test_forecasts_tables_and_resume(panel, tmp_path):

@@ -53,6 +53,13 @@ class OnGKXCovariates:
         out = (c[:, :, None] * z[:, None, :]).reshape(X.shape[0], -1)
         return np.concatenate([out, X[:, list(self.sic)]], axis=1) if self.sic else out
 
+    def window_bytes(self, n_rows: int, n_cols: int, itemsize: int = 4) -> int:
+        """The inner model's per-window working memory on the expanded columns (0 if it does
+        not say)."""
+        f = getattr(self.inner, "window_bytes", None)
+        q = len(self.chars) * (1 + len(self.macro)) + len(self.sic)
+        return 0 if f is None else f(n_rows, q, itemsize)
+
     def fit(self, X, y, train, valid, key: PRNGKeyArray) -> Fit:
         return self.inner.fit(self.expand(X), y, train, valid, key)
 
