@@ -15,8 +15,12 @@ from fapm_jax.simstudy import (
     compare_table,
     design_data,
     fit_design,
+    SIM_HUBER_XI,
+    SIM_NN_BATCH,
+    SIM_NN_PATIENCE,
     published_table_a1,
     run_study,
+    sim_models,
     table_a1,
 )
 
@@ -92,3 +96,15 @@ def test_bad_requests():
         run_study([OLS()], reps=0)
     with pytest.raises(StudyError, match="design"):
         run_study([OLS()], reps=1, designs=[("c", 50)])
+
+
+def test_sim_models_settings():
+    """The study's departures from the empirical grids: networks with the simulation's batch
+    and patience, Huber models with the authors' threshold, FAPM and FAPM+SI appended."""
+    ms = sim_models(["NN2", "ENet+H", "OLS"])
+    nn, enet, ols = ms[:3]
+    assert (nn.batch_size, nn.patience) == (SIM_NN_BATCH, SIM_NN_PATIENCE) == (1000, 20)
+    assert nn.hidden == (32, 16) and nn.ensemble == 10
+    assert enet.huber and enet.huber_xi == SIM_HUBER_XI and not ols.huber
+    assert [m.name for m in ms[3:]] == ["FAPM", "FAPM+SI"]
+    assert ms[4].config.self_interactions and not ms[3].config.self_interactions
