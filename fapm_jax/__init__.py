@@ -8,13 +8,14 @@ characteristics and macro predictors, pricing every pairwise factor interaction 
 __version__ = "0.1.0"
 
 from .covariates import gkx_covariate_names, gkx_covariates
+from .fapm_m import FAPMmSweep, fapm_m_sweep, top_bottom_mask, window_importance
 from .french import french_factors, french_panel
 from .gkx import DataError, load_characteristics, load_returns, scan_characteristics
 from .linear import fit_ols
 from .losses import huber, huber_r2_loss, r2_loss, r2_score
 from .macro import MACRO_NAMES, load_welch_goyal, macro_panel
 from .metrics import r2_by_year, r2_oos, r2_summary, r2_table
-from .model import FAPMParams, init_params, interaction_matrix, predict
+from .model import FAPMParams, init_params, interaction_matrix, predict, with_feature_mask
 from .panel import Panel, PanelError
 from .preprocess import build_gkx_panel
 from .rolling import RollingRun, predict_test_rows, run_rolling
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "FAPMParams",
+    "FAPMmSweep",
     "Hyper",
     "MACRO_NAMES",
     "Panel",
@@ -47,6 +49,7 @@ __all__ = [
     "Window",
     "WindowError",
     "WindowSpec",
+    "fapm_m_sweep",
     "fit_ols",
     "fit_window",
     "french_factors",
@@ -75,5 +78,8 @@ __all__ = [
     "scan_characteristics",
     "simulate_panel",
     "sweep_grid",
+    "top_bottom_mask",
+    "window_importance",
     "window_masks",
+    "with_feature_mask",
 ]

@@ -18,11 +18,14 @@ def fit_ols(
     mask: Float[Array, " N"],
     *,
     rcond: float | None = None,
+    columns: Float[Array, " n"] | None = None,
 ) -> tuple[Float[Array, ""], Float[Array, " n"]]:
     """OLS ``r ≈ w0 + X w`` on the rows where ``mask`` is non-zero (weighted by ``mask``).
 
     Returns ``(w0, w)``. ``rcond`` is the relative eigenvalue cut-off of the standardized
-    Gram matrix (default: 100 × machine epsilon of the dtype × ``n``).
+    Gram matrix (default: 100 × machine epsilon of the dtype × ``n``). ``columns`` (0/1):
+    regress on the columns with 1 only (the others get ``w = 0``); the Gram matrix is built
+    from all columns and then restricted, so under ``vmap`` over column subsets it is shared.
     """
     dtype = X.dtype
     m = mask.astype(dtype)
@@ -35,12 +38,18 @@ def fit_ols(
     Z = Xc / sd
     G = (Z * m[:, None]).T @ Z / total  # correlation matrix, [n, n]
     b = (Z.T @ (m * (r - r_mu))) / total
+    if columns is not None:
+        c = columns.astype(dtype)
+        G = G * jnp.outer(c, c) + jnp.diag(1.0 - c)  # excluded columns: identity, b = 0
+        b = b * c
     evals, evecs = jnp.linalg.eigh(G)
     if rcond is None:
         rcond = 100.0 * jnp.finfo(dtype).eps * X.shape[-1]
     keep = evals > rcond * jnp.max(evals)
     inv = jnp.where(keep, 1.0 / jnp.where(keep, evals, 1.0), 0.0)
     beta = evecs @ (inv * (evecs.T @ b))
+    if columns is not None:
+        beta = beta * c  # exactly zero (the eigen-solve leaves rounding-level values)
     w = beta / sd
     w0 = r_mu - mu @ w
     return w0, w

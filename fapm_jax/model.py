@@ -125,3 +125,13 @@ def with_rank_mask(params: FAPMParams, rank_mask: Float[Array, " k"]) -> FAPMPar
     settings share one shape and one compiled program.
     """
     return eqx.tree_at(lambda p: p.V, params, params.V * rank_mask)
+
+
+def with_feature_mask(params: FAPMParams, feature_mask: Float[Array, " n"]) -> FAPMParams:
+    """Zero every parameter of the factors switched off by ``feature_mask`` (1 = in, 0 = out):
+    ``w_i``, the row ``v_i`` and ``d_i``. The model then equals one fitted on the kept
+    columns only, since factor ``i`` enters ``ŷ`` only through those parameters — a FAPM-m
+    sweep (paper section 3.2) trains every subset in one program on the full ``X``."""
+    f = feature_mask
+    d = None if params.d is None else params.d * f
+    return FAPMParams(w0=params.w0, w=params.w * f, V=params.V * f[:, None], d=d)

@@ -32,7 +32,7 @@ from .checkpoint import fingerprint, load_state, save_state
 from .linear import fit_ols
 from .losses import masked_huber_ratio, masked_sse_ratio
 from .masked import masked_quantile, shuffled_batches
-from .model import FAPMParams, init_params, predict, with_rank_mask
+from .model import FAPMParams, init_params, predict, with_feature_mask, with_rank_mask
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
 LOSSES = ("r2", "huber")
@@ -112,13 +112,16 @@ class Hyper(NamedTuple):
     """One hyperparameter setting as arrays, so that settings can be ``vmap``-ed.
 
     ``rank_mask`` switches latent columns on (1) or off (0); a sweep over ranks pads ``V`` to
-    the largest rank.
+    the largest rank. ``features`` (``None``: every factor) switches factors on or off per
+    window, ``[W, n]`` for all windows (one window's trainer sees its row ``[n]``): the
+    FAPM-m subsets (:mod:`~fapm_jax.selection`), chosen inside each window.
     """
 
     learning_rate: Float[Array, ""]
     init_scale: Float[Array, ""]
     rank_mask: Float[Array, " k"]
     seed: Int[Array, ""]
+    features: Float[Array, "W n"] | None = None
 
 
 class TrainState(NamedTuple):
@@ -230,7 +233,8 @@ def init_state(
 ) -> TrainState:
     """Start one window: OLS linear part, ``V ~ N(0, init_scale²)``, the OLS model as best."""
     dtype = X.dtype
-    w0, w = fit_ols(X, r, train_mask)
+    f = None if hyper.features is None else hyper.features.astype(dtype)
+    w0, w = fit_ols(X, r, train_mask, columns=f)
     k_init, k_shuffle = jax.random.split(key)
     k = hyper.rank_mask.shape[0]
     params = init_params(
@@ -238,6 +242,8 @@ def init_state(
         self_interactions=config.self_interactions, dtype=dtype,
     )
     params = with_rank_mask(params, hyper.rank_mask.astype(dtype))
+    if f is not None:
+        params = with_feature_mask(params, f)
     linear = eqx.tree_at(lambda p: p.V, params, jnp.zeros_like(params.V))
     r_hat_lin = predict(linear, X)
     valid_r2 = 1.0 - masked_sse_ratio(r, r_hat_lin, valid_mask)
@@ -291,6 +297,7 @@ def train_epochs(
     tx = make_optimizer(config.optimizer)
     dtype = X.dtype
     rank_mask = hyper.rank_mask.astype(dtype)
+    features = None if hyper.features is None else hyper.features.astype(dtype)
     grad_fn = jax.value_and_grad(_window_loss)
 
     def step(carry, batch):
@@ -307,6 +314,8 @@ def train_epochs(
             c = jnp.asarray(config.linear_lr_scale, dtype)
             updates = eqx.tree_at(lambda u: (u.w0, u.w), updates, (updates.w0 * c, updates.w * c))
         new_params = with_rank_mask(optax.apply_updates(params, updates), rank_mask)
+        if features is not None:
+            new_params = with_feature_mask(new_params, features)
         has_rows = jnp.sum(mb) > 0
         finite = jnp.isfinite(loss) & _all_finite(new_params)
         take = ok & has_rows & finite
@@ -376,8 +385,8 @@ def _init_all(X, r, train_masks, valid_masks, hyper, *, config):
     def one_setting(h):
         keys = window_keys(h.seed, train_masks.shape[0])
         return jax.vmap(
-            lambda tm, vm, k: init_state(X, r, tm, vm, h, k, config=config)
-        )(train_masks, valid_masks, keys)
+            lambda tm, vm, k, f: init_state(X, r, tm, vm, h._replace(features=f), k, config=config)
+        )(train_masks, valid_masks, keys, h.features)
 
     return jax.vmap(one_setting)(hyper)
 
@@ -386,10 +395,11 @@ def _init_all(X, r, train_masks, valid_masks, hyper, *, config):
 def _epochs_all(state, X, r, train_masks, valid_masks, hyper, *, config, n_epochs, n_batches):
     def one_setting(st, h):
         return jax.vmap(
-            lambda s, tm, vm: train_epochs(
-                s, X, r, tm, vm, h, config=config, n_epochs=n_epochs, n_batches=n_batches
+            lambda s, tm, vm, f: train_epochs(
+                s, X, r, tm, vm, h._replace(features=f), config=config, n_epochs=n_epochs,
+                n_batches=n_batches,
             )
-        )(st, train_masks, valid_masks)
+        )(st, train_masks, valid_masks, h.features)
 
     return jax.vmap(one_setting)(state, hyper)
 

@@ -1,0 +1,182 @@
+"""FAPM-m: FAPM on the ``m`` most and ``m`` least important factors (paper section 3.2,
+Table 2, Figure 5), every ``m`` in one vmapped program.
+
+The importance of factor ``i`` is ``|w_i| / Σ|w|`` of OLS on all factors
+(:func:`window_importance`). By default it is computed **inside each window from that
+window's training rows**, so a window's factor choice uses no validation or test data
+(``ranking="window"``); the paper ranks the factors once on the full sample, which looks
+ahead — offered as ``ranking="full"`` and labelled so in every output.
+
+A subset is a 0/1 mask over the factors (:func:`top_bottom_mask`); a sweep over ``m`` is a
+batch of masks ``[M, W, n]`` carried by :class:`~fapm_jax.train.Hyper` ``.features``, so all
+``m`` and all windows train in one compiled program on the full ``X``: a masked factor's
+parameters are held at zero (:func:`~fapm_jax.model.with_feature_mask`) and its OLS start
+excluded (:func:`~fapm_jax.linear.fit_ols` ``columns``), which equals training on the kept
+columns alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from .linear import fit_ols
+from .model import FAPMParams, predict
+from .panel import Panel
+from .rolling import predict_test_rows
+from .train import Hyper, TrainConfig, TrainResult, fit_windows, hyper_from_config
+from .windows import WindowSpec, rolling_windows, window_masks
+
+RANKINGS = ("window", "full")
+
+
+def ols_importance_weights(
+    X: Float[Array, "N n"], r: Float[Array, " N"], train_mask: Float[Array, " N"]
+) -> Float[Array, " n"]:
+    """``|w_i| / Σ|w|`` of OLS on all factors over the rows with ``train_mask > 0``."""
+    _, w = fit_ols(X, r, train_mask)
+    a = jnp.abs(w)
+    return a / jnp.maximum(jnp.sum(a), jnp.finfo(a.dtype).tiny)
+
+
+@eqx.filter_jit
+def window_importance(
+    X: Float[Array, "N n"], r: Float[Array, " N"], train_masks: Float[Array, "W N"]
+) -> Float[Array, "W n"]:
+    """Each window's factor importance from its own training rows (vmapped over windows)."""
+    return jax.vmap(ols_importance_weights, in_axes=(None, None, 0))(X, r, train_masks)
+
+
+def top_bottom_mask(importance: Float[Array, " n"], m: int | None) -> Float[Array, " n"]:
+    """1 on the ``m`` most and the ``m`` least important factors, 0 elsewhere (``None`` or
+    ``2m ≥ n``: every factor). Ties rank the lower column index as more important."""
+    n = importance.shape[-1]
+    if m is None or 2 * m >= n:
+        return jnp.ones_like(importance)
+    if m < 1:
+        raise ValueError(f"FAPM-m: m must be >= 1, got {m}")
+    order = jnp.argsort(-importance, stable=True)  # most important first
+    rank = jnp.zeros(n, jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
+    return ((rank < m) | (rank >= n - m)).astype(importance.dtype)
+
+
+def fapm_m_features(importance: Float[Array, "W n"], ms: Sequence[int | None]) -> Float[Array, "M W n"]:
+    """The factor masks of every ``m`` (``None`` = all factors) in every window."""
+    return jnp.stack([jax.vmap(lambda imp: top_bottom_mask(imp, m))(importance) for m in ms])
+
+
+def fapm_m_hyper(config: TrainConfig, features: Float[Array, "M W n"]) -> Hyper:
+    """``config``'s setting once per subset: a batched :class:`Hyper` ``[M]`` whose
+    ``features`` are the subsets' masks (the same seed, so every ``m`` starts from the same
+    ``V`` draw on its kept rows)."""
+    h = hyper_from_config(config)
+    M = features.shape[0]
+    return Hyper(
+        learning_rate=jnp.broadcast_to(h.learning_rate, (M,)),
+        init_scale=jnp.broadcast_to(h.init_scale, (M,)),
+        rank_mask=jnp.broadcast_to(h.rank_mask, (M,) + h.rank_mask.shape),
+        seed=jnp.broadcast_to(h.seed, (M,)),
+        features=jnp.asarray(features, jnp.float32),
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FAPMmSweep:
+    """The result of :func:`fapm_m_sweep`.
+
+    ``ms`` the subsets (``None`` = all factors); ``r2_oos``/``r2_is`` ``[M]``: pooled R² over
+    all test rows / all windows' training rows (against zero, as R²_oos); ``importance``
+    ``[W, n]``; ``features`` ``[M, W, n]`` the masks; ``result`` the raw training result
+    (leading axes ``[M, W]``); ``ranking`` ``"window"`` or ``"full"`` (look-ahead).
+    """
+
+    ms: tuple[int | None, ...]
+    r2_oos: np.ndarray
+    r2_is: np.ndarray
+    importance: np.ndarray
+    features: np.ndarray
+    feature_names: tuple[str, ...]
+    result: TrainResult
+    ranking: str
+    seconds: float
+
+    def selected(self, m: int | None, window: int = 0) -> list[tuple[str, float]]:
+        """``(factor, importance)`` of the factors FAPM-m uses in ``window``, most important
+        first (Table 2)."""
+        i = self.ms.index(m)
+        keep = np.flatnonzero(self.features[i, window] > 0)
+        imp = self.importance[window]
+        keep = keep[np.argsort(-imp[keep], kind="stable")]
+        return [(self.feature_names[j], float(imp[j])) for j in keep]
+
+
+def fapm_m_sweep(
+    panel: Panel,
+    config: TrainConfig = TrainConfig(),
+    spec: WindowSpec = WindowSpec(),
+    ms: Sequence[int | None] = (*range(1, 21), None),
+    *,
+    ranking: str = "window",
+) -> FAPMmSweep:
+    """Train FAPM-m for every ``m`` in ``ms`` on every window in one program (Figure 5).
+
+    Each window's subset comes from its own training rows (``ranking="window"``) or, as in
+    the paper, from OLS on every row of the panel (``"full"``, which looks ahead).
+    """
+    if ranking not in RANKINGS:
+        raise ValueError(f"fapm_m_sweep: ranking must be one of {RANKINGS}, got {ranking!r}")
+    ms = tuple(ms)
+    n = panel.X.shape[1]
+    for m in ms:
+        if m is not None and not (isinstance(m, int) and m >= 1):
+            raise ValueError(f"fapm_m_sweep: every m must be a positive integer or None, got {m!r}")
+    t0 = time.perf_counter()
+    windows = rolling_windows(spec)
+    train_m, valid_m, test_m = window_masks(panel.year, windows)
+    X = jnp.asarray(panel.X)
+    r = jnp.asarray(panel.r, X.dtype)
+    tm = jnp.asarray(train_m, X.dtype)
+    if ranking == "window":
+        imp = window_importance(X, r, tm)
+    else:
+        full = ols_importance_weights(X, r, jnp.ones_like(r))
+        imp = jnp.broadcast_to(full, (len(windows), n))
+    features = fapm_m_features(imp, ms)
+    result = fit_windows(X, r, train_m, valid_m, config, hyper=fapm_m_hyper(config, features))
+    test = jnp.asarray(test_m)
+    r2_oos, r2_is = [], []
+    y = np.asarray(panel.r, np.float64)
+    for i in range(len(ms)):
+        params = jax.tree_util.tree_map(lambda a: a[i], result.params)
+        r_hat = np.asarray(predict_test_rows(params, X, test), np.float64)
+        rows = test_m.any(axis=0)
+        r2_oos.append(1.0 - np.sum((y - r_hat)[rows] ** 2) / np.sum(y[rows] ** 2))
+        sse, tot = (np.asarray(a, np.float64) for a in _train_sse(params, X, r, tm))
+        r2_is.append(1.0 - sse.sum() / tot.sum())
+    return FAPMmSweep(
+        ms=ms, r2_oos=np.asarray(r2_oos), r2_is=np.asarray(r2_is), importance=np.asarray(imp),
+        features=np.asarray(features), feature_names=tuple(panel.feature_names), result=result,
+        ranking=ranking, seconds=time.perf_counter() - t0,
+    )
+
+
+@eqx.filter_jit
+def _train_sse(
+    params: FAPMParams, X: Float[Array, "N n"], r: Float[Array, " N"], train_masks: Float[Array, "W N"]
+) -> tuple[Float[Array, " W"], Float[Array, " W"]]:
+    """Per window ``Σ (r − r̂)²`` and ``Σ r²`` over its training rows (a scan: memory O(N))."""
+
+    def one(_, inputs):
+        p, m = inputs
+        e = jnp.where(m > 0, r - predict(p, X), 0.0)
+        return None, (jnp.sum(e * e), jnp.sum(jnp.where(m > 0, r * r, 0.0)))
+
+    _, (sse, tot) = jax.lax.scan(one, None, (params, train_masks))
+    return sse, tot
