@@ -110,6 +110,24 @@ def table1_figure(values: dict[str, dict[str, float]], path: Path, title: str) -
     return save_figure(path, fig)
 
 
+def fapm_m_figure(ms, r2_oos, r2_is, path: Path, title: str) -> Path:
+    """Figure 5: R² out of sample and in sample of FAPM-m against m (``None`` = all factors,
+    drawn as a dashed line)."""
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    x = [m for m in ms if m is not None]
+    for a, vals, label in ((ax[0], r2_oos, "R²_oos (%)"), (ax[1], r2_is, "in-sample R² (%)")):
+        v = {m: 100 * float(r) for m, r in zip(ms, vals)}
+        a.plot(x, [v[m] for m in x], "o-", color="tab:blue", label="FAPM-m")
+        if None in v:
+            a.axhline(v[None], color="k", ls="--", lw=0.8, label="all factors")
+        a.xaxis.get_major_locator().set_params(integer=True)
+        a.set_xlabel("m (m strong + m weak factors)")
+        a.set_ylabel(label)
+        a.legend(frameon=False)
+    fig.suptitle(title)
+    return save_figure(path, fig)
+
+
 def interaction_section(run: RollingRun, feature_names: Sequence[str], truth: SimTruth | None, top: int = 10) -> str:
     """The largest interactions of the window-averaged ``B``, with the truth when known."""
     B = np.asarray(jax_mean_interactions(run))

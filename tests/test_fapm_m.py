@@ -148,6 +148,13 @@ def test_sweep_r2_matches_numpy(panel, masks, sweep):
     assert sweep.ranking == "window"
 
 
+def test_figure5_is_written(sweep, tmp_path):
+    from fapm_jax.report import fapm_m_figure
+
+    path = fapm_m_figure(sweep.ms, sweep.r2_oos, sweep.r2_is, tmp_path / "f5.png", "FAPM-m")
+    assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_full_sample_ranking_and_bad_requests(panel):
     s = fapm_m_sweep(panel, dataclasses.replace(CFG, epochs=1), SPEC, ms=(1,), ranking="full")
     assert s.ranking == "full"
