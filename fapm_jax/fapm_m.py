@@ -38,38 +38,55 @@ RANKINGS = ("window", "full")
 
 
 def ols_importance_weights(
-    X: Float[Array, "N n"], r: Float[Array, " N"], train_mask: Float[Array, " N"]
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    train_mask: Float[Array, " N"],
+    ranked: Float[Array, " n"] | None = None,
 ) -> Float[Array, " n"]:
-    """``|w_i| / Σ|w|`` of OLS on all factors over the rows with ``train_mask > 0``."""
-    _, w = fit_ols(X, r, train_mask)
+    """``|w_i| / Σ|w|`` of OLS on all factors over the rows with ``train_mask > 0``
+    (``ranked``: OLS on the columns with 1 only; the others get 0)."""
+    _, w = fit_ols(X, r, train_mask, columns=ranked)
     a = jnp.abs(w)
     return a / jnp.maximum(jnp.sum(a), jnp.finfo(a.dtype).tiny)
 
 
 @eqx.filter_jit
 def window_importance(
-    X: Float[Array, "N n"], r: Float[Array, " N"], train_masks: Float[Array, "W N"]
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    train_masks: Float[Array, "W N"],
+    ranked: Float[Array, " n"] | None = None,
 ) -> Float[Array, "W n"]:
     """Each window's factor importance from its own training rows (vmapped over windows)."""
-    return jax.vmap(ols_importance_weights, in_axes=(None, None, 0))(X, r, train_masks)
+    return jax.vmap(ols_importance_weights, in_axes=(None, None, 0, None))(X, r, train_masks, ranked)
 
 
-def top_bottom_mask(importance: Float[Array, " n"], m: int | None) -> Float[Array, " n"]:
+def top_bottom_mask(
+    importance: Float[Array, " n"], m: int | None, ranked: np.ndarray | None = None
+) -> Float[Array, " n"]:
     """1 on the ``m`` most and the ``m`` least important factors, 0 elsewhere (``None`` or
-    ``2m ≥ n``: every factor). Ties rank the lower column index as more important."""
+    ``2m ≥`` the number ranked: every factor). Ties rank the lower column index as more
+    important. ``ranked`` (0/1, concrete): only those columns compete; the others (e.g. the
+    SIC2 dummies the paper adds to every pair, section 3.2) are always kept."""
     n = importance.shape[-1]
-    if m is None or 2 * m >= n:
-        return jnp.ones_like(importance)
-    if m < 1:
+    ranked = np.ones(n, bool) if ranked is None else np.asarray(ranked) > 0
+    n_r = int(ranked.sum())
+    if m is not None and m < 1:
         raise ValueError(f"FAPM-m: m must be >= 1, got {m}")
-    order = jnp.argsort(-importance, stable=True)  # most important first
+    if m is None or 2 * m >= n_r:
+        return jnp.ones_like(importance)
+    key = jnp.where(jnp.asarray(ranked), -importance, jnp.inf)  # unranked columns last
+    order = jnp.argsort(key, stable=True)  # most important first
     rank = jnp.zeros(n, jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
-    return ((rank < m) | (rank >= n - m)).astype(importance.dtype)
+    chosen = (rank < m) | ((rank >= n_r - m) & (rank < n_r))
+    return (chosen | ~jnp.asarray(ranked)).astype(importance.dtype)
 
 
-def fapm_m_features(importance: Float[Array, "W n"], ms: Sequence[int | None]) -> Float[Array, "M W n"]:
+def fapm_m_features(
+    importance: Float[Array, "W n"], ms: Sequence[int | None], ranked: np.ndarray | None = None
+) -> Float[Array, "M W n"]:
     """The factor masks of every ``m`` (``None`` = all factors) in every window."""
-    return jnp.stack([jax.vmap(lambda imp: top_bottom_mask(imp, m))(importance) for m in ms])
+    return jnp.stack([jax.vmap(lambda imp: top_bottom_mask(imp, m, ranked))(importance) for m in ms])
 
 
 def fapm_m_hyper(config: TrainConfig, features: Float[Array, "M W n"]) -> Hyper:
@@ -106,12 +123,14 @@ class FAPMmSweep:
     result: TrainResult
     ranking: str
     seconds: float
+    always: tuple[str, ...] = ()
 
     def selected(self, m: int | None, window: int = 0) -> list[tuple[str, float]]:
-        """``(factor, importance)`` of the factors FAPM-m uses in ``window``, most important
-        first (Table 2)."""
+        """``(factor, importance)`` of the ranked factors FAPM-m uses in ``window``, most
+        important first (Table 2; the ``always`` columns are not listed)."""
         i = self.ms.index(m)
-        keep = np.flatnonzero(self.features[i, window] > 0)
+        keep = [j for j in np.flatnonzero(self.features[i, window] > 0) if self.feature_names[j] not in self.always]
+        keep = np.asarray(keep, np.int64)
         imp = self.importance[window]
         keep = keep[np.argsort(-imp[keep], kind="stable")]
         return [(self.feature_names[j], float(imp[j])) for j in keep]
@@ -124,11 +143,15 @@ def fapm_m_sweep(
     ms: Sequence[int | None] = (*range(1, 21), None),
     *,
     ranking: str = "window",
+    always: Sequence[str] = (),
 ) -> FAPMmSweep:
     """Train FAPM-m for every ``m`` in ``ms`` on every window in one program (Figure 5).
 
     Each window's subset comes from its own training rows (``ranking="window"``) or, as in
     the paper, from OLS on every row of the panel (``"full"``, which looks ahead).
+    ``always``: factors kept in every subset and left out of the ranking — the paper's
+    "with SIC2" variant (Table 3) passes the ``sic2_XX`` dummy columns
+    (:meth:`~fapm_jax.panel.Panel.with_sic2_dummies`).
     """
     if ranking not in RANKINGS:
         raise ValueError(f"fapm_m_sweep: ranking must be one of {RANKINGS}, got {ranking!r}")
@@ -137,6 +160,9 @@ def fapm_m_sweep(
     for m in ms:
         if m is not None and not (isinstance(m, int) and m >= 1):
             raise ValueError(f"fapm_m_sweep: every m must be a positive integer or None, got {m!r}")
+    ranked = np.ones(n, np.float32)
+    if always:
+        ranked[panel.feature_index(list(always))] = 0.0
     t0 = time.perf_counter()
     windows = rolling_windows(spec)
     train_m, valid_m, test_m = window_masks(panel.year, windows)
@@ -144,11 +170,11 @@ def fapm_m_sweep(
     r = jnp.asarray(panel.r, X.dtype)
     tm = jnp.asarray(train_m, X.dtype)
     if ranking == "window":
-        imp = window_importance(X, r, tm)
+        imp = window_importance(X, r, tm, jnp.asarray(ranked))
     else:
-        full = ols_importance_weights(X, r, jnp.ones_like(r))
+        full = ols_importance_weights(X, r, jnp.ones_like(r), jnp.asarray(ranked))
         imp = jnp.broadcast_to(full, (len(windows), n))
-    features = fapm_m_features(imp, ms)
+    features = fapm_m_features(imp, ms, ranked)
     result = fit_windows(X, r, train_m, valid_m, config, hyper=fapm_m_hyper(config, features))
     test = jnp.asarray(test_m)
     r2_oos, r2_is = [], []
@@ -163,7 +189,7 @@ def fapm_m_sweep(
     return FAPMmSweep(
         ms=ms, r2_oos=np.asarray(r2_oos), r2_is=np.asarray(r2_is), importance=np.asarray(imp),
         features=np.asarray(features), feature_names=tuple(panel.feature_names), result=result,
-        ranking=ranking, seconds=time.perf_counter() - t0,
+        ranking=ranking, seconds=time.perf_counter() - t0, always=tuple(always),
     )
 
 

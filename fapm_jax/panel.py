@@ -88,6 +88,21 @@ class Panel:
             macro_names=tuple(f for f in names if f in self.macro_names),
         )
 
+    def with_sic2_dummies(self) -> "Panel":
+        """The panel with one-hot ``sic2_XX`` factor columns appended (one per code present,
+        ascending; a negative code, unknown, gets none) — the SIC2 factor of the paper's
+        section 3.2. A :class:`PanelError` if the panel has no SIC2 codes."""
+        if self.sic2 is None:
+            raise PanelError(f"panel '{self.name}': no sic2 codes, so no SIC2 dummies")
+        codes = np.unique(self.sic2[self.sic2 >= 0])
+        names = tuple(f"sic2_{int(c):02d}" for c in codes)
+        clash = [f for f in names if f in self.feature_names]
+        if clash:
+            raise PanelError(f"panel '{self.name}': already has SIC2 dummy columns ({clash[0]}, ...)")
+        onehot = (self.sic2[:, None] == codes[None, :]).astype(self.X.dtype)
+        return dataclasses.replace(self, X=np.concatenate([self.X, onehot], axis=1),
+                                   feature_names=self.feature_names + names)
+
     def to_frame(self) -> pl.DataFrame:
         """The panel as a polars frame: keys, target, market equity and every factor."""
         cols = {

@@ -65,6 +65,15 @@ def test_top_bottom_mask_by_hand():
     np.testing.assert_array_equal(f[0, 1], [0, 1, 1, 0, 0, 0])  # reversed importances
 
 
+def test_top_bottom_among_ranked_columns_only():
+    """Unranked columns (the SIC2 dummies) are always kept and do not compete."""
+    imp = jnp.asarray([0.30, 0.05, 0.20, 0.01, 0.40, 0.04, 0.0, 0.0])
+    ranked = np.array([1, 1, 1, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(top_bottom_mask(imp, 1, ranked), [0, 0, 0, 1, 1, 0, 1, 1])
+    np.testing.assert_array_equal(top_bottom_mask(imp, 2, ranked), [1, 0, 0, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(top_bottom_mask(imp, 3, ranked), [1] * 8)
+
+
 def test_masked_model_equals_model_on_kept_columns(panel, masks):
     """The masked OLS start is OLS on the kept columns (zeros elsewhere), and a masked FAPM
     predicts as the FAPM of the kept rows of w and V on the kept columns."""
@@ -163,3 +172,20 @@ def test_full_sample_ranking_and_bad_requests(panel):
         fapm_m_sweep(panel, CFG, SPEC, ms=(1,), ranking="future")
     with pytest.raises(ValueError, match="positive integer"):
         fapm_m_sweep(panel, CFG, SPEC, ms=(0,))
+
+
+def test_sweep_with_sic2_dummies_always_kept(panel):
+    """The paper's "with SIC2" sweep: every subset holds all dummies plus 2m ranked factors;
+    the dummies take no part in the ranking (importance 0)."""
+    p2 = panel.with_sic2_dummies()
+    dummies = [f for f in p2.feature_names if f.startswith("sic2_")]
+    s = fapm_m_sweep(p2, dataclasses.replace(CFG, epochs=2), SPEC, ms=(1, 2), always=dummies)
+    idx = p2.feature_index(dummies)
+    assert (s.features[:, :, idx] == 1).all()
+    assert (s.features.sum(axis=2) == np.array([2, 4])[:, None] + len(dummies)).all()
+    assert (s.importance[:, idx] == 0).all()
+    assert all(not f.startswith("sic2_") for f, _ in s.selected(2, 1))
+    # the ranked factors' importances equal those of the panel without dummies (OLS on them)
+    base = np.asarray(window_importance(jnp.asarray(panel.X), jnp.asarray(panel.r),
+                                        jnp.asarray(window_masks(panel.year, rolling_windows(SPEC))[0], jnp.float32)))
+    np.testing.assert_allclose(s.importance[:, : panel.X.shape[1]], base, atol=1e-5)

@@ -162,3 +162,20 @@ def test_panel_is_immutable():
     p = Panel(**make_kwargs())
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.name = "x"  # type: ignore[misc]
+
+
+def test_with_sic2_dummies():
+    from fapm_jax import SimConfig, simulate_panel
+
+    p, _ = simulate_panel(SimConfig(n_stocks=20, n_chars=6, first_month=200001, last_month=200012))
+    q = p.with_sic2_dummies()
+    codes = np.unique(p.sic2)
+    assert q.feature_names[: p.n_features] == p.feature_names
+    assert q.feature_names[p.n_features :] == tuple(f"sic2_{c:02d}" for c in codes)
+    D = q.X[:, p.n_features :]
+    np.testing.assert_array_equal(D.sum(axis=1), 1.0)  # one-hot
+    np.testing.assert_array_equal(codes[D.argmax(axis=1)], p.sic2)
+    with pytest.raises(PanelError, match="already has SIC2"):
+        q.with_sic2_dummies()
+    with pytest.raises(PanelError, match="no sic2"):
+        dataclasses.replace(p, sic2=None).with_sic2_dummies()
