@@ -109,7 +109,8 @@ class FAPMmSweep:
     """The result of :func:`fapm_m_sweep`.
 
     ``ms`` the subsets (``None`` = all factors); ``r2_oos``/``r2_is`` ``[M]``: pooled R² over
-    all test rows / all windows' training rows (against zero, as R²_oos); ``importance``
+    all test rows / all windows' training rows (against zero, as R²_oos); ``r2_is_window``
+    ``[M, W]`` each window's in-sample R² (Figures 7–9: by training period); ``importance``
     ``[W, n]``; ``features`` ``[M, W, n]`` the masks; ``result`` the raw training result
     (leading axes ``[M, W]``); ``ranking`` ``"window"`` or ``"full"`` (look-ahead).
     """
@@ -117,6 +118,7 @@ class FAPMmSweep:
     ms: tuple[int | None, ...]
     r2_oos: np.ndarray
     r2_is: np.ndarray
+    r2_is_window: np.ndarray
     importance: np.ndarray
     features: np.ndarray
     feature_names: tuple[str, ...]
@@ -177,7 +179,7 @@ def fapm_m_sweep(
     features = fapm_m_features(imp, ms, ranked)
     result = fit_windows(X, r, train_m, valid_m, config, hyper=fapm_m_hyper(config, features))
     test = jnp.asarray(test_m)
-    r2_oos, r2_is = [], []
+    r2_oos, r2_is, r2_is_w = [], [], []
     y = np.asarray(panel.r, np.float64)
     for i in range(len(ms)):
         params = jax.tree_util.tree_map(lambda a: a[i], result.params)
@@ -186,8 +188,10 @@ def fapm_m_sweep(
         r2_oos.append(1.0 - np.sum((y - r_hat)[rows] ** 2) / np.sum(y[rows] ** 2))
         sse, tot = (np.asarray(a, np.float64) for a in _train_sse(params, X, r, tm))
         r2_is.append(1.0 - sse.sum() / tot.sum())
+        r2_is_w.append(1.0 - sse / tot)
     return FAPMmSweep(
-        ms=ms, r2_oos=np.asarray(r2_oos), r2_is=np.asarray(r2_is), importance=np.asarray(imp),
+        ms=ms, r2_oos=np.asarray(r2_oos), r2_is=np.asarray(r2_is), r2_is_window=np.asarray(r2_is_w),
+        importance=np.asarray(imp),
         features=np.asarray(features), feature_names=tuple(panel.feature_names), result=result,
         ranking=ranking, seconds=time.perf_counter() - t0, always=tuple(always),
     )

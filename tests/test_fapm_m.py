@@ -150,6 +150,8 @@ def test_sweep_r2_matches_numpy(panel, masks, sweep):
             tot_oos += np.sum(y[test[w]] ** 2)
             sse_is += np.sum((y - yh)[train[w]] ** 2)
             tot_is += np.sum(y[train[w]] ** 2)
+            r2_w = 1 - np.sum((y - yh)[train[w]] ** 2) / np.sum(y[train[w]] ** 2)
+            assert sweep.r2_is_window[i, w] == pytest.approx(r2_w, abs=1e-5)
         assert sweep.r2_oos[i] == pytest.approx(1 - sse_oos / tot_oos, abs=1e-5)
         assert sweep.r2_is[i] == pytest.approx(1 - sse_is / tot_is, abs=1e-5)
     sel = sweep.selected(1, window=0)
