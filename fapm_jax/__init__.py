@@ -11,6 +11,8 @@ from .covariates import gkx_covariate_names, gkx_covariates
 from .fapm_m import FAPMmSweep, fapm_m_sweep, top_bottom_mask, window_importance
 from .french import french_factors, french_panel
 from .gkx import DataError, load_characteristics, load_returns, scan_characteristics
+from .importance import first_order_importance, r2_drops
+from .interactions import interaction_stats, interaction_table, window_interactions
 from .linear import fit_ols
 from .losses import huber, huber_r2_loss, r2_loss, r2_score
 from .macro import MACRO_NAMES, load_welch_goyal, macro_panel
@@ -20,6 +22,7 @@ from .panel import Panel, PanelError
 from .preprocess import build_gkx_panel
 from .rolling import RollingRun, predict_test_rows, run_rolling
 from .simulate import SimConfig, SimTruth, simulate_panel
+from .sweep import Sweep, sweep
 from .train import (
     ConfigError,
     Hyper,
@@ -43,6 +46,7 @@ __all__ = [
     "RollingRun",
     "SimConfig",
     "SimTruth",
+    "Sweep",
     "TrainConfig",
     "TrainResult",
     "build_gkx_panel",
@@ -50,6 +54,7 @@ __all__ = [
     "WindowError",
     "WindowSpec",
     "fapm_m_sweep",
+    "first_order_importance",
     "fit_ols",
     "fit_window",
     "french_factors",
@@ -61,6 +66,8 @@ __all__ = [
     "huber_r2_loss",
     "init_params",
     "interaction_matrix",
+    "interaction_stats",
+    "interaction_table",
     "load_characteristics",
     "load_returns",
     "load_welch_goyal",
@@ -68,6 +75,7 @@ __all__ = [
     "predict",
     "predict_test_rows",
     "r2_by_year",
+    "r2_drops",
     "r2_loss",
     "r2_oos",
     "r2_score",
@@ -77,9 +85,11 @@ __all__ = [
     "run_rolling",
     "scan_characteristics",
     "simulate_panel",
+    "sweep",
     "sweep_grid",
     "top_bottom_mask",
     "window_importance",
+    "window_interactions",
     "window_masks",
     "with_feature_mask",
 ]

@@ -32,6 +32,7 @@ from .baselines.base import Model, fit_rolling, predict_rolling
 from .checkpoint import fingerprint
 from .covariates import covariate_blocks
 from .diebold_mariano import dm_table
+from .importance import IMPORTANCE_ROWS, r2_drops
 from .io import read_keyed, safe_name, write_keyed
 from .metrics import default_size_group, r2_table
 from .panel import Panel
@@ -57,7 +58,9 @@ class Comparison:
     ``frame``: ``permno, month, r, mktcap`` and one forecast column per model (panel row order
     of the test rows); ``seconds``: wall time per model (fit + predict, compile included);
     ``choice``: per model, the chosen grid index of every window; ``size_group``: the ``n`` of
-    the top-``n`` / bottom-``n`` rows of Table 1.
+    the top-``n`` / bottom-``n`` rows of Table 1; ``importance``: per model, ``[W, n]`` drops
+    in training R² when each factor is zeroed (:func:`~fapm_jax.importance.r2_drops`), when
+    :func:`run_comparison` was asked for them.
     """
 
     frame: pl.DataFrame
@@ -66,6 +69,7 @@ class Comparison:
     choice: dict[str, np.ndarray]
     size_group: int
     test_rows: np.ndarray
+    importance: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def with_forecast(self, name: str, r_hat: np.ndarray) -> "Comparison":
         """Add another model's forecasts of the same test rows (e.g. FAPM's)."""
@@ -191,6 +195,8 @@ def run_comparison(
     checkpoint_dir: str | Path | None = None,
     progress: Callable[[str, float, bool], None] | None = None,
     window_chunk: int | None | str = "auto",
+    importance: bool = False,
+    importance_rows: int | None = IMPORTANCE_ROWS,
 ) -> Comparison:
     """Fit every model on every window of ``spec`` and forecast every test row.
 
@@ -200,7 +206,9 @@ def run_comparison(
     ``fold_in(key(seed), j-th name's hash)``, so adding a model does not change the others.
     ``progress(name, seconds, reused)`` is called after each model. ``window_chunk``: windows
     per vmapped call (``None``: all; ``"auto"``: :func:`window_chunk_for`); forecasts depend on it only
-    through float rounding.
+    through float rounding. ``importance``: also each model's R²-based factor importance
+    (GKX; :func:`~fapm_jax.importance.r2_drops` on at most ``importance_rows`` training rows
+    per window), computed while the fit is at hand and saved with its forecasts.
     """
     if covariates not in COVARIATES:
         raise SuiteError(f"covariates must be one of {COVARIATES}, got {covariates!r}")
@@ -224,7 +232,8 @@ def run_comparison(
         {"permno": panel.permno[rows], "month": panel.month[rows], "r": panel.r[rows], "mktcap": panel.mktcap[rows]}
     )
     data_fp = fingerprint(panel.X, panel.r, train_m, valid_m, test_m, covariates, seed)
-    seconds, choice, cols = {}, {}, []
+    seconds, choice, cols, drops = {}, {}, [], {}
+    keys = ("r_hat", "choice") + (("importance",) if importance else ())
     max_train = int(train_m.sum(axis=1).max())
     max_valid = int(valid_m.sum(axis=1).max())
     for model in models:
@@ -232,9 +241,9 @@ def run_comparison(
         model = _size_batches(model, max_train, max_valid)
         path = None
         if checkpoint_dir is not None:
-            fp = fingerprint(data_fp, repr(model))
+            fp = fingerprint(data_fp, repr(model), importance and importance_rows)
             path = Path(checkpoint_dir) / f"{safe_name(model.name)}.npz"
-        cached = read_keyed(path, fp, ("r_hat", "choice")) if path is not None else None
+        cached = read_keyed(path, fp, keys) if path is not None else None
         if cached is None:
             key = jax.random.fold_in(jax.random.key(seed), _name_seed(model.name))
             chunk = window_chunk_for(model, *X.shape) if window_chunk == "auto" else window_chunk
@@ -244,10 +253,18 @@ def run_comparison(
                 bad = np.flatnonzero(~np.isfinite(r_hat))[0]
                 raise SuiteError(f"model {model.name}: non-finite forecast for permno {frame['permno'][int(bad)]} month {frame['month'][int(bad)]}")
             ch = np.asarray(fit.choice)
+            saved = {"r_hat": r_hat, "choice": ch}
+            if importance:
+                saved["importance"] = r2_drops(model.predict, fit.params, X, y, train_m, is_jax=model.is_jax,
+                                               max_rows=importance_rows)
             if path is not None:
-                write_keyed(path, fp, {"r_hat": r_hat, "choice": ch})
+                write_keyed(path, fp, saved)
+            if importance:
+                drops[model.name] = saved["importance"]
         else:
-            r_hat, ch = cached
+            r_hat, ch = cached[:2]
+            if importance:
+                drops[model.name] = cached[2]
         seconds[model.name] = time.perf_counter() - t0
         choice[model.name] = ch
         cols.append(pl.Series(model.name, r_hat))
@@ -256,7 +273,7 @@ def run_comparison(
     frame = frame.with_columns(cols)
     if size_group is None:
         size_group = default_size_group(frame)
-    return Comparison(frame, tuple(names), seconds, choice, size_group, np.flatnonzero(rows))
+    return Comparison(frame, tuple(names), seconds, choice, size_group, np.flatnonzero(rows), drops)
 
 
 def _size_batches(model, max_train: int, max_valid: int):

@@ -30,7 +30,8 @@ from jaxtyping import Array, Float
 from .linear import fit_ols
 from .model import FAPMParams, predict
 from .panel import Panel
-from .rolling import predict_test_rows
+from .masked import window_rows
+from .rolling import settings_sse
 from .train import Hyper, TrainConfig, TrainResult, fit_windows, hyper_from_config
 from .windows import WindowSpec, rolling_windows, window_masks
 
@@ -138,6 +139,41 @@ class FAPMmSweep:
         return [(self.feature_names[j], float(imp[j])) for j in keep]
 
 
+def _rows(masks):
+    idx, wt = window_rows(masks)
+    return jnp.asarray(idx), jnp.asarray(wt)
+
+
+def subset_masks(
+    panel: Panel,
+    train_masks: np.ndarray,
+    ms: Sequence[int | None],
+    *,
+    ranking: str = "window",
+    always: Sequence[str] = (),
+) -> tuple[Float[Array, "W n"], Float[Array, "M W n"]]:
+    """The factor importance ``[W, n]`` and the FAPM-m masks ``[M, W, n]`` of every ``m`` in
+    ``ms`` (see :func:`fapm_m_sweep` for ``ranking`` and ``always``)."""
+    if ranking not in RANKINGS:
+        raise ValueError(f"FAPM-m: ranking must be one of {RANKINGS}, got {ranking!r}")
+    ms = tuple(ms)
+    for m in ms:
+        if m is not None and not (isinstance(m, int) and m >= 1):
+            raise ValueError(f"FAPM-m: every m must be a positive integer or None, got {m!r}")
+    n = panel.X.shape[1]
+    ranked = np.ones(n, np.float32)
+    if always:
+        ranked[panel.feature_index(list(always))] = 0.0
+    X = jnp.asarray(panel.X)
+    r = jnp.asarray(panel.r, X.dtype)
+    if ranking == "window":
+        imp = window_importance(X, r, jnp.asarray(train_masks, X.dtype), jnp.asarray(ranked))
+    else:
+        full = ols_importance_weights(X, r, jnp.ones_like(r), jnp.asarray(ranked))
+        imp = jnp.broadcast_to(full, (np.asarray(train_masks).shape[0], n))
+    return imp, fapm_m_features(imp, ms, ranked)
+
+
 def fapm_m_sweep(
     panel: Panel,
     config: TrainConfig = TrainConfig(),
@@ -155,58 +191,22 @@ def fapm_m_sweep(
     "with SIC2" variant (Table 3) passes the ``sic2_XX`` dummy columns
     (:meth:`~fapm_jax.panel.Panel.with_sic2_dummies`).
     """
-    if ranking not in RANKINGS:
-        raise ValueError(f"fapm_m_sweep: ranking must be one of {RANKINGS}, got {ranking!r}")
     ms = tuple(ms)
-    n = panel.X.shape[1]
-    for m in ms:
-        if m is not None and not (isinstance(m, int) and m >= 1):
-            raise ValueError(f"fapm_m_sweep: every m must be a positive integer or None, got {m!r}")
-    ranked = np.ones(n, np.float32)
-    if always:
-        ranked[panel.feature_index(list(always))] = 0.0
     t0 = time.perf_counter()
     windows = rolling_windows(spec)
     train_m, valid_m, test_m = window_masks(panel.year, windows)
+    imp, features = subset_masks(panel, train_m, ms, ranking=ranking, always=always)
     X = jnp.asarray(panel.X)
     r = jnp.asarray(panel.r, X.dtype)
-    tm = jnp.asarray(train_m, X.dtype)
-    if ranking == "window":
-        imp = window_importance(X, r, tm, jnp.asarray(ranked))
-    else:
-        full = ols_importance_weights(X, r, jnp.ones_like(r), jnp.asarray(ranked))
-        imp = jnp.broadcast_to(full, (len(windows), n))
-    features = fapm_m_features(imp, ms, ranked)
     result = fit_windows(X, r, train_m, valid_m, config, hyper=fapm_m_hyper(config, features))
-    test = jnp.asarray(test_m)
-    r2_oos, r2_is, r2_is_w = [], [], []
-    y = np.asarray(panel.r, np.float64)
-    for i in range(len(ms)):
-        params = jax.tree_util.tree_map(lambda a: a[i], result.params)
-        r_hat = np.asarray(predict_test_rows(params, X, test), np.float64)
-        rows = test_m.any(axis=0)
-        r2_oos.append(1.0 - np.sum((y - r_hat)[rows] ** 2) / np.sum(y[rows] ** 2))
-        sse, tot = (np.asarray(a, np.float64) for a in _train_sse(params, X, r, tm))
-        r2_is.append(1.0 - sse.sum() / tot.sum())
-        r2_is_w.append(1.0 - sse / tot)
+    sse_te, tot_te = (np.asarray(a, np.float64) for a in settings_sse(result.params, X, r, *_rows(test_m)))
+    sse_tr, tot_tr = (np.asarray(a, np.float64) for a in settings_sse(result.params, X, r, *_rows(train_m)))
+    r2_oos = 1.0 - sse_te.sum(axis=1) / tot_te.sum()
+    r2_is = 1.0 - sse_tr.sum(axis=1) / tot_tr.sum()
+    r2_is_w = 1.0 - sse_tr / tot_tr
     return FAPMmSweep(
         ms=ms, r2_oos=np.asarray(r2_oos), r2_is=np.asarray(r2_is), r2_is_window=np.asarray(r2_is_w),
         importance=np.asarray(imp),
         features=np.asarray(features), feature_names=tuple(panel.feature_names), result=result,
         ranking=ranking, seconds=time.perf_counter() - t0, always=tuple(always),
     )
-
-
-@eqx.filter_jit
-def _train_sse(
-    params: FAPMParams, X: Float[Array, "N n"], r: Float[Array, " N"], train_masks: Float[Array, "W N"]
-) -> tuple[Float[Array, " W"], Float[Array, " W"]]:
-    """Per window ``Σ (r − r̂)²`` and ``Σ r²`` over its training rows (a scan: memory O(N))."""
-
-    def one(_, inputs):
-        p, m = inputs
-        e = jnp.where(m > 0, r - predict(p, X), 0.0)
-        return None, (jnp.sum(e * e), jnp.sum(jnp.where(m > 0, r * r, 0.0)))
-
-    _, (sse, tot) = jax.lax.scan(one, None, (params, train_masks))
-    return sse, tot

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 
@@ -59,3 +60,24 @@ def compact_rows(mask: Float[Array, " N"], size: int) -> tuple[Int[Array, " S"],
     idx = jnp.nonzero(mask > 0, size=size, fill_value=0)[0]
     ok = jnp.arange(size) < jnp.sum(mask > 0)
     return idx, ok
+
+
+def window_rows(masks: np.ndarray, max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``[W, R]`` and 0/1 weights ``[W, R]`` of each mask's rows (host numpy): all of
+    them, or ``max_rows`` evenly spaced; shorter rows are padded with weight-0 copies of row 0.
+    Evaluating a window on its gathered rows costs ``O(R)``, not ``O(N)``."""
+    masks = np.asarray(masks) > 0
+    rows = [np.flatnonzero(m) for m in masks]
+    if any(r.size == 0 for r in rows):
+        raise ValueError(f"window_rows: window {next(i for i, r in enumerate(rows) if r.size == 0)} has no rows")
+    if max_rows is not None:
+        if max_rows < 1:
+            raise ValueError(f"window_rows: max_rows must be positive, got {max_rows}")
+        rows = [r if r.size <= max_rows else r[np.linspace(0, r.size - 1, max_rows).round().astype(np.int64)] for r in rows]
+    R = max(r.size for r in rows)
+    idx = np.zeros((len(rows), R), np.int64)
+    wt = np.zeros((len(rows), R), np.float32)
+    for w, r in enumerate(rows):
+        idx[w, : r.size] = r
+        wt[w, : r.size] = 1.0
+    return idx, wt

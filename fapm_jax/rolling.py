@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import polars as pl
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Int
 
 from .linear import fit_ols
 from .metrics import default_size_group, r2_summary
@@ -81,6 +81,27 @@ def predict_test_rows(
 
     out, _ = jax.lax.scan(add, jnp.zeros(X.shape[0], X.dtype), (params, test_masks))
     return out
+
+
+@eqx.filter_jit
+def settings_sse(
+    params: FAPMParams, X: Float[Array, "N n"], r: Float[Array, " N"], idx: Int[Array, "W R"], wt: Float[Array, "W R"]
+) -> tuple[Float[Array, "S W"], Float[Array, " W"]]:
+    """``Σ wt (r − r̂)²`` of every setting's model of every window (``params`` with leading
+    ``[S, W]`` axes) over that window's gathered rows (``idx``/``wt`` from
+    :func:`~fapm_jax.masked.window_rows`), and ``Σ wt r²`` per window: the R² of every sweep
+    setting in one compiled loop, memory one window's rows."""
+
+    def one_setting(p_s):
+        def one_window(inputs):
+            p, i, w = inputs
+            e = r[i] - predict(p, X[i])
+            return jnp.sum(w * e * e)
+
+        return jax.lax.map(one_window, (p_s, idx, wt))
+
+    ri = r[idx]
+    return jax.lax.map(one_setting, params), jnp.sum(wt * ri * ri, axis=1)
 
 
 @eqx.filter_jit

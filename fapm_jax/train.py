@@ -114,7 +114,10 @@ class Hyper(NamedTuple):
     ``rank_mask`` switches latent columns on (1) or off (0); a sweep over ranks pads ``V`` to
     the largest rank. ``features`` (``None``: every factor) switches factors on or off per
     window, ``[W, n]`` for all windows (one window's trainer sees its row ``[n]``): the
-    FAPM-m subsets (:mod:`~fapm_jax.selection`), chosen inside each window.
+    FAPM-m subsets (:mod:`~fapm_jax.fapm_m`), chosen inside each window. ``epochs``
+    (``None``: ``config.epochs``) stops a setting after that many epochs, so a sweep over
+    epoch budgets runs in one program of ``max(epochs)`` epochs; a stopped setting keeps its
+    state (its best-on-validation model among its own epochs).
     """
 
     learning_rate: Float[Array, ""]
@@ -122,6 +125,7 @@ class Hyper(NamedTuple):
     rank_mask: Float[Array, " k"]
     seed: Int[Array, ""]
     features: Float[Array, "W n"] | None = None
+    epochs: Int[Array, ""] | None = None
 
 
 class TrainState(NamedTuple):
@@ -183,24 +187,33 @@ def sweep_grid(
     learning_rates: Sequence[float] | None = None,
     init_scales: Sequence[float] | None = None,
     seeds: Sequence[int] | None = None,
+    epochs: Sequence[int] | None = None,
 ) -> tuple[Hyper, list[dict]]:
     """The Cartesian grid of settings as a batched :class:`Hyper` ``[S]`` and its labels.
 
-    Unspecified axes take the value in ``config``.
+    Unspecified axes take the value in ``config``. With ``epochs``, train with
+    ``config.epochs = max(epochs)``: each setting stops after its own budget (``Hyper.epochs``).
     """
     ranks = list(ranks or [config.rank])
     lrs = list(learning_rates or [config.learning_rate])
     scales = list(init_scales or [config.init_scale])
     seeds = list(seeds if seeds is not None else [config.seed])
-    for name, vals in (("ranks", ranks), ("learning_rates", lrs), ("init_scales", scales)):
+    budgets = list(epochs or [config.epochs])
+    for name, vals in (("ranks", ranks), ("learning_rates", lrs), ("init_scales", scales), ("epochs", budgets)):
         if any(not (v > 0 or (name == "init_scales" and v == 0)) for v in vals):
             raise ConfigError(f"sweep_grid: {name} must be positive, got {vals}")
+    if any(int(e) != e for e in budgets + ranks):
+        raise ConfigError(f"sweep_grid: ranks and epochs must be integers, got {ranks} and {budgets}")
     k_max = max(ranks)
     points = [
-        dict(rank=int(k), learning_rate=float(lr), init_scale=float(s), seed=int(sd))
-        for k, lr, s, sd in itertools.product(ranks, lrs, scales, seeds)
+        dict(rank=int(k), learning_rate=float(lr), init_scale=float(s), seed=int(sd), epochs=int(e))
+        for k, lr, s, sd, e in itertools.product(ranks, lrs, scales, seeds, budgets)
     ]
-    hypers = [hyper_from_config(dataclasses.replace(config, **p), k_max) for p in points]
+    hypers = [
+        hyper_from_config(dataclasses.replace(config, **{k: v for k, v in p.items() if k != "epochs"}), k_max)
+        ._replace(epochs=jnp.asarray(p["epochs"], jnp.int32) if epochs else None)
+        for p in points
+    ]
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *hypers), points
 
 
@@ -235,22 +248,39 @@ def init_state(
     dtype = X.dtype
     f = None if hyper.features is None else hyper.features.astype(dtype)
     w0, w = fit_ols(X, r, train_mask, columns=f)
-    k_init, k_shuffle = jax.random.split(key)
-    k = hyper.rank_mask.shape[0]
-    params = init_params(
-        k_init, X.shape[1], k, w0=w0, w=w, init_scale=hyper.init_scale.astype(dtype),
-        self_interactions=config.self_interactions, dtype=dtype,
-    )
-    params = with_rank_mask(params, hyper.rank_mask.astype(dtype))
-    if f is not None:
-        params = with_feature_mask(params, f)
-    linear = eqx.tree_at(lambda p: p.V, params, jnp.zeros_like(params.V))
+    params, linear, k_shuffle = initial_params(key, X.shape[1], w0, w, hyper, config=config, dtype=dtype)
     r_hat_lin = predict(linear, X)
     valid_r2 = 1.0 - masked_sse_ratio(r, r_hat_lin, valid_mask)
     if config.huber_delta is not None:
         delta = jnp.asarray(config.huber_delta, dtype)
     else:
         delta = masked_quantile(jnp.abs(r - r_hat_lin), train_mask, config.huber_quantile)
+    return start_state(params, linear, valid_r2, delta, hyper, k_shuffle, config=config)
+
+
+def initial_params(
+    key: PRNGKeyArray, n: int, w0, w, hyper: Hyper, *, config: TrainConfig, dtype
+) -> tuple[FAPMParams, FAPMParams, PRNGKeyArray]:
+    """The starting model (linear part ``(w0, w)``, ``V`` drawn, rank and factor masks applied),
+    its linear part alone (``V = 0``), and the key left for mini-batch shuffles."""
+    k_init, k_shuffle = jax.random.split(key)
+    params = init_params(
+        k_init, n, hyper.rank_mask.shape[0], w0=w0, w=w, init_scale=hyper.init_scale.astype(dtype),
+        self_interactions=config.self_interactions, dtype=dtype,
+    )
+    params = with_rank_mask(params, hyper.rank_mask.astype(dtype))
+    if hyper.features is not None:
+        params = with_feature_mask(params, hyper.features.astype(dtype))
+    linear = eqx.tree_at(lambda p: p.V, params, jnp.zeros_like(params.V))
+    return params, linear, k_shuffle
+
+
+def start_state(
+    params: FAPMParams, linear: FAPMParams, linear_valid_r2, huber_delta, hyper: Hyper, key: PRNGKeyArray,
+    *, config: TrainConfig,
+) -> TrainState:
+    """A window's state before its first epoch: the linear start is the best model so far."""
+    dtype = params.w.dtype
     opt_state = make_optimizer(config.optimizer).init(params)
     opt_state.hyperparams["learning_rate"] = hyper.learning_rate.astype(dtype)
     E = config.epochs
@@ -258,13 +288,13 @@ def init_state(
         params=params,
         opt_state=opt_state,
         best_params=linear,
-        best_valid_r2=valid_r2,
+        best_valid_r2=jnp.asarray(linear_valid_r2, dtype),
         best_epoch=jnp.asarray(0, jnp.int32),
         epoch=jnp.asarray(0, jnp.int32),
         diverged=jnp.asarray(False),
         diverged_epoch=jnp.asarray(-1, jnp.int32),
-        huber_delta=delta,
-        key=k_shuffle,
+        huber_delta=jnp.asarray(huber_delta, dtype),
+        key=key,
         valid_r2=jnp.full((E,), jnp.nan, dtype),
         train_r2=jnp.full((E,), jnp.nan, dtype),
     )
@@ -294,21 +324,59 @@ def train_epochs(
     best model. A step whose loss or update is non-finite is discarded and the window is
     frozen at its last finite model and flagged ``diverged``.
     """
-    tx = make_optimizer(config.optimizer)
     dtype = X.dtype
-    rank_mask = hyper.rank_mask.astype(dtype)
-    features = None if hyper.features is None else hyper.features.astype(dtype)
-    grad_fn = jax.value_and_grad(_window_loss)
 
-    def step(carry, batch):
-        params, opt_state, ok = carry
-        if config.batch_size is None:
+    def loss_fn(params, batch):
+        if batch is None:
             Xb, rb, mb = X, r, train_mask
         else:
             idx, slot_ok = batch
             Xb, rb = X[idx], r[idx]
             mb = (slot_ok & (train_mask[idx] > 0)).astype(dtype)
-        loss, grads = grad_fn(params, Xb, rb, mb, state.huber_delta, config.loss)
+        return _window_loss(params, Xb, rb, mb, state.huber_delta, config.loss), jnp.sum(mb) > 0
+
+    def r2_fn(params):
+        r_hat = predict(params, X)
+        return 1.0 - masked_sse_ratio(r, r_hat, train_mask), 1.0 - masked_sse_ratio(r, r_hat, valid_mask)
+
+    if config.batch_size is None:
+        return run_epochs(state, hyper, config=config, n_epochs=n_epochs, loss_fn=loss_fn, r2_fn=r2_fn)
+    return run_epochs(
+        state, hyper, config=config, n_epochs=n_epochs, loss_fn=loss_fn, r2_fn=r2_fn, n_steps=n_batches,
+        batches_fn=lambda k: shuffled_batches(k, train_mask, config.batch_size, n_batches),
+    )
+
+
+def run_epochs(
+    state: TrainState,
+    hyper: Hyper,
+    *,
+    config: TrainConfig,
+    n_epochs: int,
+    loss_fn: Callable,
+    r2_fn: Callable,
+    batches_fn: Callable | None = None,
+    n_steps: int = 1,
+) -> TrainState:
+    """The epoch loop of every FAPM trainer (rows: :func:`train_epochs`; moments:
+    :mod:`~fapm_jax.moments`). ``loss_fn(params, batch) -> (loss, has_rows)``;
+    ``r2_fn(params) -> (train_r2, valid_r2)``; ``batches_fn(key)``: the ``n_steps`` batches
+    an epoch scans over (``None``: one step with ``batch=None``).
+
+    Each step: gradient, optax update (linear part scaled by ``config.linear_lr_scale``),
+    rank and factor masks re-applied; a non-finite loss or update is discarded and freezes the
+    window (``diverged``). Each epoch: train and validation R², best model kept; a setting
+    whose ``hyper.epochs`` budget is spent keeps its state.
+    """
+    tx = make_optimizer(config.optimizer)
+    dtype = state.params.w.dtype
+    rank_mask = hyper.rank_mask.astype(dtype)
+    features = None if hyper.features is None else hyper.features.astype(dtype)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def step(carry, batch):
+        params, opt_state, ok = carry
+        (loss, has_rows), grads = grad_fn(params, batch)
         updates, new_opt = tx.update(grads, opt_state, params)
         if config.linear_lr_scale != 1.0:
             c = jnp.asarray(config.linear_lr_scale, dtype)
@@ -316,7 +384,6 @@ def train_epochs(
         new_params = with_rank_mask(optax.apply_updates(params, updates), rank_mask)
         if features is not None:
             new_params = with_feature_mask(new_params, features)
-        has_rows = jnp.sum(mb) > 0
         finite = jnp.isfinite(loss) & _all_finite(new_params)
         take = ok & has_rows & finite
         params = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new_params, params)
@@ -324,20 +391,14 @@ def train_epochs(
         return (params, opt_state, ok & (finite | ~has_rows)), None
 
     def epoch(state: TrainState, _):
+        old = state
         key, k_epoch = jax.random.split(state.key)
-        if config.batch_size is None:
-            batches = None
-            length = 1
-        else:
-            batches = shuffled_batches(k_epoch, train_mask, config.batch_size, n_batches)
-            length = n_batches
+        batches = None if batches_fn is None else batches_fn(k_epoch)
         (params, opt_state, ok), _ = jax.lax.scan(
-            step, (state.params, state.opt_state, ~state.diverged), batches, length=length
+            step, (state.params, state.opt_state, ~state.diverged), batches, length=n_steps
         )
         e = state.epoch + 1
-        r_hat = predict(params, X)
-        valid_r2 = 1.0 - masked_sse_ratio(r, r_hat, valid_mask)
-        train_r2 = 1.0 - masked_sse_ratio(r, r_hat, train_mask)
+        train_r2, valid_r2 = r2_fn(params)
         newly_diverged = ~ok & ~state.diverged
         better = ok & jnp.isfinite(valid_r2) & (valid_r2 > state.best_valid_r2)
         best_params = jax.tree_util.tree_map(
@@ -358,6 +419,9 @@ def train_epochs(
             valid_r2=state.valid_r2.at[idx].set(jnp.where(ok, valid_r2, jnp.nan)),
             train_r2=state.train_r2.at[idx].set(jnp.where(ok, train_r2, jnp.nan)),
         )
+        if hyper.epochs is not None:  # this setting's epoch budget is spent: keep its state
+            active = old.epoch < hyper.epochs
+            state = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), state, old)
         return state, None
 
     state, _ = jax.lax.scan(epoch, state, None, length=n_epochs)

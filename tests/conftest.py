@@ -82,3 +82,21 @@ def make_synthetic(seed: int = 0, n_rows: int = 2400, n_features: int = 5) -> Sy
 @pytest.fixture(scope="session")
 def synth() -> Synthetic:
     return make_synthetic()
+
+
+@dataclasses.dataclass(frozen=True)
+class DefaultRun:
+    panel: object  # fapm_jax.Panel
+    truth: object  # fapm_jax.SimTruth
+    run: object  # fapm_jax.RollingRun
+
+
+@pytest.fixture(scope="session")
+def default_run() -> DefaultRun:
+    """FAPM with its default configuration on the embedded default panel (200 stocks × 30
+    characteristics + 8 macro, 1957–2016, 30 windows): what ``fapm run`` fits (~40 s here).
+    Shared by the interaction and importance tests, which check it recovers the known truth."""
+    import fapm_jax as fj
+
+    panel, truth = fj.simulate_panel(fj.SimConfig())
+    return DefaultRun(panel, truth, fj.run_rolling(panel, fj.TrainConfig(), fj.WindowSpec()))

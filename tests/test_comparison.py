@@ -118,3 +118,24 @@ def test_bad_requests(panel):
         run_comparison(panel, [OLS(), OLS()], SPEC)
     with pytest.raises(SuiteError, match="covariates"):
         run_comparison(panel, [OLS()], SPEC, covariates="all")
+
+
+def test_importance_is_computed_with_the_fit_and_saved(panel, tmp_path):
+    """``importance=True``: each model's R² drops equal r2_drops of the same per-window fits by
+    hand (scikit-learn OLS here), and a rerun reads them back from the checkpoint."""
+    tr, _, _ = window_masks(panel.year, rolling_windows(SPEC))
+    comp = run_comparison(panel, [OLS()], SPEC, checkpoint_dir=tmp_path, importance=True, importance_rows=None)
+    d = comp.importance["OLS"]
+    assert d.shape == (3, panel.n_features)
+    for w in range(3):
+        lr = LinearRegression().fit(panel.X[tr[w]], panel.r[tr[w]])
+        Xw, rw = panel.X[tr[w]].astype(np.float64), panel.r[tr[w]].astype(np.float64)
+        base = np.sum((rw - lr.predict(Xw)) ** 2)
+        for j in (0, panel.n_features - 1):
+            Z = Xw.copy()
+            Z[:, j] = 0
+            want = (np.sum((rw - lr.predict(Z)) ** 2) - base) / np.sum(rw**2)
+            assert d[w, j] == pytest.approx(want, rel=2e-3, abs=1e-6)
+    again = run_comparison(panel, [OLS()], SPEC, checkpoint_dir=tmp_path, importance=True, importance_rows=None)
+    np.testing.assert_array_equal(again.importance["OLS"], d)
+    assert run_comparison(panel, [OLS()], SPEC).importance == {}

@@ -412,9 +412,10 @@ def test_different_seed_gives_different_V(full, synth):
 def test_sweep_grid_points_and_hyper():
     hyper, points = sweep_grid(CFG, **SWEEP)
     assert points == [
-        dict(rank=k, learning_rate=lr, init_scale=0.01, seed=0)
+        dict(rank=k, learning_rate=lr, init_scale=0.01, seed=0, epochs=CFG.epochs)
         for k in SWEEP["ranks"] for lr in SWEEP["learning_rates"]
     ]
+    assert hyper.epochs is None  # no epoch axis: every setting runs config.epochs
     np.testing.assert_array_equal(
         np.asarray(hyper.rank_mask),
         np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]], np.float32),
@@ -427,6 +428,24 @@ def test_sweep_grid_points_and_hyper():
         sweep_grid(CFG, learning_rates=[-1.0])
     _, pts = sweep_grid(CFG, init_scales=[0.0], seeds=[3, 4])
     assert [p["seed"] for p in pts] == [3, 4] and all(p["init_scale"] == 0.0 for p in pts)
+    with pytest.raises(ConfigError, match="epochs"):
+        sweep_grid(CFG, epochs=[0, 3])
+
+
+def test_epoch_budgets_in_one_program_equal_separate_runs(synth):
+    """``epochs=[2, 5]``: one program of 5 epochs in which the first setting stops after 2
+    equals a 2-epoch run and a 5-epoch run, window by window."""
+    cfg5 = dataclasses.replace(CFG, epochs=5)
+    hyper, points = sweep_grid(cfg5, epochs=[2, 5])
+    assert [p["epochs"] for p in points] == [2, 5]
+    np.testing.assert_array_equal(np.asarray(hyper.epochs), [2, 5])
+    res = _fit(synth, cfg5, hyper=hyper)
+    for s, e in enumerate((2, 5)):
+        alone = _fit(synth, dataclasses.replace(CFG, epochs=e))
+        for a, b in zip(jax.tree_util.tree_leaves(res.params), jax.tree_util.tree_leaves(alone.params)):
+            np.testing.assert_allclose(np.asarray(a)[s], np.asarray(b)[0], rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(np.asarray(res.best_epoch)[s], np.asarray(alone.best_epoch)[0])
+    assert np.all(np.isnan(np.asarray(res.valid_r2)[0, :, 2:]))  # nothing recorded past its budget
 
 
 def test_sweep_equals_individual_runs(sweep, singles):
