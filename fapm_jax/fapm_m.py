@@ -182,6 +182,7 @@ def fapm_m_sweep(
     *,
     ranking: str = "window",
     always: Sequence[str] = (),
+    method: str = "auto",
 ) -> FAPMmSweep:
     """Train FAPM-m for every ``m`` in ``ms`` on every window in one program (Figure 5).
 
@@ -189,7 +190,9 @@ def fapm_m_sweep(
     the paper, from OLS on every row of the panel (``"full"``, which looks ahead).
     ``always``: factors kept in every subset and left out of the ranking — the paper's
     "with SIC2" variant (Table 3) passes the ``sic2_XX`` dummy columns
-    (:meth:`~fapm_jax.panel.Panel.with_sic2_dummies`).
+    (:meth:`~fapm_jax.panel.Panel.with_sic2_dummies`). ``method``: the trainer of
+    :func:`~fapm_jax.train.fit_windows`; by default the moment trainer wherever it applies
+    (the same models, each epoch independent of the number of stocks).
     """
     ms = tuple(ms)
     t0 = time.perf_counter()
@@ -198,7 +201,7 @@ def fapm_m_sweep(
     imp, features = subset_masks(panel, train_m, ms, ranking=ranking, always=always)
     X = jnp.asarray(panel.X)
     r = jnp.asarray(panel.r, X.dtype)
-    result = fit_windows(X, r, train_m, valid_m, config, hyper=fapm_m_hyper(config, features))
+    result = fit_windows(X, r, train_m, valid_m, config, hyper=fapm_m_hyper(config, features), method=method)
     sse_te, tot_te = (np.asarray(a, np.float64) for a in settings_sse(result.params, X, r, *_rows(test_m)))
     sse_tr, tot_tr = (np.asarray(a, np.float64) for a in settings_sse(result.params, X, r, *_rows(train_m)))
     r2_oos = 1.0 - sse_te.sum(axis=1) / tot_te.sum()

@@ -38,13 +38,31 @@ def fit_ols(
     Z = Xc / sd
     G = (Z * m[:, None]).T @ Z / total  # correlation matrix, [n, n]
     b = (Z.T @ (m * (r - r_mu))) / total
+    return ols_from_correlations(G, b, mu, sd, r_mu, rcond=rcond, columns=columns)
+
+
+def ols_from_correlations(
+    G: Float[Array, "n n"],
+    b: Float[Array, " n"],
+    mu: Float[Array, " n"],
+    sd: Float[Array, " n"],
+    r_mu: Float[Array, ""],
+    *,
+    rcond: float | None = None,
+    columns: Float[Array, " n"] | None = None,
+) -> tuple[Float[Array, ""], Float[Array, " n"]]:
+    """The OLS solve of :func:`fit_ols` from the standardised normal equations: ``G`` the
+    correlation matrix of the columns, ``b`` their covariance with ``r`` over ``sd``, ``mu``
+    and ``sd`` the column means and standard deviations (1 where 0), ``r_mu`` the mean of ``r``.
+    Shared with the moment trainer (:mod:`~fapm_jax.moments`), which has these from moments."""
+    dtype = G.dtype
     if columns is not None:
         c = columns.astype(dtype)
         G = G * jnp.outer(c, c) + jnp.diag(1.0 - c)  # excluded columns: identity, b = 0
         b = b * c
     evals, evecs = jnp.linalg.eigh(G)
     if rcond is None:
-        rcond = 100.0 * jnp.finfo(dtype).eps * X.shape[-1]
+        rcond = 100.0 * jnp.finfo(dtype).eps * G.shape[-1]
     keep = evals > rcond * jnp.max(evals)
     inv = jnp.where(keep, 1.0 / jnp.where(keep, evals, 1.0), 0.0)
     beta = evecs @ (inv * (evecs.T @ b))

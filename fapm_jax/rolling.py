@@ -121,13 +121,15 @@ def run_rolling(
     progress: Callable[[int, int, TrainState], None] | None = None,
     epochs_per_call: int | None = None,
     checkpoint=None,
+    method: str = "rows",
 ) -> RollingRun:
     """Algorithm 2 on ``panel``: train all windows, choose per window the best epoch (and, with a
     sweep ``hyper``, the best setting) on validation R², predict each test year, evaluate.
 
     ``size_group`` is the ``n`` of the top/bottom-``n`` R² rows (default:
     :func:`~fapm_jax.metrics.default_size_group`). ``checkpoint``: see
-    :func:`~fapm_jax.train.fit_windows` (an interrupted run resumes from it).
+    :func:`~fapm_jax.train.fit_windows` (an interrupted run resumes from it); ``method``: its
+    trainer (``"rows"``, ``"moments"`` or ``"auto"``).
     """
     t0 = time.perf_counter()
     windows = rolling_windows(spec)
@@ -135,7 +137,7 @@ def run_rolling(
     X = jnp.asarray(panel.X)
     result = fit_windows(
         X, panel.r, train_m, valid_m, config, hyper=hyper,
-        progress=progress, epochs_per_call=epochs_per_call, checkpoint=checkpoint,
+        progress=progress, epochs_per_call=epochs_per_call, checkpoint=checkpoint, method=method,
     )
     chosen, setting = result.select()
     jax.block_until_ready(chosen)

@@ -80,6 +80,7 @@ def sweep(
     ranking: str = "window",
     always: Sequence[str] = (),
     size_group: int | None = None,
+    method: str = "auto",
 ) -> Sweep:
     """Train every combination of the given axes on every window in one compiled program and
     choose per window on validation R².
@@ -88,7 +89,8 @@ def sweep(
     list = all factors), chosen inside each window from its training rows (``ranking="full"``:
     the paper's full-sample ranking, which looks ahead); ``always``: factors kept in every
     subset (e.g. SIC2 dummies). Cost: one program of ``S`` settings × ``W`` windows, ``S`` the
-    product of the axes' lengths, run for ``max(epochs)`` epochs.
+    product of the axes' lengths, run for ``max(epochs)`` epochs. ``method``: the trainer
+    (default: moments wherever they apply, :func:`~fapm_jax.train.fit_windows`).
     """
     if ranking not in RANKINGS:
         raise ValueError(f"sweep: ranking must be one of {RANKINGS}, got {ranking!r}")
@@ -104,7 +106,7 @@ def sweep(
         hyper = jax.tree_util.tree_map(lambda a: jnp.repeat(a, M, axis=0), hyper)
         hyper = hyper._replace(features=jnp.tile(features, (S0, 1, 1)))
         points = [{**p, "m": m} for p in points for m in ms]
-    run = run_rolling(panel, cfg, spec, hyper=hyper, size_group=size_group)
+    run = run_rolling(panel, cfg, spec, hyper=hyper, size_group=size_group, method=method)
     X = jnp.asarray(panel.X)
     idx, wt = window_rows(test_m)
     sse, tot = settings_sse(run.result.params, X, jnp.asarray(panel.r, X.dtype), jnp.asarray(idx), jnp.asarray(wt))

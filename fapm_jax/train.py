@@ -36,6 +36,10 @@ from .model import FAPMParams, init_params, predict, with_feature_mask, with_ran
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
 LOSSES = ("r2", "huber")
+#: How :func:`fit_windows` trains: on the panel's rows, or from per-window moments
+#: (:mod:`~fapm_jax.moments`: full-batch R² loss, small factor sets; the same models), or
+#: ``"auto"``: moments where they apply and fit memory.
+METHODS = ("rows", "moments", "auto")
 
 
 class ConfigError(ValueError):
@@ -479,6 +483,7 @@ def fit_windows(
     epochs_per_call: int | None = None,
     progress: Callable[[int, int, TrainState], None] | None = None,
     checkpoint: str | Path | None = None,
+    method: str = "rows",
 ) -> TrainResult:
     """Train every window (and every sweep setting) in one compiled program.
 
@@ -491,6 +496,11 @@ def fit_windows(
     ``checkpoint``: a file where the state is saved (atomically) after every chunk; a later
     call with the same data, masks, configuration and settings resumes from it and gives the
     same result as an uninterrupted run. It is removed when training completes.
+
+    ``method="moments"`` (full batch, R² loss) trains from each window's feature moments,
+    computed in one pass (:mod:`~fapm_jax.moments`): the same models, each epoch ``O(p²)``
+    instead of ``O(N n k)`` — for small factor sets such as FAPM-m sweeps. ``"auto"``: moments
+    when the configuration allows them and they fit 2 GiB (:func:`~fapm_jax.moments.choose_method`).
     """
     X = jnp.asarray(X)
     r = jnp.asarray(r, X.dtype)
@@ -500,13 +510,30 @@ def fit_windows(
     _check_finite(X, r)
     if hyper is None:
         hyper = jax.tree_util.tree_map(lambda a: a[None], hyper_from_config(config))
-    n_batches = n_batches_for(config, np.asarray(train_masks))
-    state = _init_all(X, r, tm, vm, hyper, config=config)
+    from . import moments
+
+    if method == "auto":
+        method = moments.choose_method(config, X.shape[1], train_masks, valid_masks)
+    if method == "moments":
+        moments.check_config(config)
+        mtr, mva = moments.window_moments(X, r, train_masks, valid_masks, self_interactions=config.self_interactions)
+        state = moments.init_all(mtr, mva, hyper, config=config, n=X.shape[1])
+
+        def advance(state, n):
+            return moments.epochs_all(state, mtr, mva, hyper, config=config, n_epochs=n)
+    elif method == "rows":
+        n_batches = n_batches_for(config, np.asarray(train_masks))
+        state = _init_all(X, r, tm, vm, hyper, config=config)
+
+        def advance(state, n):
+            return _epochs_all(state, X, r, tm, vm, hyper, config=config, n_epochs=n, n_batches=n_batches)
+    else:
+        raise ConfigError(f"fit_windows: method must be one of {METHODS}, got {method!r}")
     linear_valid_r2 = state.best_valid_r2
     chunk = config.epochs if not epochs_per_call else min(epochs_per_call, config.epochs)
     done = 0
     if checkpoint is not None:
-        fp = _fingerprint(X, r, train_masks, valid_masks, config, hyper)
+        fp = _fingerprint(X, r, train_masks, valid_masks, config, hyper, method)
         resumed = load_state(checkpoint, (state, linear_valid_r2), fingerprint=fp)
         if resumed is not None:
             (state, linear_valid_r2), done = resumed
@@ -514,9 +541,7 @@ def fit_windows(
                 progress(done, config.epochs, state)
     while done < config.epochs:
         n = min(chunk, config.epochs - done)
-        state = _epochs_all(
-            state, X, r, tm, vm, hyper, config=config, n_epochs=n, n_batches=n_batches
-        )
+        state = advance(state, n)
         done += n
         if checkpoint is not None and done < config.epochs:
             save_state(checkpoint, (state, linear_valid_r2), fingerprint=fp, epochs_done=done)
@@ -574,13 +599,13 @@ def fit_window(
     )
 
 
-def _fingerprint(X, r, train_masks, valid_masks, config, hyper) -> str:
+def _fingerprint(X, r, train_masks, valid_masks, config, hyper, method="rows") -> str:
     """What a checkpoint must match: data (shape and checksums), masks, configuration and
     settings. Checksums instead of all bytes keep this cheap for GKX-scale panels."""
     stats = np.asarray(jnp.stack([jnp.sum(X), jnp.sum(X * X), jnp.sum(r), jnp.sum(r * r)]))
     return fingerprint(
         X.shape, str(X.dtype), stats, np.asarray(train_masks, bool), np.asarray(valid_masks, bool),
-        dataclasses.asdict(config), *jax.tree_util.tree_leaves(hyper),
+        dataclasses.asdict(config), *jax.tree_util.tree_leaves(hyper), method,
     )
 
 

@@ -1,0 +1,109 @@
+"""The moment trainer (fapm_jax/moments.py): θᵀφ(x) is the model, block moments are the masked
+sums, OLS from moments is fit_ols, and training from moments gives the row trainer's models
+(float64, sweep settings, FAPM-m masks, self-interactions)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fapm_jax.linear import fit_ols
+from fapm_jax.model import init_params, predict
+from fapm_jax.moments import (
+    block_moments,
+    moment_bytes,
+    n_moment_features,
+    ols_from_moments,
+    phi,
+    theta,
+    window_moments,
+)
+from fapm_jax.train import ConfigError, TrainConfig, fit_windows, sweep_grid
+
+from helpers import one_line_error
+
+
+def test_theta_phi_is_the_model(x64):
+    X = np.random.default_rng(0).normal(size=(50, 6))
+    for si in (False, True):
+        p = init_params(jax.random.key(1), 6, 3, w0=0.3, w=jnp.arange(6.0), init_scale=1.0, self_interactions=si,
+                        dtype=jnp.float64)
+        if si:
+            p = type(p)(p.w0, p.w, p.V, jnp.linspace(-1.0, 1.0, 6))
+        F = phi(jnp.asarray(X), si)
+        assert F.shape == (50, n_moment_features(6, si))
+        np.testing.assert_allclose(F @ theta(p), predict(p, jnp.asarray(X)), rtol=1e-12, atol=1e-12)
+
+
+def test_block_moments_are_the_masked_sums(x64):
+    rng = np.random.default_rng(1)
+    X, r = rng.normal(size=(300, 4)), rng.normal(size=300)
+    masks = np.zeros((3, 300), bool)
+    masks[0, :100] = masks[1, 50:200] = masks[2, 250:] = True
+    blocks, pat = block_moments(X, r, masks, chunk=64)
+    assert pat.shape == (4, 3)  # [0-50), [50-100), [100-200), [250-300); rows 200-250 in no mask
+    F = np.asarray(phi(jnp.asarray(X)))
+    for k in range(3):
+        m = masks[k].astype(float)
+        np.testing.assert_allclose(pat[:, k] @ blocks.S.reshape(4, -1), ((F * m[:, None]).T @ F).ravel(), rtol=1e-10)
+        np.testing.assert_allclose(pat[:, k] @ blocks.b, F.T @ (m * r), rtol=1e-10)
+        np.testing.assert_allclose(pat[:, k] @ blocks.c, np.sum(m * r * r), rtol=1e-10)
+
+
+def test_ols_from_moments_equals_fit_ols(x64):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(400, 5)) * [1, 10, 0.1, 1, 1] + [0, 3, -1, 0, 0]
+    r = X @ rng.normal(size=5) + rng.normal(size=400)
+    mask = (np.arange(400) < 300).astype(float)
+    tr, _ = window_moments(X, r, mask[None] > 0, (1 - mask)[None] > 0)
+    one = jax.tree_util.tree_map(lambda a: a[0], tr)
+    for cols in (None, jnp.asarray([1.0, 0, 1, 1, 0])):
+        w0, w = ols_from_moments(one, 5, columns=cols)
+        w0r, wr = fit_ols(jnp.asarray(X), jnp.asarray(r), jnp.asarray(mask), columns=cols)
+        np.testing.assert_allclose(w, wr, rtol=1e-9, atol=1e-12)
+        assert float(w0) == pytest.approx(float(w0r), rel=1e-9)
+
+
+def _same(a, b, rtol, atol):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("self_interactions", [False, True])
+def test_moment_training_equals_row_training(synth, x64, self_interactions):
+    """Float64, 3 windows, a rank × learning-rate sweep plus FAPM-m style factor masks:
+    the same best models, best epochs and R² paths as the row trainer."""
+    X, r = synth.X.astype(np.float64), synth.r.astype(np.float64)
+    cfg = TrainConfig(epochs=12, learning_rate=3e-2, self_interactions=self_interactions)
+    hyper, _ = sweep_grid(cfg, ranks=[2, 4], learning_rates=[1e-2, 3e-2])
+    feats = np.ones((4, 3, 5))
+    feats[1, :, 4] = 0.0
+    feats[3, 1, :2] = 0.0
+    hyper = hyper._replace(features=jnp.asarray(feats))
+    rows = fit_windows(X, r, synth.train, synth.valid, cfg, hyper=hyper)
+    mom = fit_windows(X, r, synth.train, synth.valid, cfg, hyper=hyper, method="moments")
+    _same(mom.params, rows.params, 1e-7, 1e-10)
+    np.testing.assert_array_equal(mom.best_epoch, rows.best_epoch)
+    np.testing.assert_allclose(mom.valid_r2, rows.valid_r2, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(mom.train_r2, rows.train_r2, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(mom.linear_valid_r2, rows.linear_valid_r2, rtol=1e-9, atol=1e-12)
+    assert np.all(np.asarray(mom.best_epoch) > 0)  # the interactions were learned, not only the OLS start
+
+
+def test_float32_moment_training_is_close_to_rows(synth):
+    cfg = TrainConfig(epochs=20, learning_rate=3e-2)
+    rows = fit_windows(synth.X, synth.r, synth.train, synth.valid, cfg)
+    mom = fit_windows(synth.X, synth.r, synth.train, synth.valid, cfg, method="moments")
+    np.testing.assert_allclose(mom.best_valid_r2, rows.best_valid_r2, rtol=1e-4, atol=1e-5)
+    _same(mom.params, rows.params, 2e-3, 2e-4)
+
+
+def test_options_the_moments_cannot_train(synth):
+    for cfg, pat in ((TrainConfig(batch_size=64), "batch_size=64"), (TrainConfig(loss="huber"), "loss='huber'")):
+        one_line_error(ConfigError, lambda: fit_windows(synth.X, synth.r, synth.train, synth.valid, cfg, method="moments"),
+                       "moment trainer", pat)
+    one_line_error(ConfigError, lambda: fit_windows(synth.X, synth.r, synth.train, synth.valid, method="gradient"),
+                   "method must be one of")
+    one_line_error(ConfigError, lambda: window_moments(synth.X, synth.r, synth.train, synth.valid, budget=1000),
+                   "5 factors need", "method='rows'")
+    assert moment_bytes(38, 30, 60) == 4 * 2 * 30 * 742**2 + 8 * 60 * 742**2
