@@ -148,6 +148,10 @@ def _add_suite(p: argparse.ArgumentParser) -> None:
                         "french: size_bucket,value_bucket,mom12m)")
     g.add_argument("--fapm-m", type=_positive_int, default=7,
                    help="m of the FAPM-m row (top-m and bottom-m factors by OLS importance; default 7)")
+    g.add_argument("--fapm-m-max", type=_positive_int, default=20,
+                   help="largest m of the FAPM-m sweep (Table 2, Figure 5; default 20)")
+    g.add_argument("--no-sic2", action="store_true",
+                   help="skip the FAPM-m sweep with SIC2 dummies (Table 3, Figures 6 and 8)")
     g.add_argument("--no-suite", action="store_true", help="FAPM only, no comparison models")
 
 
@@ -328,23 +332,51 @@ def _size_note(args, n: int) -> str:
 
 
 def cmd_reproduce(args) -> int:
-    from .report import (interaction_section, oracle_r2, r2_section, training_section, write_report,
-                         yearly_figure)
+    from .analyses import default_ms, fapm_m_sections, importance_sections, interaction_sections
+    from .fapm_m import fapm_m_sweep
+    from .report import oracle_r2, r2_section, training_section, write_report, yearly_figure
+    from .windows import rolling_windows, window_masks
 
     run, panel, truth, train, spec = execute(args)
     out = Path(args.out)
     n = run.size_group
     oracle = oracle_r2(run, truth) if truth is not None else None
     figy = yearly_figure(run, out / "r2_oos_by_year.png", f"FAPM R²_oos by test year, {panel.name} data")
+    years = [w.test for w in run.windows]
+    train_m, _, _ = window_masks(panel.year, rolling_windows(spec))
+    # FAPM-m on the factors without SIC2 dummies (moment trainer: seconds), before Table 1 uses it
+    base = panel.select_features([f for f in panel.feature_names if not f.startswith("sic2_")])
+    ms = default_ms(base.n_features, args.fapm_m_max)
+    _log(args, f"fapm: FAPM-m sweep, m = 1..{ms[-2] if len(ms) > 1 else '-'} and all factors")
+    msweep = fapm_m_sweep(base, train, spec, ms)
+    _log(args, f"  {msweep.seconds:.1f} s")
     sections = [("Setup", setup_text(run, panel, train))]
+    comp = None
     if args.no_suite:
         sections.append(("Table 1: monthly out-of-sample R² (%)", r2_section(run, oracle=oracle)
                          + f"\n\n{_size_note(args, n)}"))
     else:
-        sections += suite_sections(args, run, panel, train, spec, oracle)
+        suite, comp = suite_sections(args, run, panel, train, spec, oracle, msweep)
+        sections += suite
+    sic2, sic2_note = None, ""
+    if base.sic2 is None:
+        sic2_note = "Not run: this panel has no SIC2 codes."
+    elif args.no_sic2:
+        sic2_note = "Not run (--no-sic2)."
+    else:
+        with_sic2 = base.with_sic2_dummies()
+        dummies = [f for f in with_sic2.feature_names if f.startswith("sic2_")]
+        sic2_ms = tuple(m for m in ((1, 3, 5, 7) if args.profile == "quick" else range(1, 8)) if m in ms)
+        _log(args, f"fapm: FAPM-m with {len(dummies)} SIC2 dummies, m = {', '.join(map(str, sic2_ms))}")
+        sic2 = fapm_m_sweep(with_sic2, train, spec, sic2_ms, always=dummies)
+        _log(args, f"  {sic2.seconds:.1f} s")
+        sic2_note = ("Quick profile: m = 1, 3, 5, 7 (full profile: 1–7). " if args.profile == "quick" else "")
+    sections += fapm_m_sections(msweep, out, years, sic2=sic2, sic2_note=sic2_note)
+    _log(args, "fapm: importance and interactions")
+    sections += importance_sections(run, panel, train_m, out, comp.importance if comp is not None else None, truth)
+    sections += interaction_sections(run, panel, out, truth)
     sections += [
         ("R²_oos by test year (Algorithm 2)", f"![by year]({figy.name})"),
-        ("Largest estimated interactions", interaction_section(run, list(panel.feature_names), truth)),
         ("Training per window", training_section(run)),
     ]
     write_report(out / "REPORT.md", f"FAPM reproduction — {panel.name} data", sections)
@@ -366,9 +398,10 @@ def _available(names, args) -> tuple[list[str], list[str]]:
     return ok, missing
 
 
-def suite_sections(args, run, panel, train, spec, oracle) -> list[tuple[str, str]]:
-    """Run the GKX comparison suite and FAPM-m beside FAPM; write Table 1, Figure 4 and the
-    Diebold-Mariano table; return the report sections."""
+def suite_sections(args, run, panel, train, spec, oracle, msweep):
+    """Run the GKX comparison suite beside FAPM and FAPM-m (from ``msweep``); write Table 1,
+    Figure 4 and the Diebold-Mariano table; return the report sections and the comparison
+    (with every model's R²-based factor importance)."""
     from .comparison import make_model, quick_note, run_comparison
     from .diebold_mariano import default_lag, dm_markdown
     import jax
@@ -394,27 +427,25 @@ def suite_sections(args, run, panel, train, spec, oracle) -> list[tuple[str, str
 
     _log(args, f"fapm: comparison suite, {len(models)} models, profile {args.profile}, inputs {args.covariates}")
     comp = run_comparison(panel, models, spec, seed=args.seed, covariates=args.covariates,
-                          size_group=run.size_group, checkpoint_dir=out / ".suite", progress=progress)
+                          size_group=run.size_group, checkpoint_dir=out / ".suite", progress=progress,
+                          importance=True)
     if not np.array_equal(comp.test_rows, run.test_rows):
         raise CLIError("internal: the comparison suite and FAPM forecast different test rows")
     comp = comp.with_forecast("FAPM", run.predictions["r_hat"].to_numpy())
     _, _, test_m = window_masks(panel.year, rolling_windows(spec))
     m = args.fapm_m
-    fapm_m_note = ""
-    if 2 * m <= panel.n_features - 1:
-        from .fapm_m import fapm_m_sweep
-
-        _log(args, f"fapm: FAPM-{m}, the {m} most and {m} least important factors of each window")
-        sweep_m = fapm_m_sweep(panel, train, spec, ms=(m,))
-        params_m = jax.tree_util.tree_map(lambda a: a[0], sweep_m.result.params)
-        r_hat_m = np.asarray(predict_test_rows(params_m, jnp.asarray(panel.X), jnp.asarray(test_m)))[run.test_rows]
+    if m in msweep.ms:
+        i = msweep.ms.index(m)
+        params_m = jax.tree_util.tree_map(lambda a: a[i], msweep.result.params)
+        r_hat_m = np.asarray(predict_test_rows(params_m, jnp.asarray(panel.X[:, panel.feature_index(msweep.feature_names)]),
+                                               jnp.asarray(test_m)))[run.test_rows]
         comp = comp.with_forecast(f"FAPM-{m}", r_hat_m)
-        comp.seconds[f"FAPM-{m}"] = sweep_m.seconds
-        first = ", ".join(f for f, _ in sweep_m.selected(m, 0))
+        comp.seconds[f"FAPM-{m}"] = msweep.seconds
+        first = ", ".join(f for f, _ in msweep.selected(m, 0))
         fapm_m_note = (f"FAPM-{m}: FAPM on the {m} most and {m} least important factors by OLS weight, chosen in "
-                       f"each window from its own training rows (first window: {first}).")
+                       f"each window from its own training rows (first window: {first}); from the FAPM-m sweep below.")
     else:
-        fapm_m_note = f"FAPM-{m} left out: the panel has only {panel.n_features} factors."
+        fapm_m_note = f"FAPM-{m} left out: the panel has only {len(msweep.feature_names)} factors without SIC2."
     comp.seconds["FAPM"] = run.seconds["total"]
     t1 = comp.table1()
     write_frame(out / "table1.csv", t1)
@@ -465,7 +496,7 @@ def suite_sections(args, run, panel, train, spec, oracle) -> list[tuple[str, str
          "Files: table1.csv, predictions_all.parquet (every model's test forecasts)."),
         ("Figure 4", f"![Figure 4]({fig.name})"),
         ("Diebold–Mariano tests", dm_text + "\n\nFile: diebold_mariano.csv."),
-    ]
+    ], comp
 
 
 def cmd_simulate(args) -> int:

@@ -133,11 +133,15 @@ def importance_table(
 def window_average(per_window: np.ndarray, names: Sequence[str], subset: Sequence[str] | None = None,
                    *, drops: bool = True) -> np.ndarray:
     """``[n]``: per-window values ``[W, n]`` normalised within ``subset`` (R² ``drops``:
-    :func:`normalise`; else ``|x|`` over its sum) and averaged over windows."""
+    :func:`normalise`; else ``|x|`` over its sum) and averaged over the windows in which any
+    of them is positive (a window where zeroing no factor lowers R² carries no ranking), so
+    the result sums to one over ``subset`` unless no window has a positive value."""
     names = list(names)
     sub = None if subset is None else [names.index(s) for s in subset if s in names]
     v = np.asarray(per_window, np.float64)
-    return normalise(v if drops else np.abs(v), sub).mean(axis=0)
+    v = normalise(v if drops else np.abs(v), sub)
+    live = v.sum(axis=-1) > 0
+    return v[live].mean(axis=0) if live.any() else np.zeros(v.shape[-1])
 
 
 def top_factors(values: np.ndarray, names: Sequence[str], top: int = 12) -> list[tuple[str, float]]:

@@ -65,6 +65,28 @@ def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
     assert dm["model"].to_list() == t1["model"].to_list()
     assert (tmp_path / "figure4_r2_oos.png").stat().st_size > 1000
     assert (tmp_path / "r2_oos_by_year.png").stat().st_size > 1000
+    # the analyses of sections 3.2-3.3: Tables 2-6, Figures 5-14
+    for heading in ("Table 2 and Figure 5", "Table 3 and Figure 6", "Figures 7–9", "Figure 10", "Table 4 and Figure 11",
+                    "Table 5, Figures 12–13", "Table 6 and Figure 14", "Recovered versus true interactions"):
+        assert f"## {heading}" in report, heading
+    for png in ("figure5_fapm_m", "figure6_sic2", "figure7_r2_is_by_window", "figure8_r2_is_by_window_sic2",
+                "figure9_r2_is_minus_all", "figure10_importance", "figure11_macro_importance",
+                "figure12_macro_interactions", "figure13_char_interactions", "figure14_average_interaction",
+                "interaction_heatmap", "interaction_stability"):
+        assert (tmp_path / f"{png}.png").stat().st_size > 1000, png
+    fm = pl.read_csv(tmp_path / "fapm_m.csv")
+    assert fm["m"].to_list() == ["1", "2", "3", "4", "5", "6", "all"]  # 14 factors: m < 7
+    e = r - pred["FAPM-2"].to_numpy()  # Table 1's FAPM-2 row is the sweep's m = 2
+    assert fm.filter(pl.col("m") == "2")["r2_oos"][0] == pytest.approx(1 - (e @ e) / (r @ r), abs=1e-5)
+    t3 = pl.read_csv(tmp_path / "table3.csv")
+    assert t3["m"].to_list() == [1, 3, 5]  # the quick profile's SIC2 m values below 7
+    t4 = pl.read_csv(tmp_path / "table4_macro_importance.csv")
+    assert t4.columns == ["factor", "OLS+H", "OLS-3+H", "PLS", "GBRT+H", "FAPM"] and t4.height == 8
+    for m in ("PLS", "GBRT+H", "FAPM"):
+        assert t4[m].sum() == pytest.approx(1.0, abs=1e-6) or t4[m].sum() == 0.0
+    assert t4["OLS-3+H"].sum() == 0.0  # OLS-3 uses no macro predictor
+    inter = pl.read_csv(tmp_path / "interactions.csv")
+    assert inter.height == 14 * 13 // 2 and inter["share"].sum() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_reproduce_without_the_suite(tmp_path):

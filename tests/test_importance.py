@@ -92,6 +92,10 @@ def test_normalisations_by_hand():
     np.testing.assert_allclose(avg, [(0.25 + 0.25) / 2, (0.75 + 0.25) / 2, 0.25])
     np.testing.assert_allclose(window_average(per_w, ["a", "b", "m"], ["m", "b"]), [0.0, 0.5 + 0.5 * 1 / 3, 0.5 * 2 / 3])
     assert top_factors(avg, ["a", "b", "m"], 2) == [("b", 0.5), ("a", 0.25)]
+    dead = np.array([[1.0, 3.0, 0.0], [-2.0, 0.0, -1.0]])  # window 2: zeroing nothing lowers R²
+    np.testing.assert_allclose(window_average(dead, ["a", "b", "m"]), [0.25, 0.75, 0.0])
+    np.testing.assert_allclose(window_average(-dead, ["a", "b", "m"], ["a"]), [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(window_average(np.zeros((2, 3)), ["a", "b", "m"]), 0.0)
     t = importance_table(["a", "b", "m"], {"X": avg}, subset=["m", "a"])
     assert t["factor"].to_list() == ["m", "a"] and t["X"].to_list() == [0.25, 0.25]
 
