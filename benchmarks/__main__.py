@@ -10,7 +10,7 @@ import polars as pl
 from fapm_jax.io import write_frame, write_text
 from fapm_jax.report import md_table
 
-from . import vmap_vs_loop
+from . import moments, vmap_vs_loop
 
 
 def main() -> None:
@@ -22,10 +22,20 @@ def main() -> None:
     p.add_argument("--windows", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--only", choices=("vmap", "moments"), default=None, help="run one benchmark (default: all)")
+    p.add_argument("--moment-stocks", type=int, default=200, help="stocks of the moment-trainer benchmark")
     a = p.parse_args()
+    out = Path(a.out)
+    if a.only != "vmap":
+        rows = moments.run(a.moment_stocks, a.chars, a.rank)
+        write_frame(out / "moments.csv", pl.DataFrame(rows))
+        text = moments.describe(rows)
+        write_text(out / "moments.md", text)
+        print(text)
+    if a.only == "moments":
+        return
     rows = vmap_vs_loop.run(a.stocks, a.chars, a.rank, a.epochs, a.windows, a.batch_size)
     frame = pl.DataFrame(rows)
-    out = Path(a.out)
     write_frame(out / "vmap_vs_loop.csv", frame)
     table = md_table(
         ["method", "rows", "factors", "rank", "windows", "epochs", "first call (s)", "steady (s)",

@@ -1,16 +1,16 @@
 """FAPM-m for m = 1 … 20 and all factors, across the 30 windows, in one vmapped program
-(paper section 3.2, Table 2, Figure 5).
+(paper section 3.2, Table 2, Figure 5; with ``--sic2`` Table 3, Figure 6; Figures 7–9).
 
     python experiments/fapm_m_sweep.py --out runs/fapm_m            # embedded default
     python experiments/fapm_m_sweep.py --data french --out runs/fapm_m_french
     python experiments/fapm_m_sweep.py --ranking full ...           # the paper's look-ahead ranking
     python experiments/fapm_m_sweep.py --sic2 ...                   # also with SIC2 (Table 3)
+    python experiments/fapm_m_sweep.py --method rows ...            # the row trainer (slow; same models)
 
-Writes ``fapm_m.csv`` (m, R²_oos, in-sample R²), ``fapm_m_by_window.csv`` (each window's
-in-sample R², labelled by its test year), ``table2.csv`` (each m's factors and
-importances in the first window) and ``figure5_fapm_m.png``; with ``--sic2`` also the sweep
-with the SIC2 dummies added to every subset, ``table3.csv`` (R²_oos without / with); prints
-the runtimes.
+Writes ``fapm_m.csv``, ``fapm_m_by_window.csv``, ``table2.csv``, ``figure5_fapm_m.png``,
+Figures 7 and 9 (and with ``--sic2`` ``table3.csv``, Figures 6 and 8) and ``FAPM_M.md``;
+prints the runtimes. The sweep without SIC2 uses the moment trainer (seconds); with 74 SIC2
+dummies the factor set is too large for it and trains on the rows.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import polars as pl
-
 import fapm_jax as fj
+from fapm_jax.analyses import default_ms, fapm_m_sections
 from fapm_jax.cli import build_parser, load_data
-from fapm_jax.io import write_frame
-from fapm_jax.report import fapm_m_figure
+from fapm_jax.report import write_report
 
 
 def main() -> None:
@@ -32,37 +30,32 @@ def main() -> None:
     p.add_argument("--max-m", type=int, default=20)
     p.add_argument("--ranking", default="window", choices=("window", "full"))
     p.add_argument("--epochs", type=int, default=fj.TrainConfig().epochs)
-    p.add_argument("--sic2", action="store_true", help="also the sweep with SIC2 dummies in every subset")
+    p.add_argument("--method", default="auto", choices=("auto", "rows", "moments"))
+    p.add_argument("--sic2", action="store_true", help="also the sweep with SIC2 dummies in every subset (m <= 7)")
     p.add_argument("--out", default="runs/fapm_m")
     a = p.parse_args()
     panel, _ = load_data(build_parser().parse_args(["reproduce", "--data", a.data]))
-    config = fj.TrainConfig(epochs=a.epochs)
-    ms = (*range(1, a.max_m + 1), None)
-    s = fj.fapm_m_sweep(panel, config, fj.WindowSpec(), ms, ranking=a.ranking)
-    label = "per-window ranking (training rows only)" if a.ranking == "window" else "full-sample ranking (looks ahead)"
-    print(f"FAPM-m, m = 1..{a.max_m} and all factors, {len(s.importance)} windows, {label}: {s.seconds:.1f} s")
-    out = Path(a.out)
-    names = ["all" if m is None else str(m) for m in ms]
-    write_frame(out / "fapm_m.csv", pl.DataFrame({"m": names, "r2_oos": s.r2_oos, "r2_is": s.r2_is, "ranking": [a.ranking] * len(ms)}))
-    years = [w.test for w in fj.rolling_windows(fj.WindowSpec())]
-    write_frame(out / "fapm_m_by_window.csv", pl.DataFrame(
-        [{"m": n, "test_year": y, "r2_is": float(v)} for n, row in zip(names, s.r2_is_window) for y, v in zip(years, row)]))
-    rows = [{"m": n, "factor": f, "importance": imp} for n, m in zip(names, ms) if m is not None for f, imp in s.selected(m, 0)]
-    write_frame(out / "table2.csv", pl.DataFrame(rows))
-    fapm_m_figure(ms, s.r2_oos, s.r2_is, out / "figure5_fapm_m.png", f"FAPM-m, {label}")
-    for n, o, i in zip(names, s.r2_oos, s.r2_is):
-        print(f"  m={n:>3}  R²_oos {100 * o:6.3f}%  in-sample {100 * i:6.3f}%")
-    print(f"wrote {out}/fapm_m.csv, table2.csv, figure5_fapm_m.png")
+    config, spec = fj.TrainConfig(epochs=a.epochs), fj.WindowSpec()
+    ms = default_ms(panel.n_features, a.max_m)
+    s = fj.fapm_m_sweep(panel, config, spec, ms, ranking=a.ranking, method=a.method)
+    print(f"FAPM-m, m = 1..{ms[-2]} and all factors, {len(s.importance)} windows, ranking {a.ranking}, "
+          f"method {a.method}: {s.seconds:.1f} s")
+    for m, o, i in zip(ms, s.r2_oos, s.r2_is):
+        print(f"  m={'all' if m is None else m:>3}  R²_oos {100 * o:6.3f}%  in-sample {100 * i:6.3f}%")
+    s2 = None
     if a.sic2:
         p2 = panel.with_sic2_dummies()
         dummies = [f for f in p2.feature_names if f.startswith("sic2_")]
-        s2 = fj.fapm_m_sweep(p2, config, fj.WindowSpec(), ms, ranking=a.ranking, always=dummies)
+        s2 = fj.fapm_m_sweep(p2, config, spec, [m for m in ms if m is not None and m <= 7], ranking=a.ranking,
+                             always=dummies, method=a.method)
         print(f"with {len(dummies)} SIC2 dummies in every subset: {s2.seconds:.1f} s")
-        write_frame(out / "table3.csv", pl.DataFrame({"m": names, "r2_oos": s.r2_oos, "r2_oos_sic2": s2.r2_oos,
-                                                      "r2_is": s.r2_is, "r2_is_sic2": s2.r2_is}))
-        for n, o, o2 in zip(names, s.r2_oos, s2.r2_oos):
-            print(f"  m={n:>3}  R²_oos {100 * o:6.3f}%  with SIC2 {100 * o2:6.3f}%")
-        print(f"wrote {out}/table3.csv")
+        for m, o in zip(s2.ms, s2.r2_oos):
+            print(f"  m={m:>3}  R²_oos with SIC2 {100 * o:6.3f}%")
+    out = Path(a.out)
+    years = [w.test for w in fj.rolling_windows(spec)]
+    sections = fapm_m_sections(s, out, years, sic2=s2, sic2_note="" if a.sic2 else "Not run (no --sic2).")
+    write_report(out / "FAPM_M.md", f"FAPM-m — {panel.name} data", sections)
+    print(f"wrote {out}/FAPM_M.md and its tables and figures")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from .interactions import (
     top_interactions,
     window_interactions,
 )
-from .io import write_frame
+from .io import write_arrays, write_frame
 from .model import predict
 from .panel import Panel
 from .report import md_table, pct
@@ -219,6 +219,8 @@ def interaction_sections(run: RollingRun, panel: Panel, out: Path, truth: SimTru
     st = interaction_stats(B, names, panel.macro_names, n_boot=n_boot)
     table = interaction_table(st)
     write_frame(out / "interactions.csv", table)
+    write_arrays(out / "interactions_by_window.npz", {"B": B, "feature_names": np.asarray(names),
+                                                       "test_year": np.array([w.test for w in run.windows])})
     macro_pairs = top_interactions(table, ["macro×macro"], top=9)
     char_pairs = top_interactions(table, ["macro×char", "char×char"], top=9)
 
@@ -228,7 +230,8 @@ def interaction_sections(run: RollingRun, panel: Panel, out: Path, truth: SimTru
                 for a, b, v, m, sd, g, lo, hi, sig in zip(t["a"], t["b"], t["normalised"], t["mean"], t["sd"],
                                                          t["sign_agreement"], t["ci_low"], t["ci_high"], t["signal"])]
 
-    head = ["pair", "normalised", "mean B_ij", "sd over windows", "same sign", f"{int(100 * st.level)}% band", "band excludes 0"]
+    head = ["pair", "normalised", "mean B_ij", "sd over windows", "same sign*", f"{int(100 * st.level)}% band", "band excludes 0"]
+    n_act = int(st.active.sum())
     f12 = figures.interaction_bars_figure(top_interactions(table, ["macro×macro", "macro×char"], top=12),
                                           out / "figure12_macro_interactions.png", "Top-12 macro × macro and macro × characteristic")
     f13 = figures.interaction_bars_figure(top_interactions(table, ["char×char"], top=6),
@@ -243,15 +246,18 @@ def interaction_sections(run: RollingRun, panel: Panel, out: Path, truth: SimTru
         f"standard deviation, the share of windows with the mean's sign, and a {int(100 * st.level)}% moving-block "
         f"bootstrap band of the mean (blocks of {st.block} consecutive windows — the windows share most of their "
         "training years, so they are not independent). \"Normalised\": |mean| over the sum of the shown pairs' "
-        "(the paper's normalisation to 1).\n\n**Macro × macro**\n\n" + md_table(head, rows(macro_pairs))
+        f"(the paper's normalisation to 1). \\*Same sign: share of the {n_act} windows whose chosen model has "
+        f"interactions at all; in the other {st.n_windows - n_act} the validation years preferred the OLS start "
+        "(V = 0, B = 0), which enters the mean as zeros.\n\n**Macro × macro**\n\n" + md_table(head, rows(macro_pairs))
         + "\n\n**With a characteristic** (macro × characteristic and characteristic × characteristic)\n\n"
         + md_table(head, rows(char_pairs)) + f"\n\n{paper5}\n\n![Figure 12]({f12.name})\n\n![Figure 13]({f13.name})"
     )
     n_sig = int(top20["signal"].sum())
     text5 += (f"\n\nStability: {n_sig} of the 20 largest interactions have a bootstrap band that excludes zero; "
-              f"their sign agreement across windows ranges from {100 * top20['sign_agreement'].min():.0f}% to "
+              f"their sign agreement across the {n_act} windows with interactions ranges from {100 * top20['sign_agreement'].min():.0f}% to "
               f"{100 * top20['sign_agreement'].max():.0f}%.\n\n![stability]({stab.name})\n\n![heat map]({heat.name})"
-              "\n\nFile: interactions.csv (every pair with its statistics).")
+              "\n\nFiles: interactions.csv (every pair with its statistics), interactions_by_window.npz (each "
+              "window's B).")
     sections = [("Table 5, Figures 12–13: interactions", text5)]
     if truth is not None:
         rec = recovery(st.mean, truth.interaction_matrix(names), names)

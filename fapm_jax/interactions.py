@@ -45,8 +45,9 @@ def pair_kind(a: str, b: str, macro_names: Sequence[str]) -> str:
 class InteractionStats:
     """Per-pair statistics of ``B`` over windows (all ``[n, n]``, symmetric).
 
-    ``mean``/``sd`` across windows; ``sign_agreement``: share of windows whose ``B_ij`` has the
-    sign of ``mean``; ``low``/``high``: the 2.5% and 97.5% points of the window values;
+    ``mean``/``sd`` across windows; ``active``: the windows whose model has interactions at all
+    (a window that keeps its linear start, ``V = 0``, has ``B = 0``); ``sign_agreement``: share
+    of the active windows whose ``B_ij`` has the sign of ``mean``; ``low``/``high``: the 2.5% and 97.5% points of the window values;
     ``ci_low``/``ci_high``: a ``level`` moving-block bootstrap interval of the mean (blocks of
     ``block`` consecutive windows, ``n_boot`` draws).
     """
@@ -54,6 +55,7 @@ class InteractionStats:
     names: tuple[str, ...]
     macro_names: tuple[str, ...]
     n_windows: int
+    active: np.ndarray
     mean: np.ndarray
     sd: np.ndarray
     sign_agreement: np.ndarray
@@ -101,14 +103,15 @@ def interaction_stats(
         raise ValueError(f"interaction_stats: level must lie in (0, 1), got {level}")
     mean = B.mean(axis=0)
     sd = B.std(axis=0, ddof=1) if B.shape[0] > 1 else np.zeros_like(mean)
-    agree = (np.sign(B) == np.sign(mean)[None]).mean(axis=0)
+    active = np.abs(B).reshape(B.shape[0], -1).max(axis=1) > 0
+    agree = (np.sign(B[active]) == np.sign(mean)[None]).mean(axis=0) if active.any() else np.zeros_like(mean)
     low, high = np.percentile(B, [2.5, 97.5], axis=0)
     a = (1 - level) / 2
     boot = block_bootstrap_means(B, n_boot=n_boot, block=block, seed=seed)
     ci_low, ci_high = np.quantile(boot, [a, 1 - a], axis=0)
     return InteractionStats(
         names=tuple(names), macro_names=tuple(m for m in macro_names if m in names), n_windows=B.shape[0],
-        mean=mean, sd=sd, sign_agreement=agree, low=low, high=high, ci_low=ci_low, ci_high=ci_high,
+        active=active, mean=mean, sd=sd, sign_agreement=agree, low=low, high=high, ci_low=ci_low, ci_high=ci_high,
         level=level, block=block,
     )
 

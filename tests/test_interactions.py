@@ -52,6 +52,13 @@ def test_stats_by_hand():
     assert st.low[i, j] == pytest.approx(np.percentile(v, 2.5))
     assert st.high[i, j] == pytest.approx(np.percentile(v, 97.5))
     assert st.ci_low[i, j] <= st.mean[i, j] <= st.ci_high[i, j]
+    assert st.active.all()
+    # a window that kept its linear start (B = 0) counts in the mean, not in the sign agreement
+    B0 = np.concatenate([B, np.zeros((3, 5, 5))])
+    st0 = interaction_stats(B0, NAMES, MACRO, n_boot=50)
+    assert st0.active.tolist() == [True] * 12 + [False] * 3
+    assert st0.mean[i, j] == pytest.approx(v.sum() / 15)
+    assert st0.sign_agreement[i, j] == pytest.approx(np.mean(np.sign(v) == np.sign(v.mean())))
     np.testing.assert_allclose(st.mean, st.mean.T)
     # the same seed gives the same band
     again = interaction_stats(B, NAMES, MACRO, n_boot=200)
