@@ -71,14 +71,14 @@ def _same(a, b, rtol, atol):
 
 @pytest.mark.parametrize("self_interactions", [False, True])
 def test_moment_training_equals_row_training(synth, x64, self_interactions):
-    """Float64, 3 windows, a rank × learning-rate sweep plus FAPM-m style factor masks:
+    """Float64, 3 windows, a rank sweep with FAPM-m style factor masks (per window):
     the same best models, best epochs and R² paths as the row trainer."""
     X, r = synth.X.astype(np.float64), synth.r.astype(np.float64)
-    cfg = TrainConfig(epochs=12, learning_rate=3e-2, self_interactions=self_interactions)
-    hyper, _ = sweep_grid(cfg, ranks=[2, 4], learning_rates=[1e-2, 3e-2])
-    feats = np.ones((4, 3, 5))
-    feats[1, :, 4] = 0.0
-    feats[3, 1, :2] = 0.0
+    cfg = TrainConfig(epochs=8, learning_rate=3e-2, self_interactions=self_interactions)
+    hyper, _ = sweep_grid(cfg, ranks=[2, 4], learning_rates=[3e-2])
+    feats = np.ones((2, 3, 5))
+    feats[0, :, 4] = 0.0
+    feats[1, 1, :2] = 0.0
     hyper = hyper._replace(features=jnp.asarray(feats))
     rows = fit_windows(X, r, synth.train, synth.valid, cfg, hyper=hyper)
     mom = fit_windows(X, r, synth.train, synth.valid, cfg, hyper=hyper, method="moments")
@@ -91,7 +91,7 @@ def test_moment_training_equals_row_training(synth, x64, self_interactions):
 
 
 def test_float32_moment_training_is_close_to_rows(synth):
-    cfg = TrainConfig(epochs=20, learning_rate=3e-2)
+    cfg = TrainConfig(epochs=10, learning_rate=3e-2)
     rows = fit_windows(synth.X, synth.r, synth.train, synth.valid, cfg)
     mom = fit_windows(synth.X, synth.r, synth.train, synth.valid, cfg, method="moments")
     np.testing.assert_allclose(mom.best_valid_r2, rows.best_valid_r2, rtol=1e-4, atol=1e-5)
