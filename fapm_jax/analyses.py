@@ -196,7 +196,8 @@ def importance_sections(run: RollingRun, panel: Panel, train_masks: np.ndarray, 
         t4 = pl.DataFrame({"factor": macro, **{m: v[[names.index(f) for f in macro]] for m, v in mac.items()}})
         write_frame(out / "table4_macro_importance.csv", t4)
         models = list(mac)
-        rows = [[f, *(f"{100 * t4[m][i]:.1f} / {_paper(paper.TABLE4.get(f, {}).get(m), 1)}" for m in models)]
+        rows = [[f, *(f"{100 * t4[m][i]:.1f} / {_paper(paper.TABLE4.get(f.removesuffix('_macro'), {}).get(m), 1)}"
+                      for m in models)]
                 for i, f in enumerate(macro)]
         f11 = figures.grouped_bar_figure(t4, out / "figure11_macro_importance.png", "R²-based importance of the macro predictors")
         sections.append((

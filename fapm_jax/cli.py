@@ -375,6 +375,8 @@ def cmd_reproduce(args) -> int:
     _log(args, "fapm: importance and interactions")
     sections += importance_sections(run, panel, train_m, out, comp.importance if comp is not None else None, truth)
     sections += interaction_sections(run, panel, out, truth)
+    _log(args, "fapm: portfolios (Tables 7-9)")
+    sections += _portfolio_sections(args, run, panel, comp, msweep, out)
     sections += [
         ("R²_oos by test year (Algorithm 2)", f"![by year]({figy.name})"),
         ("Training per window", training_section(run)),
@@ -382,6 +384,28 @@ def cmd_reproduce(args) -> int:
     write_report(out / "REPORT.md", f"FAPM reproduction — {panel.name} data", sections)
     _log(args, f"fapm: R²_oos {100 * run.r2_value('all'):.3f}%; wrote {out}/REPORT.md")
     return 0
+
+
+def _portfolio_sections(args, run, panel, comp, msweep, out):
+    import polars as pl
+
+    from .portfolio_analyses import portfolio_sections
+    from .portfolios import PortfolioSpec
+
+    if comp is not None:
+        frame, models = comp.frame, list(comp.models)
+    else:
+        frame, models = run.predictions.select("permno", "month", "r", "mktcap", pl.col("r_hat").alias("FAPM")), ["FAPM"]
+    factors, note, spec = None, "", PortfolioSpec()
+    if args.data == "french":
+        from .french import french_factors
+
+        factors = french_factors().select("month", pl.col("MktRF").alias("MKT"), "SMB", "HML", pl.col("Mom").alias("UMD"))
+        note = "Factors: the Fama–French–Carhart factors of the Ken French data library (shipped with the package)."
+        spec = PortfolioSpec(value="value_bucket", sp500=30)
+    name = f"FAPM-{args.fapm_m}"
+    return portfolio_sections(frame, panel, run.test_rows, models, out, factors=factors, factor_note=note,
+                              fapm_m=name if name in models else None, spec=spec)
 
 
 def _available(names, args) -> tuple[list[str], list[str]]:

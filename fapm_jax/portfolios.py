@@ -137,10 +137,16 @@ def portfolio_returns(assigned: pl.DataFrame, values: Sequence[str]) -> pl.DataF
     return pl.concat([long, fac.select("month", "portfolio", *values)]).sort("portfolio", "month")
 
 
-#: Table 7's row order: the common factor portfolios, then the subcomponents.
 def portfolio_order(names: Sequence[str]) -> list[str]:
-    head = [p for p in ("S&P500", "SMB", "HML", "RMW", "CMA", "UMD") if p in names]
-    return head + sorted(n for n in names if n not in head)
+    """Table 7's row order: the S&P 500 proxy and the factors, then per sort (value, investment,
+    profitability, momentum) big long leg, big short leg, big middle, and the same for small."""
+    order = ["S&P500", "SMB", "HML", "RMW", "CMA", "UMD"]
+    for sort in ("value", "investment", "profitability", "momentum"):
+        _, (lo, mid, hi), _, sign = SORTS[sort]
+        legs = (hi, lo, mid) if sign > 0 else (lo, hi, mid)
+        order += [f"{size} {leg}" for size in ("Big", "Small") for leg in legs]
+    known = [n for n in order if n in names]
+    return known + sorted(n for n in names if n not in order)
 
 
 def portfolio_r2(returns: pl.DataFrame, models: Sequence[str], realised: str = "r") -> pl.DataFrame:

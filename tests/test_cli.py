@@ -85,6 +85,14 @@ def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
     for m in ("PLS", "GBRT+H", "FAPM"):
         assert t4[m].sum() == pytest.approx(1.0, abs=1e-6) or t4[m].sum() == 0.0
     assert t4["OLS-3+H"].sum() == 0.0  # OLS-3 uses no macro predictor
+    # section 4: the 30 portfolios (Tables 7-8), deciles (Table 9), investor analytics
+    for heading in ("Table 7 and Figure 16", "Table 8 and Figure 17", "Table 9: machine-learning portfolios"):
+        assert f"## {heading}" in report, heading
+    t7 = pl.read_csv(tmp_path / "table7_portfolio_r2.csv")
+    assert t7["portfolio"].to_list()[:6] == ["S&P500", "SMB", "HML", "RMW", "CMA", "UMD"]
+    assert set(t7.columns) >= {"FAPM", "FAPM-2", "PLS", "months"}
+    t9 = pl.read_csv(tmp_path / "table9_deciles.csv")
+    assert t9.height == 11 * 6 and (tmp_path / "hl_cumulative_log_returns.png").stat().st_size > 1000
     inter = pl.read_csv(tmp_path / "interactions.csv")
     assert inter.height == 14 * 13 // 2 and inter["share"].sum() == pytest.approx(1.0, abs=1e-6)
 
