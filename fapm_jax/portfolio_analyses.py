@@ -75,10 +75,12 @@ def portfolio_sections(
     factor_note: str = "",
     fapm_m: str | None = None,
     spec: PortfolioSpec = PortfolioSpec(),
+    weighting: str = "value",
 ) -> Sections:
     """Tables 7–9, Figures 16–17 and the H−L investor analytics for ``models`` (columns of
     ``frame``). ``factors``: ``month`` (the return month) and factor returns for the alphas —
-    by default the market (value-weighted test stocks) and the long–short factors built here."""
+    by default the market (value-weighted test stocks) and the long–short factors built here.
+    ``weighting``: of the decile portfolios (``"value"``, the paper's, or ``"equal"``)."""
     out = Path(out)
     stocks = stock_frame(frame, panel, test_rows, spec)
     ret = portfolio_returns(assign(stocks, spec), ["r", *models])
@@ -129,7 +131,8 @@ def portfolio_sections(
          + md_table(["portfolio", "SR (buy and hold)", *models], rows8) + f"\n\n![Figure 17]({f17.name})\n\n"
          "File: table8_timing_gains.csv."),
     ]
-    sections += decile_sections(stocks, models, out, factors=factors, factor_note=factor_note, fapm_m=fapm_m, ret=ret)
+    sections += decile_sections(stocks, models, out, factors=factors, factor_note=factor_note, fapm_m=fapm_m, ret=ret,
+                                weighting=weighting)
     return sections
 
 
@@ -143,7 +146,7 @@ def built_factors(stocks: pl.DataFrame, ret: pl.DataFrame) -> pl.DataFrame:
 
 
 def decile_sections(stocks: pl.DataFrame, models: Sequence[str], out: Path, *, factors: pl.DataFrame | None,
-                    factor_note: str, fapm_m: str | None, ret: pl.DataFrame) -> Sections:
+                    factor_note: str, fapm_m: str | None, ret: pl.DataFrame, weighting: str = "value") -> Sections:
     """Table 9 and the H−L analytics for every model."""
     if factors is None:
         factors = built_factors(stocks, ret)
@@ -155,13 +158,13 @@ def decile_sections(stocks: pl.DataFrame, models: Sequence[str], out: Path, *, f
     summary, tables, cum = [], [], {}
     dropped = 0
     for m in models:
-        dec, dropped = decile_returns(stocks, m)
+        dec, dropped = decile_returns(stocks, m, weighting=weighting)
         t = decile_table(dec)
         tables.append(t.with_columns(pl.lit(m).alias("model")))
         hl = long_short(dec).with_columns(_next_month(pl.col("month")).alias("month"))
         lag = default_lag(hl.height)
         alphas = alpha_table(hl, factors, sets, lag)
-        w = decile_weights(assign_deciles(stocks, m))
+        w = decile_weights(assign_deciles(stocks, m), weighting)
         x = hl["realised"].to_numpy()
         cum[m] = (hl["month"].to_numpy(), cumulative_log(hl))
         a_m, a_f = alphas.row(0, named=True), alphas.row(1, named=True)
@@ -176,7 +179,7 @@ def decile_sections(stocks: pl.DataFrame, models: Sequence[str], out: Path, *, f
     ax.set_xlabel("test month")
     ax.set_ylabel("cumulative log return of H−L")
     ax.legend(frameon=False, ncols=4, fontsize=7)
-    ax.set_title("Machine-learning H−L portfolios (value-weighted)")
+    ax.set_title(f"Machine-learning H−L portfolios ({weighting}-weighted)")
     fcum = save_figure(out / "hl_cumulative_log_returns.png", fig)
     lag_note = f"Newey–West lag {default_lag(len(next(iter(cum.values()))[1]))} (Newey–West 1994 rule)"
     head = ["model", "pred (%)", "avg (%)", "sd (%)", "SR", "max drawdown (%)", "turnover long (%)", "turnover short (%)",
@@ -184,14 +187,14 @@ def decile_sections(stocks: pl.DataFrame, models: Sequence[str], out: Path, *, f
     sections = [(
         "Table 9: machine-learning portfolios (H−L) and the investor's view",
         "Each test month the stocks are sorted into deciles of each model's forecast (ties by permno; months with fewer "
-        f"than 10 stocks left out: {dropped}); value-weighted deciles, H−L = decile 10 − decile 1. Monthly pred / avg / "
+        f"than 10 stocks left out: {dropped}); {weighting}-weighted deciles, H−L = decile 10 − decile 1. Monthly pred / avg / "
         "sd in %, SR annualised; maximum drawdown of the H−L wealth; average monthly turnover of each leg (half the sum "
         f"of absolute weight changes after drift); monthly alpha with its {lag_note} t-statistic. {factor_note}\n\n"
         + md_table(head, summary) + f"\n\n![H−L cumulative]({fcum.name})\n\nFile: table9_deciles.csv (every decile of "
         "every model).")]
     for m in models:
         pm = _paper_model(m, fapm_m)
-        if pm not in paper.TABLE9:
+        if pm not in paper.TABLE9 or weighting != "value":
             continue
         t = [x for x in tables if x["model"][0] == m][0]
         ref = paper.TABLE9[pm]

@@ -98,9 +98,11 @@ def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
 
 
 def test_reproduce_without_the_suite(tmp_path):
-    assert main(["reproduce", *TINY, "--no-suite", "--out", str(tmp_path)]) == 0
-    assert "0.47" in (tmp_path / "REPORT.md").read_text()
+    assert main(["reproduce", *TINY, "--no-suite", "--decile-weighting", "equal", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "0.47" in report and "equal-weighted deciles" in report
     assert not (tmp_path / "table1.csv").exists()
+    assert pl.read_csv(tmp_path / "table9_deciles.csv")["model"].unique().to_list() == ["FAPM"]
 
 
 def test_simulate_writes_table_a1(tmp_path):
