@@ -10,8 +10,6 @@ setting, whatever the number of stocks.
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,12 +20,7 @@ from fapm_jax.fapm_m import fapm_m_hyper, subset_masks
 from fapm_jax.train import _epochs_all, _init_all
 from fapm_jax.windows import rolling_windows, window_masks
 
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    jax.block_until_ready(out)
-    return time.perf_counter() - t0, out
+from .vmap_vs_loop import _timed
 
 
 def run(stocks: int = 200, chars: int = 30, rank: int = 4, epochs: int = 10, windows: int = 30,
