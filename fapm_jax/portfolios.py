@@ -104,6 +104,7 @@ def portfolio_returns(assigned: pl.DataFrame, values: Sequence[str]) -> pl.DataF
     """Long format ``month, portfolio`` and the value-weighted mean of every column in
     ``values`` (the realised ``r`` and each model's forecast): the S&P 500 proxy, every
     size × tercile subcomponent of the available sorts, and the long–short factors."""
+    assigned = assigned.with_columns([pl.col(c).cast(pl.Float64) for c in ("mktcap", *values)])
     vw = [((pl.col(v) * pl.col("mktcap")).sum() / pl.col("mktcap").sum()).alias(v) for v in values]
     parts = [assigned.filter(pl.col("sp500")).group_by("month").agg(vw).with_columns(pl.lit("S&P500").alias("portfolio"))]
     sorts = available_sorts(assigned)
