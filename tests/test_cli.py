@@ -46,7 +46,7 @@ def test_same_seed_same_result(run_dir, tmp_path):
 
 def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
     models = "OLS+H,OLS-3+H,PLS,GBRT+H"
-    assert main(["reproduce", *TINY, "--models", models, "--fapm-m", "2", "--out", str(tmp_path)]) == 0
+    assert main(["reproduce", *TINY, "--models", models, "--fapm-m", "2", "--no-sic2", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "REPORT.md").read_text()
     assert "Table 1" in report and "Diebold–Mariano" in report and "Figure 4" in report
     assert "| OLS+H | " in report and "-3.46" in report  # GKX's OLS+H beside ours
@@ -66,11 +66,11 @@ def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
     assert (tmp_path / "figure4_r2_oos.png").stat().st_size > 1000
     assert (tmp_path / "r2_oos_by_year.png").stat().st_size > 1000
     # the analyses of sections 3.2-3.3: Tables 2-6, Figures 5-14
+    assert "Not run (--no-sic2)" in report  # the SIC2 sweep is exercised on the user GKX files below
     for heading in ("Table 2 and Figure 5", "Table 3 and Figure 6", "Figures 7–9", "Figure 10", "Table 4 and Figure 11",
                     "Table 5, Figures 12–13", "Table 6 and Figure 14", "Recovered versus true interactions"):
         assert f"## {heading}" in report, heading
-    for png in ("figure5_fapm_m", "figure6_sic2", "figure7_r2_is_by_window", "figure8_r2_is_by_window_sic2",
-                "figure9_r2_is_minus_all", "figure10_importance", "figure11_macro_importance",
+    for png in ("figure5_fapm_m", "figure7_r2_is_by_window", "figure9_r2_is_minus_all", "figure10_importance", "figure11_macro_importance",
                 "figure12_macro_interactions", "figure13_char_interactions", "figure14_average_interaction",
                 "interaction_heatmap", "interaction_stability"):
         assert (tmp_path / f"{png}.png").stat().st_size > 1000, png
@@ -78,8 +78,6 @@ def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
     assert fm["m"].to_list() == ["1", "2", "3", "4", "5", "6", "all"]  # 14 factors: m < 7
     e = r - pred["FAPM-2"].to_numpy()  # Table 1's FAPM-2 row is the sweep's m = 2
     assert fm.filter(pl.col("m") == "2")["r2_oos"][0] == pytest.approx(1 - (e @ e) / (r @ r), abs=1e-5)
-    t3 = pl.read_csv(tmp_path / "table3.csv")
-    assert t3["m"].to_list() == [1, 3, 5]  # the quick profile's SIC2 m values below 7
     t4 = pl.read_csv(tmp_path / "table4_macro_importance.csv")
     assert t4.columns == ["factor", "OLS+H", "OLS-3+H", "PLS", "GBRT+H", "FAPM"] and t4.height == 8
     for m in ("PLS", "GBRT+H", "FAPM"):
@@ -213,7 +211,8 @@ def test_run_on_user_gkx_files(tmp_path):
     report = (rep / "REPORT.md").read_text()
     assert "## Table 3 and Figure 6" in report and "## Table 5, Figures 12–13" in report
     assert not any(f.startswith("sic2_") for f in pl.read_csv(rep / "table2.csv")["factor"])
-    assert pl.read_csv(rep / "table3.csv").height >= 1
+    assert pl.read_csv(rep / "table3.csv")["m"].to_list() == [1, 3, 5]  # quick profile's SIC2 m values (< 7 here)
+    assert (rep / "figure6_sic2.png").stat().st_size > 1000 and (rep / "figure8_r2_is_by_window_sic2.png").exists()
     assert pl.read_csv(rep / "table4_macro_importance.csv").columns == ["factor", "FAPM"]
 
 

@@ -100,6 +100,7 @@ def test_normalisations_by_hand():
     assert t["factor"].to_list() == ["m", "a"] and t["X"].to_list() == [0.25, 0.25]
 
 
+@pytest.mark.xdist_group("default_run")  # one worker computes the shared fixture
 def test_null_characteristics_have_near_zero_importance(default_run):
     """On the embedded default panel the characteristics that do not enter the true ``g`` get a
     small share of FAPM's first-order and R²-based importance (measured max 0.018 and 0.007

@@ -125,6 +125,7 @@ def test_recovery_ranks_and_correlation():
     assert rec["correlation"] == pytest.approx(np.corrcoef([0.5, 0, 0, 0, 0, 0.7], [1, 0, 0, 0, 0, 0])[0, 1])
 
 
+@pytest.mark.xdist_group("default_run")  # one worker computes the shared fixture
 def test_default_panel_recovers_the_planted_interactions(default_run):
     """On the embedded default panel (703 pairs) FAPM's window-averaged B ranks all five planted
     interactions in its top 8 and correlates with the true B (measured: ranks 1, 2, 4, 5, 6 and
