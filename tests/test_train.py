@@ -443,7 +443,8 @@ def test_epoch_budgets_in_one_program_equal_separate_runs(synth):
     for s, e in enumerate((2, 5)):
         alone = _fit(synth, dataclasses.replace(CFG, epochs=e))
         for a, b in zip(jax.tree_util.tree_leaves(res.params), jax.tree_util.tree_leaves(alone.params)):
-            np.testing.assert_allclose(np.asarray(a)[s], np.asarray(b)[0], rtol=1e-5, atol=1e-7)
+            # float32, summed in another order by the two programs: ~10 ulps of parameters ≤ 0.1
+            np.testing.assert_allclose(np.asarray(a)[s], np.asarray(b)[0], rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(np.asarray(res.best_epoch)[s], np.asarray(alone.best_epoch)[0])
     assert np.all(np.isnan(np.asarray(res.valid_r2)[0, :, 2:]))  # nothing recorded past its budget
 
