@@ -44,13 +44,17 @@ def decile_weights(assigned: pl.DataFrame, weighting: str = "value") -> pl.DataF
 def decile_returns(frame: pl.DataFrame, model: str, realised: str = "r", weighting: str = "value") -> tuple[pl.DataFrame, int]:
     """Per month and decile: the weighted forecast (``pred``) and realised return; plus the
     number of months dropped for having fewer than 10 stocks."""
-    n_months = frame["month"].n_unique()
-    w = decile_weights(assign_deciles(frame, model), weighting)
-    out = w.group_by("month", "decile").agg(
+    out = weighted_returns(decile_weights(assign_deciles(frame, model), weighting), model, realised)
+    return out, frame["month"].n_unique() - out["month"].n_unique()
+
+
+def weighted_returns(weights: pl.DataFrame, model: str, realised: str = "r") -> pl.DataFrame:
+    """Per month and decile of :func:`decile_weights`' output: the weighted forecast (``pred``)
+    and realised return."""
+    return weights.group_by("month", "decile").agg(
         (pl.col("weight") * pl.col(model)).sum().alias("pred"),
         (pl.col("weight") * pl.col(realised)).sum().alias("realised"),
     ).sort("month", "decile")
-    return out, n_months - out["month"].n_unique()
 
 
 def long_short(dec: pl.DataFrame) -> pl.DataFrame:

@@ -310,15 +310,16 @@ def _diagnose_parse(path: Path, err: BaseException) -> DataError:
 # --------------------------------------------------------------------------- returns
 
 
-_RET_COLS = ("permno", "date", "ret", "prc", "shrout")
+_RET_COLS = ("permno", "date", "ret", "prc", "shrout", "exchcd")
 
 
 def load_returns(path: Source) -> pl.DataFrame:
-    """A CRSP monthly stock file (CSV, ``.csv.gz`` or parquet) as ``permno``, ``month``, ``ret``, ``me``.
+    """A CRSP monthly stock file (CSV, ``.csv.gz`` or parquet) as ``permno``, ``month``, ``ret``, ``me``
+    (and ``exchcd`` when the file has it).
 
     Input columns (matched case-insensitively, so CRSP's ``PERMNO``, ``DATE``/``date``, ``RET``,
-    ``PRC``, ``SHROUT`` work): ``permno``, ``date``, ``ret`` required; ``prc`` and ``shrout``
-    optional; any other column (``SHRCD``, ``EXCHCD``, ``RETX`` ...) is ignored. ``date`` is a
+    ``PRC``, ``SHROUT``, ``EXCHCD`` work): ``permno``, ``date``, ``ret`` required; ``prc``,
+    ``shrout`` and ``exchcd`` optional; any other column (``SHRCD``, ``RETX`` ...) is ignored. ``date`` is a
     ``YYYYMMDD`` integer or an ISO ``YYYY-MM-DD`` string (or a parquet date). CRSP's letter
     codes in ``RET`` (``A``, ``B``, ``C``, ... any non-numeric token) read as missing; a
     non-numeric ``PRC`` or ``SHROUT`` is an error.
@@ -328,7 +329,9 @@ def load_returns(path: Source) -> pl.DataFrame:
     missing codes −66/−77/−88/−99, reads as missing), ``me`` Float64 = ``|PRC| × SHROUT``
     (market equity in $ thousands, as CRSP's SHROUT is in thousands; CRSP marks a bid/ask
     midpoint by a negative price, hence the absolute value), null when either is missing, when
-    ``PRC`` is 0 (CRSP: no price) or when the file has no ``PRC``/``SHROUT``.
+    ``PRC`` is 0 (CRSP: no price) or when the file has no ``PRC``/``SHROUT``; ``exchcd`` Int32,
+    CRSP's exchange code of the month (1 NYSE, 2 AMEX, 3 NASDAQ, ...; null where missing), only
+    when the file has an ``EXCHCD`` column — it gives the portfolios their NYSE breakpoints.
     """
     path = _existing(path)
     header = _header(path)
@@ -342,7 +345,7 @@ def load_returns(path: Source) -> pl.DataFrame:
     if missing:
         raise DataError(f"{path}: missing required column(s) {', '.join(repr(m) for m in missing)}")
     has_me = "prc" in lower and "shrout" in lower
-    cols = [lower[k] for k in _RET_COLS if k in lower and (k in ("permno", "date", "ret") or has_me)]
+    cols = [lower[k] for k in _RET_COLS if k in lower and (k in ("permno", "date", "ret", "exchcd") or has_me)]
     try:
         if _kind(path) == "csv":
             raw = pl.read_csv(path, columns=cols, infer_schema=False)
@@ -402,6 +405,8 @@ def load_returns(path: Source) -> pl.DataFrame:
         cols_out["me"] = pl.Series("me", [None] * raw.height, dtype=pl.Float64)
     if ret.is_infinite().any():
         fail("ret", ret.is_infinite(), "infinite value")
+    if "exchcd" in lower:
+        cols_out["exchcd"] = number("exchcd", integer=True).cast(pl.Int32)
     out = pl.DataFrame({k: v.alias(k) for k, v in cols_out.items()})
     key = out["month"].cast(pl.Int64) * 10**10 + out["permno"]
     dup = key.is_duplicated()
@@ -424,7 +429,8 @@ def _returns_month(date: pl.Series) -> pl.Series:
 def check_returns(df: pl.DataFrame, where: str = "returns frame") -> pl.DataFrame:
     """Check an already-loaded returns frame (the output form of :func:`load_returns`).
 
-    Requires ``permno``, ``month``, ``ret``; adds a null ``me`` when absent. Raises
+    Requires ``permno``, ``month``, ``ret``; adds a null ``me`` when absent; keeps an ``exchcd``
+    column (as Int32) when present. Raises
     :class:`DataError` on missing columns, null keys, infinite values or duplicate keys.
     """
     missing = [c for c in ("permno", "month", "ret") if c not in df.columns]
@@ -432,8 +438,16 @@ def check_returns(df: pl.DataFrame, where: str = "returns frame") -> pl.DataFram
         raise DataError(f"{where}: missing required column(s) {', '.join(repr(m) for m in missing)}")
     if "me" not in df.columns:
         df = df.with_columns(pl.lit(None, dtype=pl.Float64).alias("me"))
+    exch = []
+    if "exchcd" in df.columns:
+        bad = df["exchcd"].is_not_null() & df["exchcd"].cast(pl.Int32, strict=False).is_null()
+        if bad.any():
+            rows = np.flatnonzero(bad.to_numpy())
+            raise DataError(f"{where}: column 'exchcd': non-integer value in {_rows_note((rows + 1).tolist(), rows.size)}")
+        exch = [pl.col("exchcd").cast(pl.Int32, strict=False)]
     df = df.select(pl.col("permno").cast(pl.Int64), pl.col("month").cast(pl.Int32),
-                   pl.col("ret").cast(pl.Float64).fill_nan(None), pl.col("me").cast(pl.Float64).fill_nan(None))
+                   pl.col("ret").cast(pl.Float64).fill_nan(None), pl.col("me").cast(pl.Float64).fill_nan(None),
+                   *exch)
     for col in ("permno", "month"):
         rows = np.flatnonzero(df[col].is_null().to_numpy())
         if rows.size:

@@ -33,6 +33,8 @@ class Panel:
         feature_names: the ``n`` column names of ``X``.
         macro_names: the names in ``feature_names`` that are macro predictors.
         sic2: ``[N]`` int32 two-digit SIC industry code, or ``None``.
+        exchange: ``[N]`` int32 CRSP exchange code at ``t`` (1 NYSE, 2 AMEX, 3 NASDAQ; −1
+            unknown), or ``None``; when given, portfolio sorts use NYSE breakpoints.
         name: a short label of the data source, used in reports.
     """
 
@@ -45,6 +47,7 @@ class Panel:
     macro_names: tuple[str, ...] = ()
     sic2: np.ndarray | None = None
     name: str = "panel"
+    exchange: np.ndarray | None = None
 
     def __post_init__(self):
         validate_panel(self)
@@ -113,6 +116,8 @@ class Panel:
         }
         if self.sic2 is not None:
             cols["sic2"] = self.sic2
+        if self.exchange is not None:
+            cols["exchange"] = self.exchange
         frame = pl.DataFrame(cols)
         return frame.with_columns(
             pl.DataFrame(self.X, schema=list(self.feature_names), orient="row")
@@ -135,7 +140,8 @@ def validate_panel(p: Panel) -> None:
     unknown_macro = [m for m in p.macro_names if m not in p.feature_names]
     if unknown_macro:
         raise PanelError(f"{where}: macro name(s) not among the factors: {', '.join(unknown_macro)}")
-    for field in ("r", "permno", "month", "mktcap") + (("sic2",) if p.sic2 is not None else ()):
+    optional = tuple(f for f in ("sic2", "exchange") if getattr(p, f) is not None)
+    for field in ("r", "permno", "month", "mktcap") + optional:
         arr = getattr(p, field)
         if arr.shape != (n_rows,):
             raise PanelError(f"{where}: {field} has shape {arr.shape}, expected ({n_rows},)")

@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from . import paper  # noqa: E402
-from .deciles import (alpha_table, assign_deciles, cumulative_log, decile_returns, decile_table,  # noqa: E402
-                      decile_weights, long_short, max_drawdown, turnover)
+from .deciles import (alpha_table, assign_deciles, cumulative_log, decile_table, decile_weights,  # noqa: E402
+                      long_short, max_drawdown, turnover, weighted_returns)
 from .diebold_mariano import default_lag  # noqa: E402
 from .io import save_figure, write_frame  # noqa: E402
 from .panel import Panel  # noqa: E402
@@ -37,11 +37,14 @@ def _next_month(month: pl.Expr) -> pl.Expr:
 
 def stock_frame(frame: pl.DataFrame, panel: Panel, test_rows: np.ndarray, spec: PortfolioSpec) -> pl.DataFrame:
     """The suite's test-row frame (``permno, month, r, mktcap`` and forecasts) with the sorting
-    characteristics of ``spec`` that the panel has."""
+    characteristics of ``spec`` that the panel has, and its ``exchange`` codes when it has them."""
     cols = [getattr(spec, attr) for attr, *_ in SORTS.values()]
     have = [c for c in dict.fromkeys(cols) if c in panel.feature_names]
     X = panel.X[np.asarray(test_rows)][:, panel.feature_index(have)] if have else np.zeros((len(test_rows), 0))
-    return frame.with_columns([pl.Series(c, X[:, i].astype(np.float64)) for i, c in enumerate(have)])
+    extra = [pl.Series(c, X[:, i].astype(np.float64)) for i, c in enumerate(have)]
+    if panel.exchange is not None:
+        extra.append(pl.Series("exchange", panel.exchange[np.asarray(test_rows)]))
+    return frame.with_columns(extra)
 
 
 def _paper_model(m: str, fapm_m: str | None) -> str:
@@ -83,7 +86,8 @@ def portfolio_sections(
     ``weighting``: of the decile portfolios (``"value"``, the paper's, or ``"equal"``)."""
     out = Path(out)
     stocks = stock_frame(frame, panel, test_rows, spec)
-    ret = portfolio_returns(assign(stocks, spec), ["r", *models])
+    nyse = "exchange" in stocks.columns
+    ret = portfolio_returns(assign(stocks, spec, exchange="exchange" if nyse else None), ["r", *models])
     write_frame(out / "portfolio_returns.parquet", ret)
     present = ret["portfolio"].unique().to_list()
     missing = [getattr(spec, attr) for attr, *_ in SORTS.values() if getattr(spec, attr) not in stocks.columns]
@@ -113,8 +117,10 @@ def portfolio_sections(
     f17 = _matrix_figure(gains.with_columns([pl.col(m).fill_nan(None) for m in models]), models,
                          out / "figure17_timing_gains.png", "Market-timing gain SR* − SR (annualised)", scale=1.0)
     chars = ", ".join(f"{s}: {getattr(spec, a)}" for s, (a, *_) in SORTS.items())
+    breaks = ("among NYSE stocks (CRSP EXCHCD = 1 at t; all stocks in a month without NYSE stocks)" if nyse
+              else "among all test stocks (no exchange codes in the data)")
     note7 = (f"Each test month, value-weighted (market equity at t) portfolios of the test stocks: the {spec.sp500} largest "
-             f"(S&P 500 proxy); size (median) × 30/70 percentiles of {chars} (12-month momentum, where the paper's "
+             f"(S&P 500 proxy); size (median) × 30/70 percentiles of {chars}, breakpoints {breaks} (12-month momentum, where the paper's "
              "Algorithm 3 names mom1m); and SMB, HML, RMW, CMA, UMD as Fama and French build them. Forecast = the same "
              "weights on the model's stock forecasts (Equation (3)). R²_oos against zero over the test months; ours "
              "(paper's in brackets, CRSP).")
@@ -158,13 +164,14 @@ def decile_sections(stocks: pl.DataFrame, models: Sequence[str], out: Path, *, f
     summary, tables, cum = [], [], {}
     dropped = 0
     for m in models:
-        dec, dropped = decile_returns(stocks, m, weighting=weighting)
+        w = decile_weights(assign_deciles(stocks, m), weighting)
+        dec = weighted_returns(w, m)
+        dropped = stocks["month"].n_unique() - dec["month"].n_unique()
         t = decile_table(dec)
         tables.append(t.with_columns(pl.lit(m).alias("model")))
         hl = long_short(dec).with_columns(_next_month(pl.col("month")).alias("month"))
         lag = default_lag(hl.height)
         alphas = alpha_table(hl, factors, sets, lag)
-        w = decile_weights(assign_deciles(stocks, m), weighting)
         x = hl["realised"].to_numpy()
         cum[m] = (hl["month"].to_numpy(), cumulative_log(hl))
         a_m, a_f = alphas.row(0, named=True), alphas.row(1, named=True)

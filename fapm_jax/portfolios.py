@@ -73,14 +73,22 @@ def _labels(x: pl.Expr, lo: pl.Expr, hi: pl.Expr, names: tuple[str, str, str]) -
 def assign(frame: pl.DataFrame, spec: PortfolioSpec = PortfolioSpec(), exchange: str | None = None) -> pl.DataFrame:
     """``frame`` (``month, mktcap`` and the characteristics) with a ``size`` label (small / big)
     and one label column per available sort, breakpoints per month (among NYSE stocks,
-    ``exchange == 1``, when an ``exchange`` column is named), and an ``sp500`` flag (the
+    ``exchange == 1`` in CRSP's EXCHCD, when an ``exchange`` column is named — Fama and French's
+    rule; a month without NYSE stocks falls back to all stocks), and an ``sp500`` flag (the
     ``spec.sp500`` largest stocks of the month)."""
     for col in ("month", "mktcap"):
         if col not in frame.columns:
             raise PortfolioError(f"portfolios: column {col!r} missing")
+    if exchange is not None and exchange not in frame.columns:
+        raise PortfolioError(f"portfolios: exchange column {exchange!r} missing")
     base = pl.col(exchange) == 1 if exchange else pl.lit(True)
+
+    def breakpoint(x: pl.Expr, q: float) -> pl.Expr:
+        at = x.filter(base).quantile(q, "linear").over("month")
+        return pl.coalesce(at, x.quantile(q, "linear").over("month")) if exchange else at
+
     out = frame.with_columns(
-        pl.when(pl.col("mktcap") <= pl.col("mktcap").filter(base).quantile(spec.size_breakpoint, "linear").over("month"))
+        pl.when(pl.col("mktcap") <= breakpoint(pl.col("mktcap"), spec.size_breakpoint))
         .then(pl.lit("small")).otherwise(pl.lit("big")).alias("size"),
         (pl.col("mktcap").rank("ordinal", descending=True).over("month") <= spec.sp500).alias("sp500"),
     )
@@ -90,8 +98,7 @@ def assign(frame: pl.DataFrame, spec: PortfolioSpec = PortfolioSpec(), exchange:
         if col not in frame.columns:
             continue
         x = pl.col(col)
-        lo = x.filter(base).quantile(spec.low, "linear").over("month")
-        hi = x.filter(base).quantile(spec.high, "linear").over("month")
+        lo, hi = breakpoint(x, spec.low), breakpoint(x, spec.high)
         labels.append(_labels(x, lo, hi, names).alias(sort))
     return out.with_columns(labels)
 

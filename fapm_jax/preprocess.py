@@ -21,7 +21,10 @@ model" and its footnotes), as the FAPM paper does (its section 3.1):
 5. **Macro predictors.** The eight Welch–Goyal predictors of month ``t`` (GKX section 2.1,
    :mod:`fapm_jax.macro`, transformed by ``macro_transform``) are appended after the
    characteristics.
-6. **Industry.** ``Panel.sic2`` is the file's ``sic2`` (−1 where missing); with
+6. **Exchange.** When the returns have CRSP's ``EXCHCD``, ``Panel.exchange`` is the code at
+   ``t`` (−1 where CRSP has no row or no code at ``t``); the portfolio sorts then use NYSE
+   breakpoints (Fama and French), otherwise all-stock breakpoints.
+7. **Industry.** ``Panel.sic2`` is the file's ``sic2`` (−1 where missing); with
    ``sic2_dummies=True`` one-hot columns ``sic2_XX`` (one per code present, ascending) are
    appended after the macro predictors (GKX's 74 industry dummies).
 
@@ -45,7 +48,7 @@ from .macro import MACRO_NAMES, MACRO_TRANSFORMS, MacroDataError, load_welch_goy
 from .panel import Panel
 
 #: Bumped whenever the preprocessing changes, so that old caches are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _RANK_CHUNK = 8  # characteristics ranked per polars query (bounds the float64 temporaries)
 _CACHE_ROW_GROUP = 1 << 18
 
@@ -157,8 +160,10 @@ def _build(chars: pl.DataFrame, rets: pl.DataFrame, wg: pl.DataFrame, *, owned: 
         keys = keys.with_columns(chars["mvel1"].gather(everyone["_row"]))
     nxt_ret = rets.filter(pl.col("ret").is_not_null()).select(
         "permno", pl.col("month").alias("nxt"), pl.col("ret").alias("ret_next"))
+    has_exch = "exchcd" in rets.columns
+    at_t = ["permno", "month", "me"] + (["exchcd"] if has_exch else [])
     keys = (keys.join(nxt_ret, on=["permno", "nxt"], how="inner")
-            .join(rets.select("permno", "month", "me"), on=["permno", "month"], how="left")
+            .join(rets.select(at_t), on=["permno", "month"], how="left")
             .sort("month", "permno"))
     if keys.height == 0:
         raise DataError(
@@ -241,6 +246,7 @@ def _build(chars: pl.DataFrame, rets: pl.DataFrame, wg: pl.DataFrame, *, owned: 
         macro_names=MACRO_NAMES,
         sic2=sic,
         name=name,
+        exchange=keys["exchcd"].fill_null(-1).to_numpy().astype(np.int32) if has_exch else None,
     )
 
 
@@ -277,10 +283,13 @@ def write_panel_cache(path: str | Path, panel: Panel) -> Path:
     import pyarrow.parquet as pq
 
     meta = {"feature_names": list(panel.feature_names), "macro_names": list(panel.macro_names),
-            "has_sic2": panel.sic2 is not None, "version": CACHE_VERSION}
+            "has_sic2": panel.sic2 is not None, "has_exchange": panel.exchange is not None,
+            "version": CACHE_VERSION}
     fields = [("permno", pa.int64()), ("month", pa.int32()), ("r", pa.float32()), ("mktcap", pa.float32())]
     if panel.sic2 is not None:
         fields.append(("sic2", pa.int32()))
+    if panel.exchange is not None:
+        fields.append(("exchange", pa.int32()))
     fields += [(f, pa.float32()) for f in panel.feature_names]
     schema = pa.schema(fields, metadata={"fapm_panel": json.dumps(meta)})
     path = Path(path)
@@ -294,6 +303,8 @@ def write_panel_cache(path: str | Path, panel: Panel) -> Path:
                 cols = [panel.permno[a:b], panel.month[a:b], panel.r[a:b], panel.mktcap[a:b]]
                 if panel.sic2 is not None:
                     cols.append(panel.sic2[a:b])
+                if panel.exchange is not None:
+                    cols.append(panel.exchange[a:b])
                 cols += list(_rows_to_columns(panel.X[a:b]))
                 writer.write_table(pa.Table.from_arrays([pa.array(c) for c in cols], schema=schema))
     return path
@@ -314,6 +325,8 @@ def read_panel_cache(path: str | Path, name: str = "gkx") -> Panel:
             "mktcap": np.empty(n, np.float32)}
     if meta["has_sic2"]:
         keys["sic2"] = np.empty(n, np.int32)
+    if meta["has_exchange"]:
+        keys["exchange"] = np.empty(n, np.int32)
     a = 0
     for g in range(pf.num_row_groups):
         t = pf.read_row_group(g)
@@ -325,7 +338,7 @@ def read_panel_cache(path: str | Path, name: str = "gkx") -> Panel:
         del t
     return Panel(X=X, r=keys["r"], permno=keys["permno"], month=keys["month"], mktcap=keys["mktcap"],
                  feature_names=tuple(features), macro_names=tuple(meta["macro_names"]),
-                 sic2=keys.get("sic2"), name=name)
+                 sic2=keys.get("sic2"), exchange=keys.get("exchange"), name=name)
 
 
 _TRANSPOSE_ROWS = 8192  # rows per tile: a tile of ~100 float32 columns stays in cache

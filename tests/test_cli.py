@@ -169,13 +169,13 @@ def test_gkx_needs_its_files(tmp_path, capsys):
 
 def _write_gkx_files(folder, n_stocks=25, first_year=2000, last_year=2012, seed=0):
     """Tiny files in the exact formats: datashare.csv (DATE first) and a CRSP CSV with
-    upper-case names and a letter code in RET."""
+    upper-case names, a letter code in RET and exchange codes (NYSE = every third stock)."""
     rng = np.random.default_rng(seed)
     months = [y * 100 + m for y in range(first_year, last_year + 1) for m in range(1, 13)]
     month_end = {m: m * 100 + 28 for m in months}
     chars = ["mvel1", "bm", "mom12m", "mom1m"]
     lines_c = ["DATE,permno," + ",".join(chars) + ",sic2"]
-    lines_r = ["PERMNO,date,RET,PRC,SHROUT"]
+    lines_r = ["PERMNO,date,RET,PRC,SHROUT,EXCHCD"]
     for m in months:
         for p in range(10001, 10001 + n_stocks):
             vals = [f"{rng.lognormal(5, 1):.3f}"] + [
@@ -183,7 +183,7 @@ def _write_gkx_files(folder, n_stocks=25, first_year=2000, last_year=2012, seed=
             ]
             lines_c.append(f"{month_end[m]},{p}," + ",".join(vals) + f",{p % 7 + 10}")
             ret = "C" if rng.random() < 0.01 else f"{rng.normal(0.01, 0.1):.5f}"
-            lines_r.append(f"{p},{month_end[m]},{ret},{-rng.uniform(5, 50):.2f},{rng.integers(1000, 9000)}")
+            lines_r.append(f"{p},{month_end[m]},{ret},{-rng.uniform(5, 50):.2f},{rng.integers(1000, 9000)},{p % 3 + 1}")
     (folder / "datashare.csv").write_text("\n".join(lines_c) + "\n")
     (folder / "crsp.csv").write_text("\n".join(lines_r) + "\n")
     return folder / "datashare.csv", folder / "crsp.csv"
@@ -214,6 +214,7 @@ def test_run_on_user_gkx_files(tmp_path):
     assert pl.read_csv(rep / "table3.csv")["m"].to_list() == [1, 3, 5]  # quick profile's SIC2 m values (< 7 here)
     assert (rep / "figure6_sic2.png").stat().st_size > 1000 and (rep / "figure8_r2_is_by_window_sic2.png").exists()
     assert pl.read_csv(rep / "table4_macro_importance.csv").columns == ["factor", "FAPM"]
+    assert "breakpoints among NYSE stocks (CRSP EXCHCD = 1 at t" in report  # the returns' EXCHCD
 
 
 def test_bad_user_file_is_one_line(tmp_path, capsys):

@@ -242,6 +242,20 @@ def test_crsp_without_price_and_lower_case_parquet(tmp_path):
     assert load_returns(pq2).rows() == [(7, 199001, None, 6.0)]
 
 
+def test_crsp_exchange_codes(tmp_path):
+    path = tmp_path / "msf.csv"
+    path.write_text("PERMNO,date,EXCHCD,RET\n1,20000131,1,0.1\n2,20000131,3,0.2\n2,20000229,,0.3\n")
+    df = load_returns(path)
+    assert df.columns == ["permno", "month", "ret", "me", "exchcd"] and df.schema["exchcd"] == pl.Int32
+    assert df["exchcd"].to_list() == [1, 3, None]  # a missing code stays missing
+    path.write_text("PERMNO,date,EXCHCD,RET\n1,20000131,1,0.1\n2,20000131,N,0.2\n")
+    _one_line_error(lambda: load_returns(path), "column 'EXCHCD'", "non-integer", r"row 2 \(permno 2")
+    ok = check_returns(pl.DataFrame({"permno": [1, 2], "month": [200001] * 2, "ret": [0.1, 0.2], "exchcd": [1.0, None]}))
+    assert ok.schema["exchcd"] == pl.Int32 and ok["exchcd"].to_list() == [1, None]
+    with pytest.raises(DataError, match=r"returns frame: column 'exchcd': non-integer value in row 2"):
+        check_returns(pl.DataFrame({"permno": [1, 2], "month": [200001] * 2, "ret": [0.1, 0.2], "exchcd": ["1", "x"]}))
+
+
 def _crsp_error(tmp_path, text, *patterns):
     path = tmp_path / "bad_msf.csv"
     path.write_text(text)

@@ -108,6 +108,13 @@ def test_nyse_breakpoints():
     assert a["size"].to_list() == ["small" if m <= nyse_median else "big" for m in MCAP]
     lo, hi = np.quantile(BM[[0, 2, 4, 6, 7]], [0.3, 0.7])  # NYSE percentiles for the sorts too
     assert a["value"].to_list() == [SORTS["value"][1][0 if x <= lo else 2 if x > hi else 1] for x in BM]
+    # a month without NYSE stocks falls back to all-stock breakpoints; an absent column is an error
+    two = _frame((201001, 201002)).with_columns(pl.Series("exch", [1, 3, 1, 3, 1, 3, 1, 1] + [3] * 8))
+    b = assign(two, PortfolioSpec(), exchange="exch")
+    assert b["size"].to_list()[:8] == a["size"].to_list()
+    assert b["size"].to_list()[8:] == assign(_frame()).select("size").to_series().to_list()
+    with pytest.raises(PortfolioError, match="exchange column 'exchcd' missing"):
+        assign(_frame(), exchange="exchcd")
 
 
 def test_missing_characteristic_leaves_its_sort_out_and_missing_columns_are_errors():

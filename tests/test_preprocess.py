@@ -259,6 +259,26 @@ def test_bad_frames_and_options(files):
 # --------------------------------------------------------------------------- cache
 
 
+def test_exchange_codes_at_t(files, tmp_path):
+    """CRSP's EXCHCD of month t becomes Panel.exchange (−1 where CRSP has no row or code at t);
+    without the column the panel has none; the cache keeps it."""
+    assert build(files).exchange is None
+    lines = CRSP.strip().splitlines()
+    codes = {"10001": "1", "10002": "3", "10004": "", "10006": "2"}  # 10004: code missing
+    text = "\n".join([lines[0] + ",EXCHCD"] + [f"{ln},{codes.get(ln.split(',')[0], '1')}" for ln in lines[1:]]) + "\n"
+    (tmp_path / "crsp_exch.csv").write_text(text)
+    chars, _, wg = files
+    p = build((chars, tmp_path / "crsp_exch.csv", wg), cache_dir=tmp_path / "cache")
+    _check_panel(p)
+    # 10003 has no CRSP row at 200001 (-1); 10004's code is missing (-1)
+    want = {10001: 1, 10002: 3, 10003: -1, 10004: -1}
+    assert p.exchange.dtype == np.int32 and p.exchange.tolist() == [want[k] for k in p.permno.tolist()]
+    again = read_panel_cache(next((tmp_path / "cache").iterdir()))
+    np.testing.assert_array_equal(again.exchange, p.exchange)
+    assert again.exchange.dtype == np.int32
+    assert p.to_frame()["exchange"].to_list() == p.exchange.tolist()
+
+
 def test_cache_round_trip_and_key(files, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     first = build(files, cache_dir=cache, sic2_dummies=True)
