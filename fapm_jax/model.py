@@ -84,12 +84,12 @@ def linear_part(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, ".
 def interaction_part(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, "..."]:
     """``Σ_{i<j} <v_i, v_j> x_i x_j`` in ``O(nk)``, Equation (1).
 
-    ``½ Σ_f [(Σ_i v_if x_i)² − Σ_i v_if² x_i²]``: two ``[..., n] @ [n, k]`` products and no
+    ``½ Σ_f [(Σ_i v_if x_i)² − Σ_i v_if² x_i²] = ½ (‖x V‖² − (x ⊙ x) · s)`` with
+    ``s_i = ‖v_i‖²``: one ``[..., n] @ [n, k]`` product, one ``[..., n] @ [n]`` product, no
     ``n × n`` intermediate.
     """
     xv = X @ params.V
-    x2v2 = (X * X) @ (params.V * params.V)
-    return 0.5 * jnp.sum(xv * xv - x2v2, axis=-1)
+    return 0.5 * (jnp.sum(xv * xv, axis=-1) - (X * X) @ jnp.sum(params.V * params.V, axis=-1))
 
 
 def self_interaction_part(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, "..."]:
@@ -101,9 +101,19 @@ def self_interaction_part(params: FAPMParams, X: Float[Array, "... n"]) -> Float
 
 def predict(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, "..."]:
     """FAPM prediction ``ŷ(x)``, Equation "FAPM: O(nk)" (Algorithm 1), for ``X`` of shape ``[..., n]``
-    (plus ``Σ d_i x_i²`` in the self-interaction variant)."""
-    out = linear_part(params, X) + interaction_part(params, X)
-    return out if params.d is None else out + self_interaction_part(params, X)
+    (plus ``Σ d_i x_i²`` in the self-interaction variant).
+
+    The linear, interaction and squared terms in two products that read ``X`` once each:
+    ``z = x [w | V]`` (one ``[n, k + 1]`` product; under ``vmap`` over windows one GEMM with
+    ``W (k + 1)`` columns) and ``(x ⊙ x) · u`` with ``u_i = d_i − ½ ‖v_i‖²``, so that
+    ``ŷ = w0 + z_0 + ½ Σ_f z_f² + (x ⊙ x) · u`` — equal to :func:`linear_part` +
+    :func:`interaction_part` + :func:`self_interaction_part`.
+    """
+    z = X @ jnp.concatenate([params.w[:, None], params.V], axis=-1)
+    u = -0.5 * jnp.sum(params.V * params.V, axis=-1)
+    if params.d is not None:
+        u = u + params.d
+    return params.w0 + z[..., 0] + 0.5 * jnp.sum(z[..., 1:] * z[..., 1:], axis=-1) + (X * X) @ u
 
 
 def interaction_matrix(params: FAPMParams) -> Float[Array, "n n"]:

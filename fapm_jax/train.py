@@ -33,6 +33,7 @@ from .linear import fit_ols
 from .losses import masked_huber_ratio, masked_sse_ratio
 from .masked import masked_quantile, shuffled_batches
 from .model import FAPMParams, init_params, predict, with_feature_mask, with_rank_mask
+from .rowpass import CHUNK_ROWS, PassSums, row_pass
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
 LOSSES = ("r2", "huber")
@@ -71,6 +72,9 @@ class TrainConfig:
             the OLS start off its optimum. 1.0 treats all parameters alike.
         self_interactions: add ``x_i²`` terms with free weights ``d`` (starting at 0) to the
             model (:class:`~fapm_jax.model.FAPMParams`); the paper's FAPM has none.
+        chunk_rows: full-batch training reads the panel in chunks of this many rows
+            (:mod:`~fapm_jax.rowpass`), which bounds its temporaries; ``None``: one chunk. The
+            fitted models do not depend on it beyond float rounding.
     """
 
     rank: int = 4
@@ -85,6 +89,7 @@ class TrainConfig:
     seed: int = 0
     linear_lr_scale: float = 0.1
     self_interactions: bool = False
+    chunk_rows: int | None = CHUNK_ROWS
 
     def __post_init__(self):
         def bad(name, why):
@@ -110,6 +115,8 @@ class TrainConfig:
             bad("huber_delta", "must be positive")
         if not (self.linear_lr_scale >= 0 and math.isfinite(self.linear_lr_scale)):
             bad("linear_lr_scale", "must be a non-negative finite number")
+        if self.chunk_rows is not None and (not isinstance(self.chunk_rows, int) or self.chunk_rows < 1):
+            bad("chunk_rows", "must be a positive integer or None (one chunk)")
 
 
 class Hyper(NamedTuple):
@@ -344,7 +351,24 @@ def train_epochs(
         return 1.0 - masked_sse_ratio(r, r_hat, train_mask), 1.0 - masked_sse_ratio(r, r_hat, valid_mask)
 
     if config.batch_size is None:
-        return run_epochs(state, hyper, config=config, n_epochs=n_epochs, loss_fn=loss_fn, r2_fn=r2_fn)
+        # One chunked pass per epoch gives the loss, its gradient and both R² (rowpass.py).
+        delta = state.huber_delta if config.loss == "huber" else None
+        den_t, den_v = jnp.sum(train_mask * r * r), jnp.sum(valid_mask * r * r)
+
+        def r2s(s: PassSums):
+            return 1.0 - s.sse_train / den_t, 1.0 - s.sse_valid / den_v
+
+        def value_and_grad_fn(params, batch):
+            s, g = row_pass(params, X, r, train_mask, valid_mask, delta, chunk_rows=config.chunk_rows)
+            g = jax.tree_util.tree_map(lambda a: a / den_t, g)
+            return (s.loss / den_t, (den_t > 0, *r2s(s))), g
+
+        def pass_r2(params):
+            return r2s(row_pass(params, X, r, train_mask, valid_mask, delta, chunk_rows=config.chunk_rows,
+                                grad=False)[0])
+
+        return run_epochs(state, hyper, config=config, n_epochs=n_epochs, value_and_grad_fn=value_and_grad_fn,
+                          r2_fn=pass_r2, r2_in_step=True)
     return run_epochs(
         state, hyper, config=config, n_epochs=n_epochs, loss_fn=loss_fn, r2_fn=r2_fn, n_steps=n_batches,
         batches_fn=lambda k: shuffled_batches(k, train_mask, config.batch_size, n_batches),
@@ -357,10 +381,12 @@ def run_epochs(
     *,
     config: TrainConfig,
     n_epochs: int,
-    loss_fn: Callable,
+    loss_fn: Callable | None = None,
     r2_fn: Callable,
     batches_fn: Callable | None = None,
     n_steps: int = 1,
+    value_and_grad_fn: Callable | None = None,
+    r2_in_step: bool = False,
 ) -> TrainState:
     """The epoch loop of every FAPM trainer (rows: :func:`train_epochs`; moments:
     :mod:`~fapm_jax.moments`). ``loss_fn(params, batch) -> (loss, has_rows)``;
@@ -371,16 +397,29 @@ def run_epochs(
     rank and factor masks re-applied; a non-finite loss or update is discarded and freezes the
     window (``diverged``). Each epoch: train and validation R², best model kept; a setting
     whose ``hyper.epochs`` budget is spent keeps its state.
+
+    ``value_and_grad_fn(params, batch) -> ((loss, aux), grads)`` replaces ``loss_fn`` where
+    the gradient is accumulated by hand (:func:`~fapm_jax.rowpass.row_pass`). With
+    ``r2_in_step`` (one full-batch step per epoch), ``aux = (has_rows, train_r2, valid_r2)``
+    of the parameters the gradient is taken at: epoch ``e``'s pass evaluates the model of epoch
+    ``e − 1``, so each epoch reads the data once, and one forward pass (``r2_fn``) after the
+    last epoch evaluates the last model — the same evaluations, in the same order, as
+    evaluating after each step.
     """
     tx = make_optimizer(config.optimizer)
     dtype = state.params.w.dtype
     rank_mask = hyper.rank_mask.astype(dtype)
     features = None if hyper.features is None else hyper.features.astype(dtype)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    grad_fn = value_and_grad_fn if value_and_grad_fn is not None else jax.value_and_grad(loss_fn, has_aux=True)
+    if r2_in_step and (batches_fn is not None or n_steps != 1):
+        raise ConfigError("run_epochs: r2_in_step needs one full-batch step per epoch")
 
     def step(carry, batch):
         params, opt_state, ok = carry
         (loss, has_rows), grads = grad_fn(params, batch)
+        return apply(params, opt_state, ok, loss, has_rows, grads), None
+
+    def apply(params, opt_state, ok, loss, has_rows, grads):
         updates, new_opt = tx.update(grads, opt_state, params)
         if config.linear_lr_scale != 1.0:
             c = jnp.asarray(config.linear_lr_scale, dtype)
@@ -392,7 +431,20 @@ def run_epochs(
         take = ok & has_rows & finite
         params = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new_params, params)
         opt_state = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new_opt, opt_state)
-        return (params, opt_state, ok & (finite | ~has_rows)), None
+        return params, opt_state, ok & (finite | ~has_rows)
+
+    def record(state: TrainState, train_r2, valid_r2, ok) -> TrainState:
+        """Evaluate the model of epoch ``state.epoch``: its R² and the best model so far."""
+        e = state.epoch
+        better = ok & jnp.isfinite(valid_r2) & (valid_r2 > state.best_valid_r2)
+        idx = jnp.clip(e - 1, 0, state.valid_r2.shape[0] - 1)
+        return state._replace(
+            best_params=jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), state.params, state.best_params),
+            best_valid_r2=jnp.where(better, valid_r2, state.best_valid_r2),
+            best_epoch=jnp.where(better, e, state.best_epoch),
+            valid_r2=state.valid_r2.at[idx].set(jnp.where(ok, valid_r2, jnp.nan)),
+            train_r2=state.train_r2.at[idx].set(jnp.where(ok, train_r2, jnp.nan)),
+        )
 
     def epoch(state: TrainState, _):
         old = state
@@ -402,34 +454,44 @@ def run_epochs(
             step, (state.params, state.opt_state, ~state.diverged), batches, length=n_steps
         )
         e = state.epoch + 1
-        train_r2, valid_r2 = r2_fn(params)
         newly_diverged = ~ok & ~state.diverged
-        better = ok & jnp.isfinite(valid_r2) & (valid_r2 > state.best_valid_r2)
-        best_params = jax.tree_util.tree_map(
-            lambda a, b: jnp.where(better, a, b), params, state.best_params
-        )
-        idx = jnp.clip(e - 1, 0, state.valid_r2.shape[0] - 1)
-        state = TrainState(
+        state = state._replace(
             params=params,
             opt_state=opt_state,
-            best_params=best_params,
-            best_valid_r2=jnp.where(better, valid_r2, state.best_valid_r2),
-            best_epoch=jnp.where(better, e, state.best_epoch),
             epoch=e,
             diverged=state.diverged | ~ok,
             diverged_epoch=jnp.where(newly_diverged, e, state.diverged_epoch),
-            huber_delta=state.huber_delta,
             key=key,
-            valid_r2=state.valid_r2.at[idx].set(jnp.where(ok, valid_r2, jnp.nan)),
-            train_r2=state.train_r2.at[idx].set(jnp.where(ok, train_r2, jnp.nan)),
         )
+        state = record(state, *r2_fn(params), ok)
         if hyper.epochs is not None:  # this setting's epoch budget is spent: keep its state
             active = old.epoch < hyper.epochs
             state = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), state, old)
         return state, None
 
-    state, _ = jax.lax.scan(epoch, state, None, length=n_epochs)
-    return state
+    if not r2_in_step:
+        state, _ = jax.lax.scan(epoch, state, None, length=n_epochs)
+        return state
+
+    def pick(flag, a, b):
+        return jax.tree_util.tree_map(lambda x, y: jnp.where(flag, x, y), a, b)
+
+    def epoch_fused(carry, _):
+        state, pending = carry  # pending: state.params is an unevaluated epoch's model
+        (loss, (has_rows, train_r2, valid_r2)), grads = grad_fn(state.params, None)
+        state = jax.lax.cond(pending, lambda: record(state, train_r2, valid_r2, ~state.diverged), lambda: state)
+        key, _ = jax.random.split(state.key)
+        params, opt_state, ok = apply(state.params, state.opt_state, ~state.diverged, loss, has_rows, grads)
+        e = state.epoch + 1
+        new = state._replace(
+            params=params, opt_state=opt_state, epoch=e, diverged=state.diverged | ~ok,
+            diverged_epoch=jnp.where(~ok & ~state.diverged, e, state.diverged_epoch), key=key,
+        )
+        active = jnp.asarray(True) if hyper.epochs is None else state.epoch < hyper.epochs
+        return (pick(active, new, state), active), None
+
+    (state, pending), _ = jax.lax.scan(epoch_fused, (state, jnp.asarray(False)), None, length=n_epochs)
+    return jax.lax.cond(pending, lambda: record(state, *r2_fn(state.params), ~state.diverged), lambda: state)
 
 
 # ----------------------------------------------------------------------------- all windows

@@ -209,12 +209,12 @@ OUTLIER_YEAR = 2003  # training year of window 2 only; validation year of window
 
 @pytest.fixture(scope="module")
 def outlier(synth):
-    """One factor value of 1e18 in a 2003 row: its squared residual overflows float32 in
-    window 2's training loss. The row is removed from the validation masks of windows 0/1,
-    so it is masked out of everything they compute."""
+    """Two factor values of 1e18 in a 2003 row: their interaction ``x_0 x_1 <v_0, v_1>`` (~1e32)
+    squared overflows float32 in window 2's training loss. The row is removed from the
+    validation masks of windows 0/1, so it is masked out of everything they compute."""
     i = int(np.flatnonzero(synth.years == OUTLIER_YEAR)[0])
     X = synth.X.copy()
-    X[i, 0] = 1e18
+    X[i, :2] = 1e18
     valid = synth.valid.copy()
     valid[:, i] = False
     assert synth.train[:, i].tolist() == [False, False, True]

@@ -1,0 +1,105 @@
+"""One full-batch pass over a window's rows, in chunks: loss, gradient and both R² at once.
+
+The full-batch R² loss of a window (paper section 2.3) is a sum over its rows, and so is its
+gradient: ``Σ_t m_t ℓ(r_t − ŷ_t)`` over the training rows, divided by ``Σ m_t r_t²``. The pass
+walks the panel in chunks of ``chunk_rows`` rows (a ``lax.scan``), and in each chunk computes
+the prediction once (:func:`~fapm_jax.model.predict`: one product with ``[w | V]`` and one with
+``x ⊙ x``, formed once per chunk and used by the forward and the backward product), the
+chunk's loss and its gradient, and the squared errors over the training and validation rows.
+The temporaries are one chunk's, whatever the panel's size: ``vmap``-ed over 30 windows on the
+GKX panel (4.1 million rows) a whole-panel pass would hold ``30 × N × (k + 1)`` activations.
+
+Because the same prediction gives the validation R², the trainer needs one pass per epoch
+instead of two (:func:`fapm_jax.train.run_epochs` with ``r2_in_step``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from .losses import huber
+from .model import FAPMParams, predict
+
+#: Default rows per chunk: the embedded and French panels take one chunk; GKX's ~16.
+CHUNK_ROWS = 262_144
+
+
+class PassSums(NamedTuple):
+    """Row sums of one pass (divide by ``Σ m r²`` for the loss and ``1 − R²``)."""
+
+    loss: Float[Array, ""]  # Σ train_mask · ℓ(r − ŷ)
+    sse_train: Float[Array, ""]  # Σ train_mask · (r − ŷ)²
+    sse_valid: Float[Array, ""]  # Σ valid_mask · (r − ŷ)²
+
+
+def chunk_sums(
+    params: FAPMParams,
+    X: Float[Array, "C n"],
+    r: Float[Array, " C"],
+    train_mask: Float[Array, " C"],
+    valid_mask: Float[Array, " C"],
+    huber_delta: Float[Array, ""] | None = None,
+) -> PassSums:
+    """The sums of :class:`PassSums` over one chunk of rows (``ℓ`` squared error, or GKX's
+    Huber function when ``huber_delta`` is given)."""
+    # A row outside both masks contributes exactly 0, even if its prediction overflows.
+    e = jnp.where((train_mask != 0) | (valid_mask != 0), r - predict(params, X), 0.0)
+    sse_train = jnp.sum(train_mask * e * e)
+    loss = sse_train if huber_delta is None else jnp.sum(train_mask * huber(e, huber_delta))
+    return PassSums(loss, sse_train, jnp.sum(valid_mask * e * e))
+
+
+def _chunks(N: int, chunk_rows: int | None) -> tuple[int, int, int]:
+    C = N if not chunk_rows or chunk_rows >= N else int(chunk_rows)
+    return C, N // C, N - (N // C) * C
+
+
+def row_pass(
+    params: FAPMParams,
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    train_mask: Float[Array, " N"],
+    valid_mask: Float[Array, " N"],
+    huber_delta: Float[Array, ""] | None = None,
+    *,
+    chunk_rows: int | None = CHUNK_ROWS,
+    grad: bool = True,
+) -> tuple[PassSums, FAPMParams | None]:
+    """The sums of :func:`chunk_sums` over all ``N`` rows and, with ``grad``, the gradient of
+    ``PassSums.loss`` with respect to ``params`` — accumulated chunk by chunk.
+
+    ``chunk_rows`` (``None``: one chunk) sets the temporaries' size; the result does not depend
+    on it beyond float rounding. The last ``N mod chunk_rows`` rows form a smaller chunk (no
+    padded copy of ``X``).
+    """
+    N = X.shape[0]
+    C, n_full, rest = _chunks(N, chunk_rows)
+
+    def one(Xc, rc, tc, vc):
+        if not grad:
+            return chunk_sums(params, Xc, rc, tc, vc, huber_delta), None
+        (loss, aux), g = jax.value_and_grad(
+            lambda p: (lambda s: (s.loss, s))(chunk_sums(p, Xc, rc, tc, vc, huber_delta)), has_aux=True
+        )(params)
+        return aux, g
+
+    def add(a, b):
+        return jax.tree_util.tree_map(jnp.add, a, b)
+
+    if n_full == 1 and rest == 0:
+        return one(X, r, train_mask, valid_mask)
+
+    def body(acc, i):
+        sl = lambda a: jax.lax.dynamic_slice_in_dim(a, i * C, C, axis=0)  # noqa: E731
+        return add(acc, one(sl(X), sl(r), sl(train_mask), sl(valid_mask))), None
+
+    zero = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(lambda: one(X[:C], r[:C], train_mask[:C], valid_mask[:C])))
+    acc, _ = jax.lax.scan(body, zero, jnp.arange(n_full))
+    if rest:
+        s = slice(n_full * C, N)
+        acc = add(acc, one(X[s], r[s], train_mask[s], valid_mask[s]))
+    return acc
