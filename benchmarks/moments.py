@@ -37,7 +37,7 @@ def run(stocks: int = 200, chars: int = 30, rank: int = 4, epochs: int = 10, win
     t_mom, (mtr, mva) = _timed(lambda: mom.window_moments(panel.X, panel.r, tm, vm))
     out = {}
     for name, init, step in (
-        ("rows", lambda: _init_all(X, r, tmj, vmj, hyper, config=cfg),
+        ("rows", lambda: _init_all(X, r, tmj, vmj, hyper, mom.window_correlations(panel.X, panel.r, tm), config=cfg),
          lambda st: _epochs_all(st, X, r, tmj, vmj, hyper, config=cfg, n_epochs=epochs, n_batches=1)),
         ("moments", lambda: mom.init_all(mtr, mva, hyper, config=cfg, n=panel.n_features),
          lambda st: mom.epochs_all(st, mtr, mva, hyper, config=cfg, n_epochs=epochs)),

@@ -8,8 +8,22 @@ industry dummies that sum to the intercept). Pure and vmappable over masks.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax.numpy as jnp
 from jaxtyping import Array, Float
+
+
+class Correlations(NamedTuple):
+    """The standardised normal equations of an OLS (:func:`ols_from_correlations`): ``G`` the
+    correlation matrix of the columns, ``b`` their covariance with ``r`` over ``sd``, ``mu`` and
+    ``sd`` the column means and standard deviations (1 where 0), ``r_mu`` the mean of ``r``."""
+
+    G: Float[Array, "n n"]
+    b: Float[Array, " n"]
+    mu: Float[Array, " n"]
+    sd: Float[Array, " n"]
+    r_mu: Float[Array, ""]
 
 
 def fit_ols(
@@ -71,3 +85,18 @@ def ols_from_correlations(
     w = beta / sd
     w0 = r_mu - mu @ w
     return w0, w
+
+
+def ols_from_moments(m, n: int, *, columns: Float[Array, " n"] | None = None) -> tuple[Float[Array, ""], Float[Array, " n"]]:
+    """:func:`fit_ols` of the rows that the moments ``m`` (``S = Σ φφᵀ``, ``b = Σ φ r`` with
+    ``φ = (1, x, …)``, :class:`~fapm_jax.moments.Moments`) summarise: the ``(1, x)`` block of
+    ``S`` holds the count, the column sums and the Gram matrix."""
+    count = m.S[0, 0]
+    mu = m.S[0, 1:1 + n] / count
+    r_mu = m.b[0] / count
+    cov = m.S[1:1 + n, 1:1 + n] / count - jnp.outer(mu, mu)
+    sd = jnp.sqrt(jnp.maximum(jnp.diag(cov), 0.0))
+    sd = jnp.where(sd > 0, sd, 1.0)
+    G = cov / jnp.outer(sd, sd)
+    b = (m.b[1:1 + n] / count - mu * r_mu) / sd
+    return ols_from_correlations(G, b, mu, sd, r_mu, columns=columns)

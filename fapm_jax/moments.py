@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .linear import ols_from_correlations
+from .linear import Correlations, ols_from_moments
 from .model import FAPMParams
 from .train import (ConfigError, Hyper, TrainConfig, TrainState, initial_params, run_epochs, start_state,
                     window_keys)
@@ -92,20 +92,25 @@ def moment_r2(params: FAPMParams, m: Moments) -> Float[Array, ""]:
     return (2.0 * t @ m.b - t @ (m.S @ t)) / m.c
 
 
-@functools.partial(jax.jit, static_argnames="self_interactions")
-def _chunk_moments(Xc, rc, wc, self_interactions=False):
-    F = phi(Xc, self_interactions)
+@functools.partial(jax.jit, static_argnames=("self_interactions", "linear"))
+def _chunk_moments(Xc, rc, wc, self_interactions=False, linear=False, shift=None):
+    if shift is not None:  # moments of the shifted data: well conditioned in float32 for any means
+        Xc, rc = Xc - shift[0], rc - shift[1]
+    F = jnp.concatenate([jnp.ones_like(Xc[:, :1]), Xc], axis=1) if linear else phi(Xc, self_interactions)
     Fw = F * wc[:, None]
     return Fw.T @ F, Fw.T @ rc, jnp.sum(wc * rc * rc)
 
 
 
 def block_moments(
-    X: np.ndarray, r: np.ndarray, masks: np.ndarray, *, self_interactions: bool = False, chunk: int = CHUNK
+    X: np.ndarray, r: np.ndarray, masks: np.ndarray, *, self_interactions: bool = False, chunk: int = CHUNK,
+    linear: bool = False, shift: tuple[np.ndarray, float] | None = None,
 ) -> tuple[Moments, np.ndarray]:
     """The moments of every block of rows sharing one membership pattern across ``masks``
     ``[K, N]`` (rows in no mask are skipped), as float64 ``Moments`` ``[B]``, and the patterns
-    ``[B, K]`` (0/1): any mask's moments are ``patterns[:, k] @ blocks``."""
+    ``[B, K]`` (0/1): any mask's moments are ``patterns[:, k] @ blocks``. ``linear``: of the
+    features ``(1, x)`` only (``p = n + 1``; the OLS starts of :func:`window_correlations`).
+    ``shift``: ``(s, s_r)``, moments of ``x − s`` and ``r − s_r`` instead."""
     masks = np.asarray(masks) > 0
     dt = np.float64 if np.asarray(X).dtype == np.float64 else np.float32
     X = np.asarray(X, dt)
@@ -113,7 +118,7 @@ def block_moments(
     used = masks.any(axis=0)
     patterns, inverse = np.unique(masks[:, used].T, axis=0, return_inverse=True)
     rows_used = np.flatnonzero(used)
-    p = n_moment_features(X.shape[1], self_interactions)
+    p = X.shape[1] + 1 if linear else n_moment_features(X.shape[1], self_interactions)
     S = np.zeros((len(patterns), p, p))
     b = np.zeros((len(patterns), p))
     c = np.zeros(len(patterns))
@@ -125,7 +130,8 @@ def block_moments(
             Xc = np.concatenate([X[sel], np.zeros((pad, X.shape[1]), dt)])
             rc = np.concatenate([r[sel], np.zeros(pad, dt)])
             wc = np.concatenate([np.ones(sel.size, dt), np.zeros(pad, dt)])
-            s_, b_, c_ = _chunk_moments(Xc, rc, wc, self_interactions=self_interactions)
+            sh = None if shift is None else (jnp.asarray(shift[0], dt), jnp.asarray(shift[1], dt))
+            s_, b_, c_ = _chunk_moments(Xc, rc, wc, self_interactions=self_interactions, linear=linear, shift=sh)
             S[k] += np.asarray(s_, np.float64)
             b[k] += np.asarray(b_, np.float64)
             c[k] += float(c_)
@@ -168,20 +174,31 @@ def window_moments(
     return combine(pat[:, :W]), combine(pat[:, W:])
 
 
-def ols_from_moments(
-    m: Moments, n: int, *, columns: Float[Array, " n"] | None = None
-) -> tuple[Float[Array, ""], Float[Array, " n"]]:
-    """:func:`~fapm_jax.linear.fit_ols` of the rows ``m`` summarises: the ``(1, x)`` block of
-    ``S`` holds the count, the column sums and the Gram matrix."""
-    count = m.S[0, 0]
-    mu = m.S[0, 1:1 + n] / count
-    r_mu = m.b[0] / count
-    cov = m.S[1:1 + n, 1:1 + n] / count - jnp.outer(mu, mu)
-    sd = jnp.sqrt(jnp.maximum(jnp.diag(cov), 0.0))
-    sd = jnp.where(sd > 0, sd, 1.0)
-    G = cov / jnp.outer(sd, sd)
-    b = (m.b[1:1 + n] / count - mu * r_mu) / sd
-    return ols_from_correlations(G, b, mu, sd, r_mu, columns=columns)
+def window_correlations(X: np.ndarray, r: np.ndarray, masks: np.ndarray, *, chunk: int = 16384) -> Correlations:
+    """The standardised normal equations (:class:`~fapm_jax.linear.Correlations`, ``[K]``, in
+    ``X``'s float dtype) of the OLS of ``r`` on ``(1, x)`` over each mask's rows: the OLS starts
+    of every window (:func:`~fapm_jax.linear.ols_from_correlations`), from one pass over the
+    panel — block moments of ``(1, x)`` accumulated in float64, ``2 N n²`` flops in all, where
+    an OLS per window on the rows costs ``W`` times that. Means, standard deviations and
+    correlations are formed in float64 before the cast."""
+    Xh, rh = np.asarray(X), np.asarray(r)
+    used = np.asarray(masks).any(axis=0)
+    s, s_r = Xh[used].mean(axis=0, dtype=np.float64), float(rh[used].mean(dtype=np.float64))
+    blocks, pat = block_moments(Xh, rh, masks, linear=True, chunk=chunk, shift=(s, s_r))
+    n = Xh.shape[1]
+    S = np.einsum("bk,bpq->kpq", pat, blocks.S)
+    bsum = pat.T @ blocks.b
+    count = S[:, 0, 0]
+    mu = S[:, 0, 1:] / count[:, None]  # means of the shifted data
+    r_mu = bsum[:, 0] / count
+    cov = S[:, 1:, 1:] / count[:, None, None] - mu[:, :, None] * mu[:, None, :]
+    sd = np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0))
+    sd = np.where(sd > 0, sd, 1.0)
+    G = cov / (sd[:, :, None] * sd[:, None, :])
+    bb = (bsum[:, 1:] / count[:, None] - mu * r_mu[:, None]) / sd
+    dtype = jnp.asarray(Xh[:1]).dtype
+    assert G.shape[-1] == n
+    return Correlations(*(jnp.asarray(a, dtype) for a in (G, bb, mu + s, sd, r_mu + s_r)))
 
 
 def choose_method(config: TrainConfig, n: int, train_masks: np.ndarray, valid_masks: np.ndarray,

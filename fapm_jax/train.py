@@ -29,7 +29,7 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .checkpoint import fingerprint, load_state, save_state
-from .linear import fit_ols
+from .linear import Correlations, fit_ols, ols_from_correlations
 from .losses import masked_huber_ratio, masked_sse_ratio
 from .masked import masked_quantile, shuffled_batches
 from .model import FAPMParams, init_params, predict, with_feature_mask, with_rank_mask
@@ -254,18 +254,25 @@ def init_state(
     key: PRNGKeyArray,
     *,
     config: TrainConfig,
+    start: Correlations | None = None,
 ) -> TrainState:
-    """Start one window: OLS linear part, ``V ~ N(0, init_scale²)``, the OLS model as best."""
+    """Start one window: OLS linear part, ``V ~ N(0, init_scale²)``, the OLS model as best.
+
+    ``start``: the window's OLS normal equations from moments
+    (:func:`~fapm_jax.moments.window_correlations`, what :func:`fit_windows` passes); ``None``
+    solves the OLS on the rows (:func:`~fapm_jax.linear.fit_ols`)."""
     dtype = X.dtype
     f = None if hyper.features is None else hyper.features.astype(dtype)
-    w0, w = fit_ols(X, r, train_mask, columns=f)
+    w0, w = fit_ols(X, r, train_mask, columns=f) if start is None else ols_from_correlations(*start, columns=f)
     params, linear, k_shuffle = initial_params(key, X.shape[1], w0, w, hyper, config=config, dtype=dtype)
-    r_hat_lin = predict(linear, X)
-    valid_r2 = 1.0 - masked_sse_ratio(r, r_hat_lin, valid_mask)
+    sums, _ = row_pass(linear, X, r, train_mask, valid_mask, chunk_rows=config.chunk_rows, grad=False)
+    valid_r2 = 1.0 - sums.sse_valid / jnp.sum(valid_mask * r * r)
     if config.huber_delta is not None:
         delta = jnp.asarray(config.huber_delta, dtype)
+    elif config.loss == "huber":
+        delta = masked_quantile(jnp.abs(r - predict(linear, X)), train_mask, config.huber_quantile)
     else:
-        delta = masked_quantile(jnp.abs(r - r_hat_lin), train_mask, config.huber_quantile)
+        delta = jnp.asarray(jnp.nan, dtype)  # not used by the R² loss
     return start_state(params, linear, valid_r2, delta, hyper, k_shuffle, config=config)
 
 
@@ -511,12 +518,12 @@ def n_batches_for(config: TrainConfig, train_masks: np.ndarray) -> int:
 
 
 @eqx.filter_jit
-def _init_all(X, r, train_masks, valid_masks, hyper, *, config):
+def _init_all(X, r, train_masks, valid_masks, hyper, starts, *, config):
     def one_setting(h):
         keys = window_keys(h.seed, train_masks.shape[0])
         return jax.vmap(
-            lambda tm, vm, k, f: init_state(X, r, tm, vm, h._replace(features=f), k, config=config)
-        )(train_masks, valid_masks, keys, h.features)
+            lambda tm, vm, k, f, st: init_state(X, r, tm, vm, h._replace(features=f), k, config=config, start=st)
+        )(train_masks, valid_masks, keys, h.features, starts)
 
     return jax.vmap(one_setting)(hyper)
 
@@ -585,7 +592,8 @@ def fit_windows(
             return moments.epochs_all(state, mtr, mva, hyper, config=config, n_epochs=n)
     elif method == "rows":
         n_batches = n_batches_for(config, np.asarray(train_masks))
-        state = _init_all(X, r, tm, vm, hyper, config=config)
+        starts = moments.window_correlations(X, r, train_masks)
+        state = _init_all(X, r, tm, vm, hyper, starts, config=config)
 
         def advance(state, n):
             return _epochs_all(state, X, r, tm, vm, hyper, config=config, n_epochs=n, n_batches=n_batches)
@@ -625,8 +633,8 @@ def fit_windows(
 
 
 @eqx.filter_jit
-def _fit_one(X, r, train_mask, valid_mask, hyper, key, *, config, n_batches):
-    state = init_state(X, r, train_mask, valid_mask, hyper, key, config=config)
+def _fit_one(X, r, train_mask, valid_mask, hyper, key, start, *, config, n_batches):
+    state = init_state(X, r, train_mask, valid_mask, hyper, key, config=config, start=start)
     return train_epochs(
         state, X, r, train_mask, valid_mask, hyper,
         config=config, n_epochs=config.epochs, n_batches=n_batches,
@@ -655,9 +663,12 @@ def fit_window(
     key = window_keys(hyper.seed, n_windows)[window]
     if n_batches is None:
         n_batches = n_batches_for(config, np.asarray(train_mask)[None])
+    from .moments import window_correlations
+
+    start = jax.tree_util.tree_map(lambda a: a[0], window_correlations(X, r, np.asarray(train_mask)[None]))
     return _fit_one(
         X, jnp.asarray(r, X.dtype), jnp.asarray(train_mask, X.dtype), jnp.asarray(valid_mask, X.dtype),
-        hyper, key, config=config, n_batches=n_batches,
+        hyper, key, start, config=config, n_batches=n_batches,
     )
 
 

@@ -19,6 +19,7 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from fapm_jax import train as train_mod
+from fapm_jax.moments import window_correlations
 from fapm_jax.train import (
     ConfigError,
     Hyper,
@@ -399,7 +400,8 @@ def test_different_seed_gives_different_V(full, synth):
     # Each window draws its own V: the initial states of different windows differ.
     h = jax.tree_util.tree_map(lambda a: a[None], hyper_from_config(CFG))
     st = _init_all(jnp.asarray(synth.X), jnp.asarray(synth.r), jnp.asarray(synth.train, jnp.float32),
-                   jnp.asarray(synth.valid, jnp.float32), h, config=CFG)
+                   jnp.asarray(synth.valid, jnp.float32), h, window_correlations(synth.X, synth.r, synth.train),
+                   config=CFG)
     V0 = np.asarray(st.params.V)[0]
     assert not np.allclose(V0[0], V0[1]) and not np.allclose(V0[1], V0[2])
     # init_scale: the draw has standard deviation ≈ 0.01 (60 values: ±30% is > 3 sigma).
