@@ -10,7 +10,7 @@ import polars as pl
 from fapm_jax.io import write_frame, write_text
 from fapm_jax.report import md_table
 
-from . import moments, vmap_vs_loop
+from . import gkx_scale, moments, vmap_vs_loop
 
 
 def main() -> None:
@@ -22,10 +22,23 @@ def main() -> None:
     p.add_argument("--windows", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    p.add_argument("--only", choices=("vmap", "moments"), default=None, help="run one benchmark (default: all)")
+    p.add_argument("--only", choices=("vmap", "moments", "gkx"), default=None, help="run one benchmark (default: all)")
+    p.add_argument("--gkx-scale", type=float, default=1.0,
+                   help="fraction of GKX's cross-section in the GKX-shaped panel (1: ≈4.1M rows)")
+    p.add_argument("--gkx-ranks", default="8,32", help="ranks of the GKX-scale runs")
+    p.add_argument("--gkx-full", action="store_true", help="also run (not only extrapolate) the 100 epochs")
     p.add_argument("--moment-stocks", type=int, default=200, help="stocks of the moment-trainer benchmark")
     a = p.parse_args()
     out = Path(a.out)
+    if a.only in (None, "gkx"):
+        rows = gkx_scale.run(a.gkx_scale, [int(k) for k in a.gkx_ranks.split(",")], full=a.gkx_full)
+        name = f"gkx_scale_{rows[0]['platform']}"
+        write_frame(out / f"{name}.csv", pl.DataFrame(rows))
+        text = gkx_scale.describe(rows)
+        write_text(out / f"{name}.md", text)
+        print(text)
+        if a.only == "gkx":
+            return
     if a.only != "vmap":
         rows = moments.run(a.moment_stocks, a.chars, a.rank)
         write_frame(out / "moments.csv", pl.DataFrame(rows))

@@ -104,13 +104,14 @@ def _chunk_moments(Xc, rc, wc, self_interactions=False, linear=False, shift=None
 
 def block_moments(
     X: np.ndarray, r: np.ndarray, masks: np.ndarray, *, self_interactions: bool = False, chunk: int = CHUNK,
-    linear: bool = False, shift: tuple[np.ndarray, float] | None = None,
+    linear: bool = False,
 ) -> tuple[Moments, np.ndarray]:
     """The moments of every block of rows sharing one membership pattern across ``masks``
     ``[K, N]`` (rows in no mask are skipped), as float64 ``Moments`` ``[B]``, and the patterns
     ``[B, K]`` (0/1): any mask's moments are ``patterns[:, k] @ blocks``. ``linear``: of the
-    features ``(1, x)`` only (``p = n + 1``; the OLS starts of :func:`window_correlations`).
-    ``shift``: ``(s, s_r)``, moments of ``x − s`` and ``r − s_r`` instead."""
+    features ``(1, x)`` only (``p = n + 1``; the OLS starts of :func:`window_correlations`),
+    each block's chunks taken about the block's own float64 means — so that float32 chunk
+    products lose nothing to large means — and turned back into raw float64 sums."""
     masks = np.asarray(masks) > 0
     dt = np.float64 if np.asarray(X).dtype == np.float64 else np.float32
     X = np.asarray(X, dt)
@@ -124,17 +125,30 @@ def block_moments(
     c = np.zeros(len(patterns))
     for k in range(len(patterns)):
         rows = rows_used[inverse.ravel() == k]
+        sh = None
+        if linear:
+            mean = sum(X[rows[lo:lo + chunk]].sum(axis=0, dtype=np.float64) for lo in range(0, rows.size, chunk))
+            mean = mean / rows.size
+            mean_r = float(r[rows].mean(dtype=np.float64))
+            sh = (jnp.asarray(mean, dt), jnp.asarray(mean_r, dt))
+            mean = np.asarray(sh[0], np.float64)  # the shift as applied, for the exact inverse
+            mean_r = float(np.asarray(sh[1], np.float64))
         for lo in range(0, rows.size, chunk):
             sel = rows[lo:lo + chunk]
             pad = chunk - sel.size
             Xc = np.concatenate([X[sel], np.zeros((pad, X.shape[1]), dt)])
             rc = np.concatenate([r[sel], np.zeros(pad, dt)])
             wc = np.concatenate([np.ones(sel.size, dt), np.zeros(pad, dt)])
-            sh = None if shift is None else (jnp.asarray(shift[0], dt), jnp.asarray(shift[1], dt))
             s_, b_, c_ = _chunk_moments(Xc, rc, wc, self_interactions=self_interactions, linear=linear, shift=sh)
             S[k] += np.asarray(s_, np.float64)
             b[k] += np.asarray(b_, np.float64)
             c[k] += float(c_)
+        if linear:  # φ = T φ' with φ' = (1, x − mean), r = r' + mean_r: back to raw sums
+            T = np.eye(p)
+            T[1:, 0] = mean
+            c[k] = c[k] + 2.0 * mean_r * b[k][0] + S[k][0, 0] * mean_r**2
+            b[k] = T @ (b[k] + mean_r * S[k][:, 0])
+            S[k] = T @ S[k] @ T.T
     return Moments(S, b, c), patterns.astype(np.float64)
 
 
@@ -178,18 +192,16 @@ def window_correlations(X: np.ndarray, r: np.ndarray, masks: np.ndarray, *, chun
     """The standardised normal equations (:class:`~fapm_jax.linear.Correlations`, ``[K]``, in
     ``X``'s float dtype) of the OLS of ``r`` on ``(1, x)`` over each mask's rows: the OLS starts
     of every window (:func:`~fapm_jax.linear.ols_from_correlations`), from one pass over the
-    panel — block moments of ``(1, x)`` accumulated in float64, ``2 N n²`` flops in all, where
-    an OLS per window on the rows costs ``W`` times that. Means, standard deviations and
-    correlations are formed in float64 before the cast."""
+    panel — block moments of ``(1, x)`` accumulated in float64 (:func:`block_moments`),
+    ``2 N n²`` flops in all, where an OLS per window on the rows costs ``W`` times that. Means,
+    standard deviations and correlations are formed in float64 before the cast."""
     Xh, rh = np.asarray(X), np.asarray(r)
-    used = np.asarray(masks).any(axis=0)
-    s, s_r = Xh[used].mean(axis=0, dtype=np.float64), float(rh[used].mean(dtype=np.float64))
-    blocks, pat = block_moments(Xh, rh, masks, linear=True, chunk=chunk, shift=(s, s_r))
+    blocks, pat = block_moments(Xh, rh, masks, linear=True, chunk=chunk)
     n = Xh.shape[1]
     S = np.einsum("bk,bpq->kpq", pat, blocks.S)
     bsum = pat.T @ blocks.b
     count = S[:, 0, 0]
-    mu = S[:, 0, 1:] / count[:, None]  # means of the shifted data
+    mu = S[:, 0, 1:] / count[:, None]
     r_mu = bsum[:, 0] / count
     cov = S[:, 1:, 1:] / count[:, None, None] - mu[:, :, None] * mu[:, None, :]
     sd = np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0))
@@ -198,7 +210,7 @@ def window_correlations(X: np.ndarray, r: np.ndarray, masks: np.ndarray, *, chun
     bb = (bsum[:, 1:] / count[:, None] - mu * r_mu[:, None]) / sd
     dtype = jnp.asarray(Xh[:1]).dtype
     assert G.shape[-1] == n
-    return Correlations(*(jnp.asarray(a, dtype) for a in (G, bb, mu + s, sd, r_mu + s_r)))
+    return Correlations(*(jnp.asarray(a, dtype) for a in (G, bb, mu, sd, r_mu)))
 
 
 def choose_method(config: TrainConfig, n: int, train_masks: np.ndarray, valid_masks: np.ndarray,

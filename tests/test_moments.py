@@ -49,6 +49,16 @@ def test_block_moments_are_the_masked_sums(x64):
         np.testing.assert_allclose(pat[:, k] @ blocks.S.reshape(4, -1), ((F * m[:, None]).T @ F).ravel(), rtol=1e-10)
         np.testing.assert_allclose(pat[:, k] @ blocks.b, F.T @ (m * r), rtol=1e-10)
         np.testing.assert_allclose(pat[:, k] @ blocks.c, np.sum(m * r * r), rtol=1e-10)
+    # (1, x) only, taken about each block's means and turned back into raw sums
+    X2, r2 = X + [100.0, 0, -5, 0], r + 3.0
+    lin, pat2 = block_moments(X2, r2, masks, chunk=64, linear=True)
+    F = np.concatenate([np.ones((300, 1)), X2], axis=1)
+    np.testing.assert_array_equal(pat2, pat)
+    for k in range(3):
+        m = masks[k].astype(float)
+        np.testing.assert_allclose(pat[:, k] @ lin.S.reshape(4, -1), ((F * m[:, None]).T @ F).ravel(), rtol=1e-10)
+        np.testing.assert_allclose(pat[:, k] @ lin.b, F.T @ (m * r2), rtol=1e-10)
+        np.testing.assert_allclose(pat[:, k] @ lin.c, np.sum(m * r2 * r2), rtol=1e-10)
 
 
 def test_ols_from_moments_equals_fit_ols(x64):
