@@ -33,7 +33,7 @@ from .linear import Correlations, fit_ols, ols_from_correlations
 from .losses import masked_huber_ratio, masked_sse_ratio
 from .masked import masked_quantile, shuffled_batches
 from .model import FAPMParams, init_params, predict, with_feature_mask, with_rank_mask
-from .rowpass import CHUNK_ROWS, PassSums, row_pass
+from .rowpass import PassSums, row_pass
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
 LOSSES = ("r2", "huber")
@@ -73,8 +73,10 @@ class TrainConfig:
         self_interactions: add ``x_i²`` terms with free weights ``d`` (starting at 0) to the
             model (:class:`~fapm_jax.model.FAPMParams`); the paper's FAPM has none.
         chunk_rows: full-batch training reads the panel in chunks of this many rows
-            (:mod:`~fapm_jax.rowpass`), which bounds its temporaries; ``None``: one chunk. The
-            fitted models do not depend on it beyond float rounding.
+            (:mod:`~fapm_jax.rowpass`), which bounds its temporaries and sets its speed;
+            ``None``: by backend (:func:`~fapm_jax.rowpass.default_chunk_rows`: 8192 rows on a
+            CPU, 131072 on an accelerator). The fitted models do not depend on it beyond float
+            rounding.
     """
 
     rank: int = 4
@@ -89,7 +91,7 @@ class TrainConfig:
     seed: int = 0
     linear_lr_scale: float = 0.1
     self_interactions: bool = False
-    chunk_rows: int | None = CHUNK_ROWS
+    chunk_rows: int | None = None
 
     def __post_init__(self):
         def bad(name, why):
@@ -116,7 +118,7 @@ class TrainConfig:
         if not (self.linear_lr_scale >= 0 and math.isfinite(self.linear_lr_scale)):
             bad("linear_lr_scale", "must be a non-negative finite number")
         if self.chunk_rows is not None and (not isinstance(self.chunk_rows, int) or self.chunk_rows < 1):
-            bad("chunk_rows", "must be a positive integer or None (one chunk)")
+            bad("chunk_rows", "must be a positive integer or None (by backend)")
 
 
 class Hyper(NamedTuple):

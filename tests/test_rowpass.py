@@ -33,11 +33,11 @@ def _params(n, k, d=False, seed=0):
     return p
 
 
-@pytest.mark.parametrize("chunk", [None, 7, 250, 5000])
+@pytest.mark.parametrize("chunk", [None, 7, 250, 5000])  # None: the backend's default
 @pytest.mark.parametrize("loss", ["r2", "huber"])
 def test_row_pass_equals_autodiff_of_the_whole_panel(synth, x64, chunk, loss):
     """Sums and gradient, chunked (7: 342 full chunks and a remainder of 6; 250; 5000 > N: one
-    chunk), against ``jax.grad`` of the plain masked sum over all rows. Float64: 1e-10."""
+    chunk; the default), against ``jax.grad`` of the plain masked sum over all rows. Float64: 1e-10."""
     X, r = jnp.asarray(synth.X, jnp.float64), jnp.asarray(synth.r, jnp.float64)
     tm, vm = (jnp.asarray(m[1], jnp.float64) for m in (synth.train, synth.valid))
     p = _params(X.shape[1], 3, d=(loss == "huber"))
@@ -101,7 +101,7 @@ def test_one_pass_epochs_equal_evaluating_after_every_step(synth, x64):
 
 def test_chunk_size_changes_nothing_but_rounding(synth, x64):
     X, r = synth.X.astype(np.float64), synth.r.astype(np.float64)
-    cfg = TrainConfig(epochs=6, learning_rate=3e-2, chunk_rows=None)
+    cfg = TrainConfig(epochs=6, learning_rate=3e-2, chunk_rows=10**9)  # one chunk
     whole = fit_windows(X, r, synth.train, synth.valid, cfg)
     chunked = fit_windows(X, r, synth.train, synth.valid, dataclasses.replace(cfg, chunk_rows=97))
     np.testing.assert_array_equal(whole.best_epoch, chunked.best_epoch)
