@@ -56,9 +56,17 @@ def chunk_sums(
     Huber function when ``huber_delta`` is given)."""
     # A row outside both masks contributes exactly 0, even if its prediction overflows.
     e = jnp.where((train_mask != 0) | (valid_mask != 0), r - predict(params, X), 0.0)
-    sse_train = jnp.sum(train_mask * e * e)
-    loss = sse_train if huber_delta is None else jnp.sum(train_mask * huber(e, huber_delta))
-    return PassSums(loss, sse_train, jnp.sum(valid_mask * e * e))
+    sse_train = masked_sum(train_mask, e * e)
+    loss = sse_train if huber_delta is None else masked_sum(train_mask, huber(e, huber_delta))
+    return PassSums(loss, sse_train, masked_sum(valid_mask, e * e))
+
+
+def masked_sum(mask: Array, values: Float[Array, " C"]) -> Float[Array, ""]:
+    """``Σ mask · values``; a boolean mask selects instead of multiplying, so that no float
+    copy of it is formed (XLA would hoist a whole-panel ``[W, N]`` conversion out of the scan)."""
+    if mask.dtype == jnp.bool_:
+        return jnp.sum(jnp.where(mask, values, 0.0))
+    return jnp.sum(mask * values)
 
 
 def _chunks(N: int, chunk_rows: int | None) -> tuple[int, int, int]:

@@ -33,7 +33,7 @@ from .linear import Correlations, fit_ols, ols_from_correlations
 from .losses import masked_huber_ratio, masked_sse_ratio
 from .masked import masked_quantile, shuffled_batches
 from .model import FAPMParams, init_params, predict, with_feature_mask, with_rank_mask
-from .rowpass import PassSums, row_pass
+from .rowpass import PassSums, _chunks, masked_sum, row_pass
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
 LOSSES = ("r2", "huber")
@@ -268,7 +268,7 @@ def init_state(
     w0, w = fit_ols(X, r, train_mask, columns=f) if start is None else ols_from_correlations(*start, columns=f)
     params, linear, k_shuffle = initial_params(key, X.shape[1], w0, w, hyper, config=config, dtype=dtype)
     sums, _ = row_pass(linear, X, r, train_mask, valid_mask, chunk_rows=config.chunk_rows, grad=False)
-    valid_r2 = 1.0 - sums.sse_valid / jnp.sum(valid_mask * r * r)
+    valid_r2 = 1.0 - sums.sse_valid / masked_sum(valid_mask, r * r)
     if config.huber_delta is not None:
         delta = jnp.asarray(config.huber_delta, dtype)
     elif config.loss == "huber":
@@ -362,7 +362,7 @@ def train_epochs(
     if config.batch_size is None:
         # One chunked pass per epoch gives the loss, its gradient and both R² (rowpass.py).
         delta = state.huber_delta if config.loss == "huber" else None
-        den_t, den_v = jnp.sum(train_mask * r * r), jnp.sum(valid_mask * r * r)
+        den_t, den_v = masked_sum(train_mask, r * r), masked_sum(valid_mask, r * r)
 
         def r2s(s: PassSums):
             return 1.0 - s.sse_train / den_t, 1.0 - s.sse_valid / den_v
@@ -575,8 +575,8 @@ def fit_windows(
     """
     X = jnp.asarray(X)
     r = jnp.asarray(r, X.dtype)
-    tm = jnp.asarray(train_masks, X.dtype)
-    vm = jnp.asarray(valid_masks, X.dtype)
+    tm = jnp.asarray(train_masks, bool)  # 1 byte per row and window; widened chunk by chunk
+    vm = jnp.asarray(valid_masks, bool)
     _check_masks(np.asarray(train_masks), np.asarray(valid_masks))
     _check_finite(X, r)
     if hyper is None:
@@ -669,7 +669,7 @@ def fit_window(
 
     start = jax.tree_util.tree_map(lambda a: a[0], window_correlations(X, r, np.asarray(train_mask)[None]))
     return _fit_one(
-        X, jnp.asarray(r, X.dtype), jnp.asarray(train_mask, X.dtype), jnp.asarray(valid_mask, X.dtype),
+        X, jnp.asarray(r, X.dtype), jnp.asarray(train_mask, bool), jnp.asarray(valid_mask, bool),
         hyper, key, start, config=config, n_batches=n_batches,
     )
 
@@ -684,12 +684,28 @@ def _fingerprint(X, r, train_masks, valid_masks, config, hyper, method="rows") -
     )
 
 
+@jax.jit
+def _finite(X: Array, r: Array) -> tuple[Array, Array]:
+    """Whether ``X`` and ``r`` are all finite, chunk by chunk: XLA:CPU materialises the
+    elementwise test before reducing, which over the whole panel is an ``[N, n]`` temporary."""
+    C, n_full, rest = _chunks(X.shape[0], 65536)
+
+    def body(ok, i):
+        return ok & jnp.all(jnp.isfinite(jax.lax.dynamic_slice_in_dim(X, i * C, C, axis=0))), None
+
+    ok, _ = jax.lax.scan(body, jnp.asarray(True), jnp.arange(n_full))
+    if rest:
+        ok = ok & jnp.all(jnp.isfinite(X[n_full * C:]))
+    return ok, jnp.all(jnp.isfinite(r))
+
+
 def _check_finite(X: Array, r: Array) -> None:
     """Reject NaN/inf inputs: a masked-out row still enters ``mask * resid²`` as NaN."""
-    if not bool(jnp.all(jnp.isfinite(X))):
+    x_ok, r_ok = _finite(X, r)
+    if not bool(x_ok):
         row, col = np.argwhere(~np.isfinite(np.asarray(X)))[0]
         raise ConfigError(f"data: non-finite factor value at row {row}, column {col}")
-    if not bool(jnp.all(jnp.isfinite(r))):
+    if not bool(r_ok):
         row = int(np.flatnonzero(~np.isfinite(np.asarray(r)))[0])
         raise ConfigError(f"data: non-finite return at row {row}")
 

@@ -11,6 +11,7 @@ from fapm_jax.linear import fit_ols, ols_from_correlations
 from fapm_jax.model import init_params, predict
 from fapm_jax.moments import (
     block_moments,
+    mask_patterns,
     moment_bytes,
     n_moment_features,
     ols_from_moments,
@@ -59,6 +60,19 @@ def test_block_moments_are_the_masked_sums(x64):
         np.testing.assert_allclose(pat[:, k] @ lin.S.reshape(4, -1), ((F * m[:, None]).T @ F).ravel(), rtol=1e-10)
         np.testing.assert_allclose(pat[:, k] @ lin.b, F.T @ (m * r2), rtol=1e-10)
         np.testing.assert_allclose(pat[:, k] @ lin.c, np.sum(m * r2 * r2), rtol=1e-10)
+
+
+def test_mask_patterns_equal_a_row_sort():
+    """Runs first, then the runs' patterns: the same blocks as ``np.unique`` over all rows, for
+    masks with long runs and for random ones (runs of length ~1)."""
+    rng = np.random.default_rng(4)
+    runs = np.repeat(rng.random((5, 40)) < 0.5, rng.integers(1, 30, 40), axis=1)
+    for masks in (runs, rng.random((5, 500)) < 0.4):
+        patterns, used, inverse = mask_patterns(masks)
+        want, want_inv = np.unique(masks[:, masks.any(axis=0)].T, axis=0, return_inverse=True)
+        np.testing.assert_array_equal(used, masks.any(axis=0))
+        np.testing.assert_array_equal(patterns, want)
+        np.testing.assert_array_equal(inverse, want_inv.ravel())
 
 
 def test_ols_from_moments_equals_fit_ols(x64):
