@@ -69,7 +69,8 @@ def masked_sum(mask: Array, values: Float[Array, " C"]) -> Float[Array, ""]:
     return jnp.sum(mask * values)
 
 
-def _chunks(N: int, chunk_rows: int | None) -> tuple[int, int, int]:
+def chunk_layout(N: int, chunk_rows: int | None) -> tuple[int, int, int]:
+    """``(C, full, rest)``: ``N`` rows as ``full`` chunks of ``C`` rows and ``rest`` rows left."""
     chunk_rows = default_chunk_rows() if chunk_rows is None else chunk_rows
     C = N if chunk_rows >= N else int(chunk_rows)
     return C, N // C, N - (N // C) * C
@@ -95,7 +96,7 @@ def row_pass(
     padded copy of ``X``).
     """
     N = X.shape[0]
-    C, n_full, rest = _chunks(N, chunk_rows)
+    C, n_full, rest = chunk_layout(N, chunk_rows)
 
     def one(Xc, rc, tc, vc):
         if not grad:

@@ -33,7 +33,7 @@ from .linear import Correlations, fit_ols, ols_from_correlations
 from .losses import masked_huber_ratio, masked_sse_ratio
 from .masked import masked_quantile, shuffled_batches
 from .model import FAPMParams, init_params, predict, with_feature_mask, with_rank_mask
-from .rowpass import PassSums, _chunks, masked_sum, row_pass
+from .rowpass import PassSums, chunk_layout, masked_sum, row_pass
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
 LOSSES = ("r2", "huber")
@@ -688,7 +688,7 @@ def _fingerprint(X, r, train_masks, valid_masks, config, hyper, method="rows") -
 def _finite(X: Array, r: Array) -> tuple[Array, Array]:
     """Whether ``X`` and ``r`` are all finite, chunk by chunk: XLA:CPU materialises the
     elementwise test before reducing, which over the whole panel is an ``[N, n]`` temporary."""
-    C, n_full, rest = _chunks(X.shape[0], 65536)
+    C, n_full, rest = chunk_layout(X.shape[0], 65536)
 
     def body(ok, i):
         return ok & jnp.all(jnp.isfinite(jax.lax.dynamic_slice_in_dim(X, i * C, C, axis=0))), None
