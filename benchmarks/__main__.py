@@ -10,7 +10,7 @@ import polars as pl
 from fapm_jax.io import write_frame, write_text
 from fapm_jax.report import md_table
 
-from . import gkx_scale, moments, vmap_vs_loop
+from . import gkx_scale, moments, torch_peer, vmap_vs_loop
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     p.add_argument("--windows", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    p.add_argument("--only", choices=("vmap", "moments", "gkx"), default=None, help="run one benchmark (default: all)")
+    p.add_argument("--only", choices=("vmap", "moments", "gkx", "torch"), default=None, help="run one benchmark (default: all)")
     p.add_argument("--gkx-scale", type=float, default=1.0,
                    help="fraction of GKX's cross-section in the GKX-shaped panel (1: ≈4.1M rows)")
     p.add_argument("--gkx-ranks", default="8,32", help="ranks of the GKX-scale runs")
@@ -39,7 +39,20 @@ def main() -> None:
         print(text)
         if a.only == "gkx":
             return
-    if a.only != "vmap":
+    if a.only in (None, "torch"):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("torch: not installed (pip install \"fapm-jax[torch]\"); the PyTorch comparison is left out")
+        else:
+            rows = torch_peer.run(a.stocks, a.chars, a.rank, a.epochs, a.windows)
+            write_frame(out / "torch_peer.csv", pl.DataFrame(rows))
+            text = torch_peer.describe(rows)
+            write_text(out / "torch_peer.md", text)
+            print(text)
+        if a.only == "torch":
+            return
+    if a.only not in ("vmap", "torch"):
         rows = moments.run(a.moment_stocks, a.chars, a.rank)
         write_frame(out / "moments.csv", pl.DataFrame(rows))
         text = moments.describe(rows)
