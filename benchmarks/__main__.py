@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 import polars as pl
 
 from fapm_jax.io import write_frame, write_text
-from fapm_jax.report import md_table
 
 from . import gkx_scale, moments, torch_peer, vmap_vs_loop
 
@@ -30,48 +30,27 @@ def main() -> None:
     p.add_argument("--moment-stocks", type=int, default=200, help="stocks of the moment-trainer benchmark")
     a = p.parse_args()
     out = Path(a.out)
-    if a.only in (None, "gkx"):
-        rows = gkx_scale.run(a.gkx_scale, [int(k) for k in a.gkx_ranks.split(",")], full=a.gkx_full)
-        name = f"gkx_scale_{rows[0]['platform']}"
-        write_frame(out / f"{name}.csv", pl.DataFrame(rows))
-        text = gkx_scale.describe(rows)
-        write_text(out / f"{name}.md", text)
+    runs = {  # name: (results file stem or None for the platform's, run, describe), in this order
+        "gkx": (None, lambda: gkx_scale.run(a.gkx_scale, [int(k) for k in a.gkx_ranks.split(",")], full=a.gkx_full),
+                gkx_scale.describe),
+        "torch": ("torch_peer", lambda: torch_peer.run(a.stocks, a.chars, a.rank, a.epochs, a.windows),
+                  torch_peer.describe),
+        "moments": ("moments", lambda: moments.run(a.moment_stocks, a.chars, a.rank), moments.describe),
+        "vmap": ("vmap_vs_loop", lambda: vmap_vs_loop.run(a.stocks, a.chars, a.rank, a.epochs, a.windows, a.batch_size),
+                 vmap_vs_loop.describe),
+    }
+    for name, (stem, run, describe) in runs.items():
+        if a.only not in (None, name):
+            continue
+        if name == "torch" and importlib.util.find_spec("torch") is None:
+            print('torch: not installed (pip install "fapm-jax[torch]"); the PyTorch comparison is left out')
+            continue
+        rows = run()
+        stem = stem or f"gkx_scale_{rows[0]['platform']}"
+        write_frame(out / f"{stem}.csv", pl.DataFrame(rows))
+        text = describe(rows)
+        write_text(out / f"{stem}.md", text)
         print(text)
-        if a.only == "gkx":
-            return
-    if a.only in (None, "torch"):
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            print("torch: not installed (pip install \"fapm-jax[torch]\"); the PyTorch comparison is left out")
-        else:
-            rows = torch_peer.run(a.stocks, a.chars, a.rank, a.epochs, a.windows)
-            write_frame(out / "torch_peer.csv", pl.DataFrame(rows))
-            text = torch_peer.describe(rows)
-            write_text(out / "torch_peer.md", text)
-            print(text)
-        if a.only == "torch":
-            return
-    if a.only not in ("vmap", "torch"):
-        rows = moments.run(a.moment_stocks, a.chars, a.rank)
-        write_frame(out / "moments.csv", pl.DataFrame(rows))
-        text = moments.describe(rows)
-        write_text(out / "moments.md", text)
-        print(text)
-    if a.only == "moments":
-        return
-    rows = vmap_vs_loop.run(a.stocks, a.chars, a.rank, a.epochs, a.windows, a.batch_size)
-    frame = pl.DataFrame(rows)
-    write_frame(out / "vmap_vs_loop.csv", frame)
-    table = md_table(
-        ["method", "rows", "factors", "rank", "windows", "epochs", "first call (s)", "steady (s)",
-         "train rows/s"],
-        [[r["method"], f"{r['rows']:,}", r["factors"], r["rank"], r["windows"], r["epochs"],
-          f"{r['first_call_s']:.2f}", f"{r['steady_s']:.2f}", f"{r['train_rows_per_s']:,.0f}"] for r in rows],
-    )
-    text = f"{table}\n\nloop / vmap time (steady state): **{rows[0]['loop_over_vmap']:.2f}x**\n"
-    write_text(out / "vmap_vs_loop.md", text)
-    print(text)
 
 
 if __name__ == "__main__":

@@ -59,3 +59,14 @@ def run(stocks: int = 100, chars: int = 30, rank: int = 4, epochs: int = 50, win
     for row in out:
         row["loop_over_vmap"] = ratio
     return out
+
+
+def describe(rows: list[dict]) -> str:
+    from fapm_jax.report import md_table
+
+    table = md_table(
+        ["method", "rows", "factors", "rank", "windows", "epochs", "first call (s)", "steady (s)", "train rows/s"],
+        [[r["method"], f"{r['rows']:,}", r["factors"], r["rank"], r["windows"], r["epochs"],
+          f"{r['first_call_s']:.2f}", f"{r['steady_s']:.2f}", f"{r['train_rows_per_s']:,.0f}"] for r in rows],
+    )
+    return f"{table}\n\nloop / vmap time (steady state): **{rows[0]['loop_over_vmap']:.2f}x**\n"
