@@ -87,16 +87,23 @@ def ols_from_correlations(
     return w0, w
 
 
+def correlations_from_moments(S, b, n: int, xp=jnp) -> Correlations:
+    """:class:`Correlations` of the rows summarised by the moments ``S = Σ φφᵀ``, ``b = Σ φ r``
+    with ``φ = (1, x, …)`` (leading batch axes allowed): the ``(1, x)`` block of ``S`` holds the
+    count, the column sums and the Gram matrix. ``xp``: ``jax.numpy``, or ``numpy`` to form them
+    in float64 on the host."""
+    count = S[..., 0, 0]
+    mu = S[..., 0, 1:1 + n] / count[..., None]
+    r_mu = b[..., 0] / count
+    cov = S[..., 1:1 + n, 1:1 + n] / count[..., None, None] - mu[..., :, None] * mu[..., None, :]
+    sd = xp.sqrt(xp.maximum(xp.diagonal(cov, axis1=-2, axis2=-1), 0.0))
+    sd = xp.where(sd > 0, sd, 1.0)
+    G = cov / (sd[..., :, None] * sd[..., None, :])
+    bb = (b[..., 1:1 + n] / count[..., None] - mu * r_mu[..., None]) / sd
+    return Correlations(G, bb, mu, sd, r_mu)
+
+
 def ols_from_moments(m, n: int, *, columns: Float[Array, " n"] | None = None) -> tuple[Float[Array, ""], Float[Array, " n"]]:
-    """:func:`fit_ols` of the rows that the moments ``m`` (``S = Σ φφᵀ``, ``b = Σ φ r`` with
-    ``φ = (1, x, …)``, :class:`~fapm_jax.moments.Moments`) summarise: the ``(1, x)`` block of
-    ``S`` holds the count, the column sums and the Gram matrix."""
-    count = m.S[0, 0]
-    mu = m.S[0, 1:1 + n] / count
-    r_mu = m.b[0] / count
-    cov = m.S[1:1 + n, 1:1 + n] / count - jnp.outer(mu, mu)
-    sd = jnp.sqrt(jnp.maximum(jnp.diag(cov), 0.0))
-    sd = jnp.where(sd > 0, sd, 1.0)
-    G = cov / jnp.outer(sd, sd)
-    b = (m.b[1:1 + n] / count - mu * r_mu) / sd
-    return ols_from_correlations(G, b, mu, sd, r_mu, columns=columns)
+    """:func:`fit_ols` of the rows that the moments ``m`` (:class:`~fapm_jax.moments.Moments`)
+    summarise."""
+    return ols_from_correlations(*correlations_from_moments(m.S, m.b, n), columns=columns)

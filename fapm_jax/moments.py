@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .linear import Correlations, ols_from_moments
+from .linear import Correlations, correlations_from_moments, ols_from_moments
 from .model import FAPMParams
 from .train import (ConfigError, Hyper, TrainConfig, TrainState, initial_params, run_epochs, start_state,
                     window_keys)
@@ -213,20 +213,10 @@ def window_correlations(X: np.ndarray, r: np.ndarray, masks: np.ndarray, *, chun
     standard deviations and correlations are formed in float64 before the cast."""
     Xh, rh = np.asarray(X), np.asarray(r)
     blocks, pat = block_moments(Xh, rh, masks, linear=True, chunk=chunk)
-    n = Xh.shape[1]
     S = np.einsum("bk,bpq->kpq", pat, blocks.S)
-    bsum = pat.T @ blocks.b
-    count = S[:, 0, 0]
-    mu = S[:, 0, 1:] / count[:, None]
-    r_mu = bsum[:, 0] / count
-    cov = S[:, 1:, 1:] / count[:, None, None] - mu[:, :, None] * mu[:, None, :]
-    sd = np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0))
-    sd = np.where(sd > 0, sd, 1.0)
-    G = cov / (sd[:, :, None] * sd[:, None, :])
-    bb = (bsum[:, 1:] / count[:, None] - mu * r_mu[:, None]) / sd
+    corr = correlations_from_moments(S, pat.T @ blocks.b, Xh.shape[1], xp=np)
     dtype = jnp.asarray(Xh[:1]).dtype
-    assert G.shape[-1] == n
-    return Correlations(*(jnp.asarray(a, dtype) for a in (G, bb, mu, sd, r_mu)))
+    return Correlations(*(jnp.asarray(a, dtype) for a in corr))
 
 
 def choose_method(config: TrainConfig, n: int, train_masks: np.ndarray, valid_masks: np.ndarray,
