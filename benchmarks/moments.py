@@ -17,7 +17,7 @@ import numpy as np
 from fapm_jax import SimConfig, TrainConfig, WindowSpec, simulate_panel
 from fapm_jax import moments as mom
 from fapm_jax.fapm_m import fapm_m_hyper, subset_masks
-from fapm_jax.train import _epochs_all, _init_all
+from fapm_jax.train import init_windows, train_windows
 from fapm_jax.windows import rolling_windows, window_masks
 
 from .vmap_vs_loop import _timed
@@ -37,8 +37,8 @@ def run(stocks: int = 200, chars: int = 30, rank: int = 4, epochs: int = 10, win
     t_mom, (mtr, mva) = _timed(lambda: mom.window_moments(panel.X, panel.r, tm, vm))
     out = {}
     for name, init, step in (
-        ("rows", lambda: _init_all(X, r, tmj, vmj, hyper, mom.window_correlations(panel.X, panel.r, tm), config=cfg),
-         lambda st: _epochs_all(st, X, r, tmj, vmj, hyper, config=cfg, n_epochs=epochs, n_batches=1)),
+        ("rows", lambda: init_windows(X, r, tmj, vmj, hyper, mom.window_correlations(panel.X, panel.r, tm), config=cfg),
+         lambda st: train_windows(st, X, r, tmj, vmj, hyper, config=cfg, n_epochs=epochs, n_batches=1)),
         ("moments", lambda: mom.init_all(mtr, mva, hyper, config=cfg, n=panel.n_features),
          lambda st: mom.epochs_all(st, mtr, mva, hyper, config=cfg, n_epochs=epochs)),
     ):

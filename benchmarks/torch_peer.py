@@ -20,7 +20,7 @@ import numpy as np
 
 from fapm_jax import SimConfig, TrainConfig, WindowSpec, simulate_panel
 from fapm_jax.moments import window_correlations
-from fapm_jax.train import _epochs_all, _init_all, hyper_from_config
+from fapm_jax.train import hyper_from_config, init_windows, train_windows
 from fapm_jax.windows import rolling_windows, window_masks
 
 
@@ -70,10 +70,10 @@ def run(stocks: int = 100, chars: int = 30, rank: int = 4, epochs: int = 50, win
     hyper = jax.tree_util.tree_map(lambda a: a[None], hyper_from_config(cfg))
 
     # Both sides are timed from the same start state (OLS starts and V draws computed once).
-    start = _init_all(X, r, tmj, vmj, hyper, window_correlations(panel.X, panel.r, tm), config=cfg)
+    start = init_windows(X, r, tmj, vmj, hyper, window_correlations(panel.X, panel.r, tm), config=cfg)
 
     def jax_fit():
-        return jax.block_until_ready(_epochs_all(start, X, r, tmj, vmj, hyper, config=cfg, n_epochs=epochs,
+        return jax.block_until_ready(train_windows(start, X, r, tmj, vmj, hyper, config=cfg, n_epochs=epochs,
                                                  n_batches=1))
 
     p = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], start.params)

@@ -30,8 +30,11 @@ from .train import (
     TrainResult,
     fit_window,
     fit_windows,
+    init_windows,
     sweep_grid,
+    train_windows,
 )
+from .sharding import make_mesh
 from .windows import Window, WindowError, WindowSpec, rolling_windows, window_masks
 
 __all__ = [
@@ -65,6 +68,8 @@ __all__ = [
     "huber",
     "huber_r2_loss",
     "init_params",
+    "init_windows",
+    "make_mesh",
     "interaction_matrix",
     "interaction_stats",
     "interaction_table",
@@ -87,6 +92,7 @@ __all__ = [
     "simulate_panel",
     "sweep",
     "sweep_grid",
+    "train_windows",
     "top_bottom_mask",
     "window_importance",
     "window_interactions",

@@ -86,6 +86,7 @@ def row_pass(
     *,
     chunk_rows: int | None = None,
     grad: bool = True,
+    axis_name: str | None = None,
 ) -> tuple[PassSums, FAPMParams | None]:
     """The sums of :func:`chunk_sums` over all ``N`` rows and, with ``grad``, the gradient of
     ``PassSums.loss`` with respect to ``params`` — accumulated chunk by chunk.
@@ -94,6 +95,9 @@ def row_pass(
     speed (``≥ N``: one chunk); the result does not depend
     on it beyond float rounding. The last ``N mod chunk_rows`` rows form a smaller chunk (no
     padded copy of ``X``).
+
+    ``axis_name``: the rows are one device's shard of the panel, split along that mesh axis
+    (:mod:`~fapm_jax.sharding`); the sums and gradients are summed over the axis (``psum``).
     """
     N = X.shape[0]
     C, n_full, rest = chunk_layout(N, chunk_rows)
@@ -109,8 +113,11 @@ def row_pass(
     def add(a, b):
         return jax.tree_util.tree_map(jnp.add, a, b)
 
+    def total(acc):
+        return acc if axis_name is None else jax.lax.psum(acc, axis_name)
+
     if n_full == 1 and rest == 0:
-        return one(X, r, train_mask, valid_mask)
+        return total(one(X, r, train_mask, valid_mask))
 
     def body(acc, i):
         sl = lambda a: jax.lax.dynamic_slice_in_dim(a, i * C, C, axis=0)  # noqa: E731
@@ -121,4 +128,4 @@ def row_pass(
     if rest:
         s = slice(n_full * C, N)
         acc = add(acc, one(X[s], r[s], train_mask[s], valid_mask[s]))
-    return acc
+    return total(acc)

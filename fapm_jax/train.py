@@ -257,22 +257,30 @@ def init_state(
     *,
     config: TrainConfig,
     start: Correlations | None = None,
+    axis_name: str | None = None,
 ) -> TrainState:
     """Start one window: OLS linear part, ``V ~ N(0, init_scale²)``, the OLS model as best.
 
     ``start``: the window's OLS normal equations from moments
     (:func:`~fapm_jax.moments.window_correlations`, what :func:`fit_windows` passes); ``None``
-    solves the OLS on the rows (:func:`~fapm_jax.linear.fit_ols`)."""
+    solves the OLS on the rows (:func:`~fapm_jax.linear.fit_ols`). ``axis_name``: the rows are
+    one shard of the panel along that mesh axis (:mod:`~fapm_jax.sharding`; needs ``start``)."""
     dtype = X.dtype
+    if start is None and axis_name is not None:
+        raise ConfigError("init_state: a row-sharded window needs its OLS start from moments (start=...)")
     f = None if hyper.features is None else hyper.features.astype(dtype)
     w0, w = fit_ols(X, r, train_mask, columns=f) if start is None else ols_from_correlations(*start, columns=f)
     params, linear, k_shuffle = initial_params(key, X.shape[1], w0, w, hyper, config=config, dtype=dtype)
-    sums, _ = row_pass(linear, X, r, train_mask, valid_mask, chunk_rows=config.chunk_rows, grad=False)
-    valid_r2 = 1.0 - sums.sse_valid / masked_sum(valid_mask, r * r)
+    sums, _ = row_pass(linear, X, r, train_mask, valid_mask, chunk_rows=config.chunk_rows, grad=False,
+                       axis_name=axis_name)
+    valid_r2 = 1.0 - sums.sse_valid / _total(masked_sum(valid_mask, r * r), axis_name)
     if config.huber_delta is not None:
         delta = jnp.asarray(config.huber_delta, dtype)
     elif config.loss == "huber":
-        delta = masked_quantile(jnp.abs(r - predict(linear, X)), train_mask, config.huber_quantile)
+        resid, mask = jnp.abs(r - predict(linear, X)), train_mask
+        if axis_name is not None:  # the quantile of all shards' rows: once per window, N floats
+            resid, mask = (jax.lax.all_gather(a, axis_name, tiled=True) for a in (resid, mask))
+        delta = masked_quantile(resid, mask, config.huber_quantile)
     else:
         delta = jnp.asarray(jnp.nan, dtype)  # not used by the R² loss
     return start_state(params, linear, valid_r2, delta, hyper, k_shuffle, config=config)
@@ -320,6 +328,11 @@ def start_state(
     )
 
 
+def _total(x, axis_name: str | None):
+    """``x`` summed over the devices of mesh axis ``axis_name`` (``None``: ``x``)."""
+    return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+
 def _all_finite(tree) -> Bool[Array, ""]:
     leaves = jax.tree_util.tree_leaves(tree)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
@@ -336,6 +349,7 @@ def train_epochs(
     config: TrainConfig,
     n_epochs: int,
     n_batches: int = 1,
+    axis_name: str | None = None,
 ) -> TrainState:
     """Run ``n_epochs`` epochs of one window in a ``lax.scan`` (Algorithm 2, lines 7–13).
 
@@ -343,8 +357,14 @@ def train_epochs(
     ``config.batch_size`` is ``None``), then evaluates train and validation R² and keeps the
     best model. A step whose loss or update is non-finite is discarded and the window is
     frozen at its last finite model and flagged ``diverged``.
+
+    ``axis_name``: the rows are one shard of the panel along that mesh axis
+    (:mod:`~fapm_jax.sharding`); each epoch's sums are summed over it, so every shard takes
+    the same step (full batch only).
     """
     dtype = X.dtype
+    if axis_name is not None and config.batch_size is not None:
+        raise ConfigError("train_epochs: mini-batches (batch_size) need all rows on each device")
 
     def loss_fn(params, batch):
         if batch is None:
@@ -362,19 +382,21 @@ def train_epochs(
     if config.batch_size is None:
         # One chunked pass per epoch gives the loss, its gradient and both R² (rowpass.py).
         delta = state.huber_delta if config.loss == "huber" else None
-        den_t, den_v = masked_sum(train_mask, r * r), masked_sum(valid_mask, r * r)
+        den_t = _total(masked_sum(train_mask, r * r), axis_name)
+        den_v = _total(masked_sum(valid_mask, r * r), axis_name)
 
         def r2s(s: PassSums):
             return 1.0 - s.sse_train / den_t, 1.0 - s.sse_valid / den_v
 
         def value_and_grad_fn(params, batch):
-            s, g = row_pass(params, X, r, train_mask, valid_mask, delta, chunk_rows=config.chunk_rows)
+            s, g = row_pass(params, X, r, train_mask, valid_mask, delta, chunk_rows=config.chunk_rows,
+                            axis_name=axis_name)
             g = jax.tree_util.tree_map(lambda a: a / den_t, g)
             return (s.loss / den_t, (den_t > 0, *r2s(s))), g
 
         def pass_r2(params):
             return r2s(row_pass(params, X, r, train_mask, valid_mask, delta, chunk_rows=config.chunk_rows,
-                                grad=False)[0])
+                                grad=False, axis_name=axis_name)[0])
 
         return run_epochs(state, hyper, config=config, n_epochs=n_epochs, value_and_grad_fn=value_and_grad_fn,
                           r2_fn=pass_r2, r2_in_step=True)
@@ -519,28 +541,80 @@ def n_batches_for(config: TrainConfig, train_masks: np.ndarray) -> int:
     return max(1, math.ceil(int(np.asarray(train_masks).sum(axis=-1).max()) / config.batch_size))
 
 
-@eqx.filter_jit
-def _init_all(X, r, train_masks, valid_masks, hyper, starts, *, config):
-    def one_setting(h):
-        keys = window_keys(h.seed, train_masks.shape[0])
+def all_window_keys(hyper: Hyper, n_windows: int) -> PRNGKeyArray:
+    """The keys of every (setting, window), ``[S, W]``: :func:`window_keys` of each setting's seed."""
+    return jax.vmap(lambda seed: window_keys(seed, n_windows))(hyper.seed)
+
+
+def init_block(
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    train_masks: Bool[Array, "W N"],
+    valid_masks: Bool[Array, "W N"],
+    hyper: Hyper,
+    starts: Correlations,
+    keys: PRNGKeyArray,
+    *,
+    config: TrainConfig,
+    axis_name: str | None = None,
+) -> TrainState:
+    """:func:`init_state` of ``S`` settings × ``W`` windows (``keys`` ``[S, W]``), batched with
+    ``vmap``: the whole problem on one device, or one device's block of it under
+    :mod:`~fapm_jax.sharding` (``axis_name``: the mesh axis the rows are split along)."""
+
+    def one_setting(h, ks):
         return jax.vmap(
-            lambda tm, vm, k, f, st: init_state(X, r, tm, vm, h._replace(features=f), k, config=config, start=st)
-        )(train_masks, valid_masks, keys, h.features, starts)
+            lambda tm, vm, k, f, st: init_state(
+                X, r, tm, vm, h._replace(features=f), k, config=config, start=st, axis_name=axis_name
+            )
+        )(train_masks, valid_masks, ks, h.features, starts)
 
-    return jax.vmap(one_setting)(hyper)
+    return jax.vmap(one_setting)(hyper, keys)
 
 
-@eqx.filter_jit
-def _epochs_all(state, X, r, train_masks, valid_masks, hyper, *, config, n_epochs, n_batches):
+def epochs_block(
+    state: TrainState,
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    train_masks: Bool[Array, "W N"],
+    valid_masks: Bool[Array, "W N"],
+    hyper: Hyper,
+    *,
+    config: TrainConfig,
+    n_epochs: int,
+    n_batches: int = 1,
+    axis_name: str | None = None,
+) -> TrainState:
+    """:func:`train_epochs` of ``S`` settings × ``W`` windows (state ``[S, W]``), batched with
+    ``vmap``, as :func:`init_block`."""
+
     def one_setting(st, h):
         return jax.vmap(
             lambda s, tm, vm, f: train_epochs(
                 s, X, r, tm, vm, h._replace(features=f), config=config, n_epochs=n_epochs,
-                n_batches=n_batches,
+                n_batches=n_batches, axis_name=axis_name,
             )
         )(st, train_masks, valid_masks, h.features)
 
     return jax.vmap(one_setting)(state, hyper)
+
+
+@eqx.filter_jit
+def init_windows(X, r, train_masks, valid_masks, hyper: Hyper, starts: Correlations, *, config: TrainConfig):
+    """The start of every (setting, window) on one device, in one compiled program: the state
+    :func:`train_windows` advances (what :func:`fit_windows` runs; ``starts`` from
+    :func:`~fapm_jax.moments.window_correlations`)."""
+    keys = all_window_keys(hyper, train_masks.shape[0])
+    return init_block(X, r, train_masks, valid_masks, hyper, starts, keys, config=config)
+
+
+@eqx.filter_jit
+def train_windows(state, X, r, train_masks, valid_masks, hyper: Hyper, *, config: TrainConfig, n_epochs: int,
+                  n_batches: int = 1):
+    """``n_epochs`` more epochs of every (setting, window) in one compiled program; a second
+    call with arrays of the same shapes compiles nothing."""
+    return epochs_block(state, X, r, train_masks, valid_masks, hyper, config=config, n_epochs=n_epochs,
+                        n_batches=n_batches)
 
 
 def fit_windows(
@@ -555,6 +629,7 @@ def fit_windows(
     progress: Callable[[int, int, TrainState], None] | None = None,
     checkpoint: str | Path | None = None,
     method: str = "rows",
+    mesh: jax.sharding.Mesh | None = None,
 ) -> TrainResult:
     """Train every window (and every sweep setting) in one compiled program.
 
@@ -572,11 +647,21 @@ def fit_windows(
     computed in one pass (:mod:`~fapm_jax.moments`): the same models, each epoch ``O(p²)``
     instead of ``O(N n k)`` — for small factor sets such as FAPM-m sweeps. ``"auto"``: moments
     when the configuration allows them and they fit 2 GiB (:func:`~fapm_jax.moments.choose_method`).
+
+    ``mesh`` (:func:`~fapm_jax.sharding.make_mesh`): train on several devices, the panel's
+    rows, the windows and the settings split over the mesh's axes (:mod:`~fapm_jax.sharding`;
+    row trainer only). The same models as on one device, up to float rounding.
     """
-    X = jnp.asarray(X)
-    r = jnp.asarray(r, X.dtype)
-    tm = jnp.asarray(train_masks, bool)  # 1 byte per row and window; widened chunk by chunk
-    vm = jnp.asarray(valid_masks, bool)
+    if mesh is not None:  # the panel stays on the host until it is split over the devices
+        X = np.asarray(X)
+        r = np.asarray(r, X.dtype)
+        if method != "rows":
+            raise ConfigError(f"fit_windows: mesh= splits the row trainer (method='rows'), got method={method!r}")
+    else:
+        X = jnp.asarray(X)
+        r = jnp.asarray(r, X.dtype)
+        tm = jnp.asarray(train_masks, bool)  # 1 byte per row and window; widened chunk by chunk
+        vm = jnp.asarray(valid_masks, bool)
     _check_masks(np.asarray(train_masks), np.asarray(valid_masks))
     _check_finite(X, r)
     if hyper is None:
@@ -592,20 +677,32 @@ def fit_windows(
 
         def advance(state, n):
             return moments.epochs_all(state, mtr, mva, hyper, config=config, n_epochs=n)
+    elif method == "rows" and mesh is not None:
+        from . import sharding
+
+        n_batches = n_batches_for(config, np.asarray(train_masks))
+        starts = moments.window_correlations(X, r, train_masks)
+        keys = all_window_keys(hyper, np.shape(train_masks)[0])
+        placed = sharding.place(mesh, X, r, train_masks, valid_masks, hyper, starts, keys, config=config)
+        state = sharding.init_sharded(mesh, placed, config=config)
+
+        def advance(state, n):
+            return sharding.train_sharded(mesh, state, placed, config=config, n_epochs=n, n_batches=n_batches)
     elif method == "rows":
         n_batches = n_batches_for(config, np.asarray(train_masks))
         starts = moments.window_correlations(X, r, train_masks)
-        state = _init_all(X, r, tm, vm, hyper, starts, config=config)
+        state = init_windows(X, r, tm, vm, hyper, starts, config=config)
 
         def advance(state, n):
-            return _epochs_all(state, X, r, tm, vm, hyper, config=config, n_epochs=n, n_batches=n_batches)
+            return train_windows(state, X, r, tm, vm, hyper, config=config, n_epochs=n, n_batches=n_batches)
     else:
         raise ConfigError(f"fit_windows: method must be one of {METHODS}, got {method!r}")
     linear_valid_r2 = state.best_valid_r2
     chunk = config.epochs if not epochs_per_call else min(epochs_per_call, config.epochs)
     done = 0
     if checkpoint is not None:
-        fp = _fingerprint(X, r, train_masks, valid_masks, config, hyper, method)
+        fp = _fingerprint(X, r, train_masks, valid_masks, config, hyper, method,
+                          None if mesh is None else tuple(mesh.shape.items()))
         resumed = load_state(checkpoint, (state, linear_valid_r2), fingerprint=fp)
         if resumed is not None:
             (state, linear_valid_r2), done = resumed
@@ -621,6 +718,8 @@ def fit_windows(
             progress(done, config.epochs, state)
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
+    if mesh is not None:
+        state, linear_valid_r2 = sharding.unpad((state, linear_valid_r2), placed)
     return TrainResult(
         params=state.best_params,
         best_valid_r2=state.best_valid_r2,
@@ -674,18 +773,27 @@ def fit_window(
     )
 
 
-def _fingerprint(X, r, train_masks, valid_masks, config, hyper, method="rows") -> str:
+def _fingerprint(X, r, train_masks, valid_masks, config, hyper, method="rows", mesh_shape=None) -> str:
     """What a checkpoint must match: data (shape and checksums), masks, configuration and
     settings. Checksums instead of all bytes keep this cheap for GKX-scale panels."""
     stats = np.asarray(jnp.stack([jnp.sum(X), jnp.sum(X * X), jnp.sum(r), jnp.sum(r * r)]))
     return fingerprint(
         X.shape, str(X.dtype), stats, np.asarray(train_masks, bool), np.asarray(valid_masks, bool),
-        dataclasses.asdict(config), *jax.tree_util.tree_leaves(hyper), method,
+        dataclasses.asdict(config), *jax.tree_util.tree_leaves(hyper), method, mesh_shape,
     )
 
 
+def _finite(X, r) -> tuple:
+    """Whether ``X`` and ``r`` are all finite, on the device that holds them (a host array, as
+    :func:`fit_windows` keeps the panel before splitting it over a mesh, is checked on the host)."""
+    if isinstance(X, np.ndarray):
+        step = 65536
+        return all(np.isfinite(X[i:i + step]).all() for i in range(0, X.shape[0], step)), np.isfinite(r).all()
+    return _finite_device(X, r)
+
+
 @jax.jit
-def _finite(X: Array, r: Array) -> tuple[Array, Array]:
+def _finite_device(X: Array, r: Array) -> tuple[Array, Array]:
     """Whether ``X`` and ``r`` are all finite, chunk by chunk: XLA:CPU materialises the
     elementwise test before reducing, which over the whole panel is an ``[N, n]`` temporary."""
     C, n_full, rest = chunk_layout(X.shape[0], 65536)

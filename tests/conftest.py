@@ -1,6 +1,7 @@
 """Shared fixtures for the core-module tests (model, losses, linear, windows, panel, train).
 
-* The XLA:CPU backend optimisation level of the whole suite (below, ``FAPM_TEST_XLA_OPT``).
+* The XLA:CPU backend optimisation level of the whole suite (below, ``FAPM_TEST_XLA_OPT``)
+  and its four host devices (the mesh of tests/test_sharding.py).
 * ``x64``: run one test in float64 through the ``jax.enable_x64`` context manager, so the
   setting is restored afterwards and cannot leak into other tests (the fixture checks this).
 * ``synth``: a small synthetic stock panel (float32 ``X``/``r``, years 2000–2006) with the
@@ -16,8 +17,14 @@ import os
 # The suite is compile-bound: small data, many distinct programs. XLA:CPU's backend (LLVM)
 # optimisation at level 0 compiles about twice as fast and changes nothing but float rounding;
 # FAPM_TEST_XLA_OPT=3 tests the default optimised code instead (set before JAX starts).
+# Four host "devices" on the CPU, so that tests/test_sharding.py can split training over a mesh
+# (every other test runs on the first, as it would without the flag).
 os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""), f"--xla_backend_optimization_level={os.environ.get('FAPM_TEST_XLA_OPT', '0')}"]
+    [
+        os.environ.get("XLA_FLAGS", ""),
+        f"--xla_backend_optimization_level={os.environ.get('FAPM_TEST_XLA_OPT', '0')}",
+        "--xla_force_host_platform_device_count=4",
+    ]
 ).strip()
 
 import jax  # noqa: E402

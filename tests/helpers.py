@@ -1,5 +1,6 @@
 """Assertions shared by several test modules."""
 
+import logging
 import re
 
 import pytest
@@ -14,3 +15,21 @@ def one_line_error(exc, fn, *patterns) -> str:
     for pat in patterns:
         assert re.search(pat, msg), (pat, msg)
     return msg
+
+
+class count_compiles:
+    """Count XLA compilations (JAX logs one line per compiled program under ``log_compiles``)."""
+
+    def __enter__(self):
+        self.records = []
+        handler = logging.Handler()
+        handler.emit = lambda rec: self.records.append(rec.getMessage())
+        self.handler, self.logger = handler, logging.getLogger("jax")
+        self.logger.addHandler(handler)
+        self.level = self.logger.level
+        self.logger.setLevel(logging.DEBUG)
+        return lambda: sum("Compiling" in m for m in self.records)
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)

@@ -23,6 +23,8 @@ from fapm_jax.train import (
     train_epochs,
 )
 
+from helpers import count_compiles
+
 
 def _params(n, k, d=False, seed=0):
     p = init_params(jax.random.key(seed), n, k, init_scale=0.3, dtype=jnp.float64,
@@ -115,26 +117,6 @@ def test_second_call_compiles_nothing(synth):
     ``fit_windows`` on other data of the same shape traces nothing."""
     cfg = TrainConfig(epochs=2, chunk_rows=1000)
     fit_windows(synth.X, synth.r, synth.train, synth.valid, cfg)
-    with jax.log_compiles(True), _count_compiles() as n:
+    with jax.log_compiles(True), count_compiles() as n:
         fit_windows(synth.X * 0.5, synth.r, synth.train, synth.valid, cfg)
     assert n() == 0
-
-
-class _count_compiles:
-    """Count XLA compilations (JAX logs one line per compiled program under ``log_compiles``)."""
-
-    def __enter__(self):
-        import logging
-
-        self.records = []
-        handler = logging.Handler()
-        handler.emit = lambda rec: self.records.append(rec.getMessage())
-        self.handler, self.logger = handler, logging.getLogger("jax")
-        self.logger.addHandler(handler)
-        self.level = self.logger.level
-        self.logger.setLevel(logging.DEBUG)
-        return lambda: sum("Compiling" in m for m in self.records)
-
-    def __exit__(self, *exc):
-        self.logger.removeHandler(self.handler)
-        self.logger.setLevel(self.level)

@@ -26,7 +26,7 @@ from fapm_jax.train import (
     TrainConfig,
     TrainResult,
     _check_masks,
-    _init_all,
+    init_windows,
     fit_window,
     fit_windows,
     hyper_from_config,
@@ -399,9 +399,9 @@ def test_different_seed_gives_different_V(full, synth):
         assert not np.allclose(np.asarray(other.params.V)[0, w], np.asarray(full.params.V)[0, w])
     # Each window draws its own V: the initial states of different windows differ.
     h = jax.tree_util.tree_map(lambda a: a[None], hyper_from_config(CFG))
-    st = _init_all(jnp.asarray(synth.X), jnp.asarray(synth.r), jnp.asarray(synth.train, jnp.float32),
-                   jnp.asarray(synth.valid, jnp.float32), h, window_correlations(synth.X, synth.r, synth.train),
-                   config=CFG)
+    st = init_windows(jnp.asarray(synth.X), jnp.asarray(synth.r), jnp.asarray(synth.train, jnp.float32),
+                       jnp.asarray(synth.valid, jnp.float32), h, window_correlations(synth.X, synth.r, synth.train),
+                       config=CFG)
     V0 = np.asarray(st.params.V)[0]
     assert not np.allclose(V0[0], V0[1]) and not np.allclose(V0[1], V0[2])
     # init_scale: the draw has standard deviation ≈ 0.01 (60 values: ±30% is > 3 sigma).
