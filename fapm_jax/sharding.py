@@ -33,11 +33,11 @@ The results equal one device's up to float rounding: the row sums are added in a
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -61,6 +61,8 @@ def make_mesh(*, rows: int = 1, windows: int = 1, settings: int = 1, devices=Non
     need = settings * windows * rows
     if need > len(devices):
         raise ConfigError(f"make_mesh: settings × windows × rows = {need} devices, but only {len(devices)} are available")
+    if jax.process_count() > 1 and need != len(devices):
+        raise ConfigError(f"make_mesh: on {jax.process_count()} hosts the mesh must hold all {len(devices)} devices, got {need}")
     return Mesh(np.asarray(devices[:need], dtype=object).reshape(shape), AXES)
 
 
@@ -193,12 +195,16 @@ def train_sharded(mesh: Mesh, state: TrainState, placed: Placed, *, config: Trai
     return f(state, p.X, p.r, p.train_masks, p.valid_masks, p.hyper)
 
 
-def unpad(tree, placed: Placed):
-    """The first ``S × W`` entries of ``[Sp, Wp, ...]`` arrays (the padding dropped), gathered
-    to every process when the mesh spans several hosts."""
-    S, W = placed.n_settings, placed.n_windows
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+@functools.lru_cache(maxsize=8)
+def _replicate(mesh: Mesh):
+    """One compiled identity per mesh that gathers a sharded tree onto every device."""
+    return jax.jit(lambda t: t, out_shardings=NamedSharding(mesh, P()))
 
-        tree = multihost_utils.process_allgather(tree, tiled=True)
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a)[:S, :W], tree)
+
+def unpad(mesh: Mesh, tree, placed: Placed):
+    """The first ``S × W`` entries of ``[Sp, Wp, ...]`` arrays (the padding dropped), as host
+    arrays in every process: the sharded result is first replicated over the mesh (on several
+    hosts, each process then holds all of it)."""
+    S, W = placed.n_settings, placed.n_windows
+    everywhere = _replicate(mesh)(tree)
+    return jax.tree_util.tree_map(lambda a: np.asarray(a.addressable_data(0))[:S, :W], everywhere)

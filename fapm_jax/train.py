@@ -652,6 +652,8 @@ def fit_windows(
     rows, the windows and the settings split over the mesh's axes (:mod:`~fapm_jax.sharding`;
     row trainer only). The same models as on one device, up to float rounding.
     """
+    if mesh is not None and checkpoint is not None and jax.process_count() > 1:
+        raise ConfigError("fit_windows: checkpoints are saved by one process; on a multi-host mesh use epochs_per_call and progress")
     if mesh is not None:  # the panel stays on the host until it is split over the devices
         X = np.asarray(X)
         r = np.asarray(r, X.dtype)
@@ -718,9 +720,7 @@ def fit_windows(
             progress(done, config.epochs, state)
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
-    if mesh is not None:
-        state, linear_valid_r2 = sharding.unpad((state, linear_valid_r2), placed)
-    return TrainResult(
+    result = TrainResult(
         params=state.best_params,
         best_valid_r2=state.best_valid_r2,
         best_epoch=state.best_epoch,
@@ -729,8 +729,11 @@ def fit_windows(
         diverged_epoch=state.diverged_epoch,
         valid_r2=state.valid_r2,
         train_r2=state.train_r2,
-        hyper=hyper,
+        hyper=None,
     )
+    if mesh is not None:
+        result = sharding.unpad(mesh, result, placed)
+    return result._replace(hyper=hyper)
 
 
 @eqx.filter_jit
