@@ -664,7 +664,7 @@ def fit_windows(
         r = jnp.asarray(r, X.dtype)
         tm = jnp.asarray(train_masks, bool)  # 1 byte per row and window; widened chunk by chunk
         vm = jnp.asarray(valid_masks, bool)
-    _check_masks(np.asarray(train_masks), np.asarray(valid_masks))
+    _check_masks(np.asarray(train_masks), np.asarray(valid_masks), X.shape[0])
     _check_finite(X, r)
     if hyper is None:
         hyper = jax.tree_util.tree_map(lambda a: a[None], hyper_from_config(config))
@@ -821,11 +821,14 @@ def _check_finite(X: Array, r: Array) -> None:
         raise ConfigError(f"data: non-finite return at row {row}")
 
 
-def _check_masks(train_masks: np.ndarray, valid_masks: np.ndarray) -> None:
+def _check_masks(train_masks: np.ndarray, valid_masks: np.ndarray, n_rows: int | None = None) -> None:
     if train_masks.shape != valid_masks.shape or train_masks.ndim != 2:
         raise ConfigError(
             f"masks: train {train_masks.shape} and valid {valid_masks.shape} must both be [W, N]"
         )
+    if n_rows is not None and train_masks.shape[1] != n_rows:
+        raise ConfigError(f"masks: shape {train_masks.shape} has {train_masks.shape[1]} columns, "
+                          f"but the panel has N = {n_rows} rows")
     for name, m in (("training", train_masks), ("validation", valid_masks)):
         empty = np.flatnonzero(m.sum(axis=1) == 0)
         if empty.size:

@@ -118,6 +118,9 @@ def test_bad_mesh_options(synth):
                                                     mesh=fj.make_mesh(rows=2)), "batch_size")
     one_line_error(ConfigError, lambda: fit_windows(X, r, tm, vm, CFG, mesh=fj.make_mesh(rows=2), method="moments"),
                    "method='rows'")
+    # Masks of the wrong width are refused before any collective could wait on a missing row.
+    one_line_error(ConfigError, lambda: fit_windows(X, r, tm[:, :60], vm[:, :60], CFG, mesh=fj.make_mesh(rows=2)),
+                   "60 columns")
     other = jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ("data",))
     one_line_error(ConfigError, lambda: fit_windows(X, r, tm, vm, CFG, mesh=other), "axes must be")
 
@@ -129,3 +132,22 @@ def test_non_finite_panel_on_a_mesh(synth, bad):
     X[17, 3] = float(bad)
     one_line_error(ConfigError, lambda: fit_windows(X, synth.r, synth.train, synth.valid, CFG,
                                                     mesh=fj.make_mesh(rows=2)), "row 17, column 3")
+
+
+def test_two_processes_equal_one_device(tmp_path):
+    """``experiments/multihost.py``: two processes joined by ``jax.distributed`` (Gloo
+    collectives on the CPU), one device each, the rows split over both, fit the models one
+    device fits (float32, 1e-4; same best epochs)."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:  # a free port for the coordinator
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    script = Path(__file__).parents[1] / "experiments" / "multihost.py"
+    run = subprocess.run([sys.executable, str(script), "--coordinator", f"localhost:{port}", "--epochs", "2",
+                          "--stocks", "20"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "same best epochs: True" in run.stdout

@@ -579,6 +579,9 @@ def test_check_masks_rejects_bad_windows(synth):
     empty[0] = False
     with pytest.raises(ConfigError, match="no training rows"):
         fit_windows(synth.X, synth.r, empty, vm, CFG)
+    # Masks over the wrong rows (e.g. over years instead of stock-months) name both sizes.
+    with pytest.raises(ConfigError, match=rf"has 50 columns, but the panel has N = {synth.X.shape[0]} rows"):
+        fit_windows(synth.X, synth.r, tm[:, :50], vm[:, :50], CFG)
 
 
 # ----------------------------------------------------------------------------- (i) Huber
