@@ -99,7 +99,41 @@ def self_interaction_part(params: FAPMParams, X: Float[Array, "... n"]) -> Float
     return (X * X) @ params.d
 
 
-def predict(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, "..."]:
+#: Matrix-product precisions of :func:`predict` (``TrainConfig.precision``).
+PRECISIONS = ("highest", "tf32", "bfloat16")
+
+
+def round_to_tf32(x: Float[Array, "..."]) -> Float[Array, "..."]:
+    """``float32`` values rounded to TF32's 10 mantissa bits (to nearest, ties away from zero),
+    as a GPU's tensor cores read them; exponents and ``inf``/``nan`` are kept."""
+    if x.dtype != jnp.float32:
+        return x
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    rounded = (bits + jnp.uint32(0x1000)) & jnp.uint32(0xFFFFE000)
+    return jnp.where(jnp.isfinite(x), jax.lax.bitcast_convert_type(rounded, jnp.float32), x)
+
+
+def _operands(X, M, precision: str):
+    """The operands and ``dot`` options of ``X @ M`` at ``precision`` (:data:`PRECISIONS`).
+
+    ``"highest"``: the data's own precision (``Precision.HIGHEST``: on a GPU, float32 products
+    would otherwise run in TF32). ``"tf32"``: on a GPU, its tensor cores (``Precision.DEFAULT``);
+    elsewhere both operands rounded to TF32 and multiplied in float32 — the same roundings, so
+    the effect on a fit can be measured on a CPU. ``"bfloat16"``: both operands in bfloat16,
+    products accumulated in the data's precision. ``M`` keeps its gradient (rounding passes it
+    straight through)."""
+    if precision == "highest":
+        return X, M, dict(precision=jax.lax.Precision.HIGHEST)
+    if precision == "tf32":
+        if jax.default_backend() == "gpu":
+            return X, M, dict(precision=jax.lax.Precision.DEFAULT)
+        return round_to_tf32(X), M + jax.lax.stop_gradient(round_to_tf32(M) - M), dict(precision=jax.lax.Precision.HIGHEST)
+    if precision == "bfloat16":
+        return X.astype(jnp.bfloat16), M.astype(jnp.bfloat16), dict(preferred_element_type=X.dtype)
+    raise ValueError(f"predict: precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def predict(params: FAPMParams, X: Float[Array, "... n"], precision: str = "highest") -> Float[Array, "..."]:
     """FAPM prediction ``ŷ(x)``, Equation "FAPM: O(nk)" (Algorithm 1), for ``X`` of shape ``[..., n]``
     (plus ``Σ d_i x_i²`` in the self-interaction variant).
 
@@ -107,13 +141,18 @@ def predict(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, "..."]
     ``z = x [w | V]`` (one ``[n, k + 1]`` product; under ``vmap`` over windows one GEMM with
     ``W (k + 1)`` columns) and ``(x ⊙ x) · u`` with ``u_i = d_i − ½ ‖v_i‖²``, so that
     ``ŷ = w0 + z_0 + ½ Σ_f z_f² + (x ⊙ x) · u`` — equal to :func:`linear_part` +
-    :func:`interaction_part` + :func:`self_interaction_part`.
+    :func:`interaction_part` + :func:`self_interaction_part`. ``precision``
+    (:data:`PRECISIONS`) sets the arithmetic of the GEMM ``z``, which holds nearly all of the
+    flops; the squared term (a product with one column per window) and the rest run in the
+    data's precision.
     """
-    z = X @ jnp.concatenate([params.w[:, None], params.V], axis=-1)
     u = -0.5 * jnp.sum(params.V * params.V, axis=-1)
     if params.d is not None:
         u = u + params.d
-    return params.w0 + z[..., 0] + 0.5 * jnp.sum(z[..., 1:] * z[..., 1:], axis=-1) + (X * X) @ u
+    Xp, WV, opts = _operands(X, jnp.concatenate([params.w[:, None], params.V], axis=-1), precision)
+    z = jnp.matmul(Xp, WV, **opts)
+    sq = jnp.matmul(X * X, u, precision=jax.lax.Precision.HIGHEST)
+    return params.w0 + z[..., 0] + 0.5 * jnp.sum(z[..., 1:] * z[..., 1:], axis=-1) + sq
 
 
 def interaction_matrix(params: FAPMParams) -> Float[Array, "n n"]:

@@ -223,7 +223,7 @@ def choose_method(config: TrainConfig, n: int, train_masks: np.ndarray, valid_ma
                   budget: int = 2 * 2**30) -> str:
     """``"moments"`` when the configuration allows it (full batch, R² loss) and the moments of
     ``n`` factors fit ``budget`` bytes; else ``"rows"``."""
-    if config.batch_size is not None or config.loss != "r2":
+    if config.batch_size is not None or config.loss != "r2" or config.precision != "highest":
         return "rows"
     masks = np.concatenate([np.asarray(train_masks) > 0, np.asarray(valid_masks) > 0])
     n_blocks = len(mask_patterns(masks)[0])
@@ -236,6 +236,9 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"moment trainer: batch_size={config.batch_size}: it trains full batch only (batch_size=None)")
     if config.loss != "r2":
         raise ConfigError(f"moment trainer: loss={config.loss!r}: it trains the R² loss only")
+    if config.precision != "highest":
+        raise ConfigError(f"moment trainer: precision={config.precision!r}: its moments are float64 sums "
+                          "(reduced precision is a row-trainer option)")
 
 
 def init_state_moments(

@@ -51,11 +51,13 @@ def chunk_sums(
     train_mask: Float[Array, " C"],
     valid_mask: Float[Array, " C"],
     huber_delta: Float[Array, ""] | None = None,
+    precision: str = "highest",
 ) -> PassSums:
     """The sums of :class:`PassSums` over one chunk of rows (``ℓ`` squared error, or GKX's
-    Huber function when ``huber_delta`` is given)."""
+    Huber function when ``huber_delta`` is given; ``precision`` of the products as in
+    :func:`~fapm_jax.model.predict`)."""
     # A row outside both masks contributes exactly 0, even if its prediction overflows.
-    e = jnp.where((train_mask != 0) | (valid_mask != 0), r - predict(params, X), 0.0)
+    e = jnp.where((train_mask != 0) | (valid_mask != 0), r - predict(params, X, precision), 0.0)
     sse_train = masked_sum(train_mask, e * e)
     loss = sse_train if huber_delta is None else masked_sum(train_mask, huber(e, huber_delta))
     return PassSums(loss, sse_train, masked_sum(valid_mask, e * e))
@@ -87,6 +89,7 @@ def row_pass(
     chunk_rows: int | None = None,
     grad: bool = True,
     axis_name: str | None = None,
+    precision: str = "highest",
 ) -> tuple[PassSums, FAPMParams | None]:
     """The sums of :func:`chunk_sums` over all ``N`` rows and, with ``grad``, the gradient of
     ``PassSums.loss`` with respect to ``params`` — accumulated chunk by chunk.
@@ -98,15 +101,16 @@ def row_pass(
 
     ``axis_name``: the rows are one device's shard of the panel, split along that mesh axis
     (:mod:`~fapm_jax.sharding`); the sums and gradients are summed over the axis (``psum``).
+    ``precision``: of the products (:data:`~fapm_jax.model.PRECISIONS`).
     """
     N = X.shape[0]
     C, n_full, rest = chunk_layout(N, chunk_rows)
 
     def one(Xc, rc, tc, vc):
         if not grad:
-            return chunk_sums(params, Xc, rc, tc, vc, huber_delta), None
+            return chunk_sums(params, Xc, rc, tc, vc, huber_delta, precision), None
         (loss, aux), g = jax.value_and_grad(
-            lambda p: (lambda s: (s.loss, s))(chunk_sums(p, Xc, rc, tc, vc, huber_delta)), has_aux=True
+            lambda p: (lambda s: (s.loss, s))(chunk_sums(p, Xc, rc, tc, vc, huber_delta, precision)), has_aux=True
         )(params)
         return aux, g
 

@@ -32,7 +32,7 @@ from .checkpoint import fingerprint, load_state, save_state
 from .linear import Correlations, fit_ols, ols_from_correlations
 from .losses import masked_huber_ratio, masked_sse_ratio
 from .masked import masked_quantile, shuffled_batches
-from .model import FAPMParams, init_params, predict, with_feature_mask, with_rank_mask
+from .model import PRECISIONS, FAPMParams, init_params, predict, with_feature_mask, with_rank_mask
 from .rowpass import PassSums, chunk_layout, masked_sum, row_pass
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
@@ -77,6 +77,12 @@ class TrainConfig:
             ``None``: by backend (:func:`~fapm_jax.rowpass.default_chunk_rows`: 8192 rows on a
             CPU, 131072 on an accelerator). The fitted models do not depend on it beyond float
             rounding.
+        precision: arithmetic of the training products (:data:`~fapm_jax.model.PRECISIONS`):
+            ``"highest"`` (default) the panel's own precision — float32 products, not the
+            TF32 a GPU would otherwise use; ``"tf32"`` a GPU's tensor cores (on a CPU the same
+            roundings, emulated, to measure their effect); ``"bfloat16"`` bfloat16 operands,
+            accumulated in the panel's precision. The row trainer only; predictions after
+            training are computed at ``"highest"``.
     """
 
     rank: int = 4
@@ -92,6 +98,7 @@ class TrainConfig:
     linear_lr_scale: float = 0.1
     self_interactions: bool = False
     chunk_rows: int | None = None
+    precision: str = "highest"
 
     def __post_init__(self):
         def bad(name, why):
@@ -119,6 +126,8 @@ class TrainConfig:
             bad("linear_lr_scale", "must be a non-negative finite number")
         if self.chunk_rows is not None and (not isinstance(self.chunk_rows, int) or self.chunk_rows < 1):
             bad("chunk_rows", "must be a positive integer or None (by backend)")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"must be one of {', '.join(PRECISIONS)}")
 
 
 class Hyper(NamedTuple):
@@ -240,8 +249,8 @@ def make_optimizer(name: str) -> optax.GradientTransformation:
 # ----------------------------------------------------------------------------- one window
 
 
-def _window_loss(params, X, r, mask, huber_delta, loss: str):
-    r_hat = predict(params, X)
+def _window_loss(params, X, r, mask, huber_delta, loss: str, precision: str = "highest"):
+    r_hat = predict(params, X, precision)
     if loss == "huber":
         return masked_huber_ratio(r, r_hat, mask, huber_delta)
     return masked_sse_ratio(r, r_hat, mask)
@@ -272,12 +281,12 @@ def init_state(
     w0, w = fit_ols(X, r, train_mask, columns=f) if start is None else ols_from_correlations(*start, columns=f)
     params, linear, k_shuffle = initial_params(key, X.shape[1], w0, w, hyper, config=config, dtype=dtype)
     sums, _ = row_pass(linear, X, r, train_mask, valid_mask, chunk_rows=config.chunk_rows, grad=False,
-                       axis_name=axis_name)
+                       axis_name=axis_name, precision=config.precision)
     valid_r2 = 1.0 - sums.sse_valid / _total(masked_sum(valid_mask, r * r), axis_name)
     if config.huber_delta is not None:
         delta = jnp.asarray(config.huber_delta, dtype)
     elif config.loss == "huber":
-        resid, mask = jnp.abs(r - predict(linear, X)), train_mask
+        resid, mask = jnp.abs(r - predict(linear, X, config.precision)), train_mask
         if axis_name is not None:  # the quantile of all shards' rows: once per window, N floats
             resid, mask = (jax.lax.all_gather(a, axis_name, tiled=True) for a in (resid, mask))
         delta = masked_quantile(resid, mask, config.huber_quantile)
@@ -373,10 +382,10 @@ def train_epochs(
             idx, slot_ok = batch
             Xb, rb = X[idx], r[idx]
             mb = (slot_ok & (train_mask[idx] > 0)).astype(dtype)
-        return _window_loss(params, Xb, rb, mb, state.huber_delta, config.loss), jnp.sum(mb) > 0
+        return _window_loss(params, Xb, rb, mb, state.huber_delta, config.loss, config.precision), jnp.sum(mb) > 0
 
     def r2_fn(params):
-        r_hat = predict(params, X)
+        r_hat = predict(params, X, config.precision)
         return 1.0 - masked_sse_ratio(r, r_hat, train_mask), 1.0 - masked_sse_ratio(r, r_hat, valid_mask)
 
     if config.batch_size is None:
@@ -390,13 +399,13 @@ def train_epochs(
 
         def value_and_grad_fn(params, batch):
             s, g = row_pass(params, X, r, train_mask, valid_mask, delta, chunk_rows=config.chunk_rows,
-                            axis_name=axis_name)
+                            axis_name=axis_name, precision=config.precision)
             g = jax.tree_util.tree_map(lambda a: a / den_t, g)
             return (s.loss / den_t, (den_t > 0, *r2s(s))), g
 
         def pass_r2(params):
             return r2s(row_pass(params, X, r, train_mask, valid_mask, delta, chunk_rows=config.chunk_rows,
-                                grad=False, axis_name=axis_name)[0])
+                                grad=False, axis_name=axis_name, precision=config.precision)[0])
 
         return run_epochs(state, hyper, config=config, n_epochs=n_epochs, value_and_grad_fn=value_and_grad_fn,
                           r2_fn=pass_r2, r2_in_step=True)

@@ -18,6 +18,7 @@ from fapm_jax.model import (
     interaction_part,
     linear_part,
     predict,
+    round_to_tf32,
     with_rank_mask,
 )
 
@@ -110,6 +111,52 @@ def test_predict_float32_close_to_float64_reference():
     ref = naive_predict_rows(p, X)  # float64 reference from the float32 parameters
     # float32: eps ≈ 1.2e-7 on O(1)-O(10) terms (the O(nk) form subtracts two squares); 2e-5 abs.
     np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5)
+
+
+def np_tf32(x: np.ndarray) -> np.ndarray:
+    """float32 values rounded to 10 mantissa bits, to nearest with ties away from zero (frexp)."""
+    x = np.asarray(x, np.float64)
+    _, e = np.frexp(x)  # x = m 2^e, 0.5 <= |m| < 1: the last kept bit is worth 2^(e - 11)
+    q = np.ldexp(1.0, e - 11)
+    return np.sign(x) * np.floor(np.abs(x) / q + 0.5) * q
+
+
+def test_round_to_tf32_against_frexp():
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=5000) * np.exp(rng.uniform(-20, 20, 5000))).astype(np.float32)
+    x[:3] = [1 + 2**-11, -(1 + 2**-11), 0.0]  # ties round away from zero; zero stays
+    got = np.asarray(jax.jit(round_to_tf32)(jnp.asarray(x)), np.float64)
+    np.testing.assert_array_equal(got, np_tf32(x))
+    assert got[0] == 1 + 2**-10 and got[1] == -(1 + 2**-10)
+    assert np.isinf(np.asarray(round_to_tf32(jnp.asarray([np.inf], np.float32)))).all()
+
+
+def _rounded_reference(p: FAPMParams, X: np.ndarray, rnd) -> np.ndarray:
+    """Equation (1) in float64 with ``z = x [w | V]`` from operands rounded by ``rnd`` — what a
+    TF32 or bfloat16 GEMM reads, accumulated exactly — and the squared term unrounded."""
+    w0, w, V = np_params(p)
+    X = np.asarray(X, np.float64)
+    z = rnd(X) @ rnd(np.column_stack([w, V]))
+    return w0 + z[:, 0] + 0.5 * np.sum(z[:, 1:] ** 2, axis=1) + (X * X) @ (-0.5 * np.sum(V**2, axis=1))
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bfloat16"])
+def test_reduced_precision_predict_equals_rounded_operands(precision):
+    """``predict(..., "tf32")`` on a CPU (emulated) and ``"bfloat16"`` equal the formula with
+    the GEMM's operands rounded independently (numpy frexp for TF32, ml_dtypes for bfloat16), to float32
+    accumulation (2e-5 abs on O(1) terms), and differ from the float32 prediction by about
+    the operands' rounding (2^-11 for TF32, 2^-8 for bfloat16, relative to the terms)."""
+    import ml_dtypes
+
+    p = random_params(6, dtype=np.float32)
+    X = np.random.default_rng(7).uniform(-1, 1, (50, N_FEAT)).astype(np.float32)
+    rnd = np_tf32 if precision == "tf32" else (lambda a: np.asarray(a, np.float32).astype(ml_dtypes.bfloat16).astype(np.float64))
+    got = np.asarray(jax.jit(predict, static_argnums=2)(p, jnp.asarray(X), precision), np.float64)
+    np.testing.assert_allclose(got, _rounded_reference(p, X, rnd), rtol=0, atol=2e-5)
+    exact = naive_predict_rows(p, X)
+    gap = np.max(np.abs(got - exact))
+    unit = 2.0**-11 if precision == "tf32" else 2.0**-8
+    assert 0.1 * unit < gap < 20 * unit  # the rounding shows, at its own size
 
 
 def test_interaction_matrix_symmetric_zero_diagonal(x64):
