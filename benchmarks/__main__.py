@@ -10,7 +10,7 @@ import polars as pl
 
 from fapm_jax.io import write_frame, write_text
 
-from . import gkx_scale, moments, torch_peer, vmap_vs_loop
+from . import gkx_scale, moments, precision, torch_peer, vmap_vs_loop
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     p.add_argument("--windows", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    p.add_argument("--only", choices=("vmap", "moments", "gkx", "torch"), default=None, help="run one benchmark (default: all)")
+    p.add_argument("--only", choices=("vmap", "moments", "gkx", "torch", "precision"), default=None, help="run one benchmark (default: all)")
     p.add_argument("--gkx-scale", type=float, default=1.0,
                    help="fraction of GKX's cross-section in the GKX-shaped panel (1: ≈4.1M rows)")
     p.add_argument("--gkx-ranks", default="8,32", help="ranks of the GKX-scale runs")
@@ -38,6 +38,8 @@ def main() -> None:
         "moments": ("moments", lambda: moments.run(a.moment_stocks, a.chars, a.rank), moments.describe),
         "vmap": ("vmap_vs_loop", lambda: vmap_vs_loop.run(a.stocks, a.chars, a.rank, a.epochs, a.windows, a.batch_size),
                  vmap_vs_loop.describe),
+        "precision": ("precision", lambda: precision.run(a.stocks, a.chars, a.rank, a.epochs, a.windows),
+                      precision.describe),
     }
     for name, (stem, run, describe) in runs.items():
         if a.only not in (None, name):
