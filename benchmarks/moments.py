@@ -20,7 +20,7 @@ from fapm_jax.fapm_m import fapm_m_hyper, subset_masks
 from fapm_jax.train import init_windows, train_windows
 from fapm_jax.windows import rolling_windows, window_masks
 
-from .vmap_vs_loop import _timed
+from .timing import timed as _timed
 
 
 def run(stocks: int = 200, chars: int = 30, rank: int = 4, epochs: int = 10, windows: int = 30,

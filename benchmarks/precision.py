@@ -24,7 +24,7 @@ from fapm_jax.model import PRECISIONS
 from fapm_jax.rolling import predict_test_rows
 from fapm_jax.windows import rolling_windows, window_masks
 
-from .vmap_vs_loop import _timed
+from .timing import timed as _timed
 
 
 def run(stocks: int = 100, chars: int = 30, rank: int = 4, epochs: int = 50, windows: int = 30,

@@ -16,12 +16,8 @@ from fapm_jax import SimConfig, TrainConfig, WindowSpec, fit_window, fit_windows
 from fapm_jax.train import n_batches_for
 from fapm_jax.windows import rolling_windows, window_masks
 
+from .timing import timed as _timed
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    jax.block_until_ready(out)
-    return time.perf_counter() - t0, out
 
 
 def run(stocks: int = 100, chars: int = 30, rank: int = 4, epochs: int = 50, windows: int = 30,
