@@ -13,19 +13,19 @@ so the training step is reported as a fraction of what this device can do (the r
 One epoch of one window costs ``N n (4k + 8)`` flops over the ``N`` rows of the panel (forward
 ``x [w | V]`` and ``(x ⊙ x) · u``, and their transposes in the backward pass; the masks make
 every window pass over all rows). Times: the first call of a 1-epoch run (compilation
-included), then steady 1-epoch and 2-epoch runs (best of two), whose difference is one epoch and whose rest
-is the start (OLS starts from block moments, linear validation R², the last epoch's
-evaluation); a 100-epoch run is ``start + 100 × epoch``; with ``full`` the 100 epochs are run
-and timed too. Compilation is the time JAX reports spending on tracing, lowering and XLA
-during the first call (:func:`benchmarks.timing.compile_clock`). Peak memory is the process's peak resident set (CPU) or the device's peak
-bytes in use (GPU), against the panel's float32 size.
+included), then steady 1-epoch and 2-epoch runs (best of two), whose difference is one epoch
+and whose rest is the start (OLS starts from block moments, linear validation R², the last
+epoch's evaluation); a 100-epoch run is ``start + 100 × epoch``; with ``full`` the 100 epochs
+are run and timed too. Compilation is the time JAX reports spending on tracing, lowering and
+XLA during the first call (:func:`benchmarks.timing.compile_clock`). Peak memory is the
+process's peak resident set (CPU) or the device's peak bytes in use (GPU), against the panel's
+float32 size.
 """
 
 from __future__ import annotations
 
 import gc
 import resource
-import time
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +86,6 @@ def read_bandwidth(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
     return n_bytes / best / 1e9
 
 
-
 def _reset_peak() -> None:
     """Start a new peak of the resident set (Linux: ``clear_refs`` 5 resets ``VmHWM``)."""
     try:
@@ -119,9 +118,7 @@ def train_timing(X, r, tm, vm, rank: int, epochs: int = 2, full: bool = False, r
     forward pass to every epoch."""
 
     def run(e):
-        t0 = time.perf_counter()
-        res = jax.block_until_ready(fit_windows(X, r, tm, vm, TrainConfig(rank=rank, epochs=e)))
-        return time.perf_counter() - t0, res
+        return _timed(lambda: fit_windows(X, r, tm, vm, TrainConfig(rank=rank, epochs=e)))
 
     with compile_clock() as compiling:
         first, _ = run(1)

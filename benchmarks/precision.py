@@ -42,10 +42,10 @@ def run(stocks: int = 100, chars: int = 30, rank: int = 4, epochs: int = 50, win
     for _ in range(repeats):  # interleaved, so drift on a shared machine hits every precision
         for p in PRECISIONS:
             steady[p].append(_timed(fit[p])[0])
+    rows = test.any(axis=0)  # the stock-months of some window's test year
     out = []
     for p in PRECISIONS:
         pred = np.asarray(predict_test_rows(jax.tree_util.tree_map(lambda a: a[0], res[p].params), X, test))
-        rows = test.any(axis=0)
         out.append({
             "precision": p, "platform": jax.default_backend(), "rows": panel.n_rows,
             "factors": panel.n_features, "rank": rank, "windows": windows, "epochs": epochs,

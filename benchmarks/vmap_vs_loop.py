@@ -8,8 +8,6 @@ by side in one run, as a ratio, because this machine is shared and noisy.
 
 from __future__ import annotations
 
-import time
-
 import jax
 
 from fapm_jax import SimConfig, TrainConfig, WindowSpec, fit_window, fit_windows, simulate_panel
@@ -17,7 +15,6 @@ from fapm_jax.train import n_batches_for
 from fapm_jax.windows import rolling_windows, window_masks
 
 from .timing import timed as _timed
-
 
 
 def run(stocks: int = 100, chars: int = 30, rank: int = 4, epochs: int = 50, windows: int = 30,
