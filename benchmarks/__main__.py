@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from fapm_jax.io import write_frame, write_text
+from fapm_jax.core.io import write_frame, write_text
 
 from . import gkx_scale, moments, precision, torch_peer, vmap_vs_loop
 
@@ -22,24 +22,45 @@ def main() -> None:
     p.add_argument("--windows", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    p.add_argument("--only", choices=("vmap", "moments", "gkx", "torch", "precision"), default=None, help="run one benchmark (default: all)")
-    p.add_argument("--gkx-scale", type=float, default=1.0,
-                   help="fraction of GKX's cross-section in the GKX-shaped panel (1: ≈4.1M rows)")
+    p.add_argument(
+        "--only",
+        choices=("vmap", "moments", "gkx", "torch", "precision"),
+        default=None,
+        help="run one benchmark (default: all)",
+    )
+    p.add_argument(
+        "--gkx-scale",
+        type=float,
+        default=1.0,
+        help="fraction of GKX's cross-section in the GKX-shaped panel (1: ≈4.1M rows)",
+    )
     p.add_argument("--gkx-ranks", default="8,32", help="ranks of the GKX-scale runs")
     p.add_argument("--gkx-full", action="store_true", help="also run (not only extrapolate) the 100 epochs")
     p.add_argument("--moment-stocks", type=int, default=200, help="stocks of the moment-trainer benchmark")
     a = p.parse_args()
     out = Path(a.out)
     runs = {  # name: (results file stem or None for the platform's, run, describe), in this order
-        "gkx": (None, lambda: gkx_scale.run(a.gkx_scale, [int(k) for k in a.gkx_ranks.split(",")], full=a.gkx_full),
-                gkx_scale.describe),
-        "torch": ("torch_peer", lambda: torch_peer.run(a.stocks, a.chars, a.rank, a.epochs, a.windows),
-                  torch_peer.describe),
+        "gkx": (
+            None,
+            lambda: gkx_scale.run(a.gkx_scale, [int(k) for k in a.gkx_ranks.split(",")], full=a.gkx_full),
+            gkx_scale.describe,
+        ),
+        "torch": (
+            "torch_peer",
+            lambda: torch_peer.run(a.stocks, a.chars, a.rank, a.epochs, a.windows),
+            torch_peer.describe,
+        ),
         "moments": ("moments", lambda: moments.run(a.moment_stocks, a.chars, a.rank), moments.describe),
-        "vmap": ("vmap_vs_loop", lambda: vmap_vs_loop.run(a.stocks, a.chars, a.rank, a.epochs, a.windows, a.batch_size),
-                 vmap_vs_loop.describe),
-        "precision": ("precision", lambda: precision.run(a.stocks, a.chars, a.rank, a.epochs, a.windows),
-                      precision.describe),
+        "vmap": (
+            "vmap_vs_loop",
+            lambda: vmap_vs_loop.run(a.stocks, a.chars, a.rank, a.epochs, a.windows, a.batch_size),
+            vmap_vs_loop.describe,
+        ),
+        "precision": (
+            "precision",
+            lambda: precision.run(a.stocks, a.chars, a.rank, a.epochs, a.windows),
+            precision.describe,
+        ),
     }
     for name, (stem, run, describe) in runs.items():
         if a.only not in (None, name):

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fapm_jax import TrainConfig, WindowSpec, fit_windows
-from fapm_jax.windows import rolling_windows, window_masks
+from fapm_jax.data.windows import rolling_windows, window_masks
 
 from .timing import compile_clock
 from .timing import timed as _timed
@@ -56,12 +56,15 @@ def gkx_shaped_panel(scale: float = 1.0, seed: int = 0) -> tuple[np.ndarray, np.
     a = 0
     for t, k in enumerate(sizes):
         b = a + k
-        ranks = rng.permuted(np.tile((2.0 * np.arange(1, k + 1) / (k + 1) - 1.0).astype(np.float32), (N_CHARS, 1)),
-                             axis=1).T
+        ranks = rng.permuted(
+            np.tile((2.0 * np.arange(1, k + 1) / (k + 1) - 1.0).astype(np.float32), (N_CHARS, 1)), axis=1
+        ).T
         X[a:b, :N_CHARS] = ranks
-        X[a:b, N_CHARS:N_CHARS + N_MACRO] = macro[t]
+        X[a:b, N_CHARS : N_CHARS + N_MACRO] = macro[t]
         X[np.arange(a, b), N_CHARS + N_MACRO + rng.integers(0, N_SIC2, k)] = 1.0
-        r[a:b] = ranks @ beta + 0.01 * ranks[:, 0] * ranks[:, 1] + rng.standard_normal(k).astype(np.float32) * 0.15
+        r[a:b] = (
+            ranks @ beta + 0.01 * ranks[:, 0] * ranks[:, 1] + rng.standard_normal(k).astype(np.float32) * 0.15
+        )
         a = b
     return X, r, year
 
@@ -81,7 +84,7 @@ def read_bandwidth(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
     x = jnp.ones((n_bytes // 4,), jnp.float32)
     f = jax.jit(jnp.sum)
     f(x).block_until_ready()
-    best = min(_timed(lambda: f(x))[0] for _ in range(repeats))
+    best = min(_timed(lambda: f(x))[0] for _ in range(repeats))  # noqa: F821 (x is deleted after)
     del x
     return n_bytes / best / 1e9
 
@@ -130,12 +133,21 @@ def train_timing(X, r, tm, vm, rank: int, epochs: int = 2, full: bool = False, r
         tE = min(tE, t)
     epoch = (tE - t1) / (epochs - 1)
     start = t1 - epoch
-    out = dict(rank=rank, first_call_s=first, steady_s=tE, start_s=start, epoch_s=epoch,
-               compile_s=compiling(), est_100_epochs_s=start + 100 * epoch,
-               best_valid_r2=float(np.mean(np.asarray(res.best_valid_r2))))
+    out = dict(
+        rank=rank,
+        first_call_s=first,
+        steady_s=tE,
+        start_s=start,
+        epoch_s=epoch,
+        compile_s=compiling(),
+        est_100_epochs_s=start + 100 * epoch,
+        best_valid_r2=float(np.mean(np.asarray(res.best_valid_r2))),
+    )
     if full:
         t100, res100 = run(100)
-        out.update(full_100_epochs_s=t100, full_best_valid_r2=float(np.mean(np.asarray(res100.best_valid_r2))))
+        out.update(
+            full_100_epochs_s=t100, full_best_valid_r2=float(np.mean(np.asarray(res100.best_valid_r2)))
+        )
     return out
 
 
@@ -156,35 +168,73 @@ def run(scale: float = 1.0, ranks=(8, 32), epochs: int = 2, full: bool = False) 
     for k in ranks:
         t = train_timing(X, r, tm, vm, k, epochs, full)
         flops = tm.shape[0] * N * n * (4 * k + 8)
-        t.update(device=str(jax.devices()[0].device_kind), platform=jax.devices()[0].platform, rows=N, factors=n,
-                 windows=tm.shape[0], epoch_gflop=flops / 1e9, epoch_gflops_per_s=flops / t["epoch_s"] / 1e9,
-                 epoch_gb_per_s=2 * X.nbytes / t["epoch_s"] / 1e9, panel_gb=panel_bytes / 1e9)
+        t.update(
+            device=str(jax.devices()[0].device_kind),
+            platform=jax.devices()[0].platform,
+            rows=N,
+            factors=n,
+            windows=tm.shape[0],
+            epoch_gflop=flops / 1e9,
+            epoch_gflops_per_s=flops / t["epoch_s"] / 1e9,
+            epoch_gb_per_s=2 * X.nbytes / t["epoch_s"] / 1e9,
+            panel_gb=panel_bytes / 1e9,
+        )
         rows.append(t)
     peak = _peak_bytes()
     del X, r
     gc.collect()
     mm, bw = matmul_peak(), read_bandwidth()
     for t in rows:
-        t.update(matmul_peak_gflops=mm, read_gb_per_s=bw, roofline_ratio=t["epoch_gflops_per_s"] / mm,
-                 peak_memory_gb=peak / 1e9, peak_over_panel=peak / panel_bytes,
-                 peak_over_panel_net=(peak - base) / panel_bytes)
+        t.update(
+            matmul_peak_gflops=mm,
+            read_gb_per_s=bw,
+            roofline_ratio=t["epoch_gflops_per_s"] / mm,
+            peak_memory_gb=peak / 1e9,
+            peak_over_panel=peak / panel_bytes,
+            peak_over_panel_net=(peak - base) / panel_bytes,
+        )
     return rows
 
 
 def describe(rows: list[dict]) -> str:
-    from fapm_jax.report import md_table
+    from fapm_jax.reporting.report import md_table
 
     r0 = rows[0]
-    head = ["rank", "first call (s)", "compile (s)", "start (s)", "epoch (s)", "100 epochs (s)", "GFLOP/epoch",
-            "GFLOP/s", "of matmul peak"]
-    body = [[t["rank"], f"{t['first_call_s']:.1f}", f"{t['compile_s']:.1f}", f"{t['start_s']:.1f}",
-             f"{t['epoch_s']:.2f}",
-             (f"{t['full_100_epochs_s']:.0f} (run)" if "full_100_epochs_s" in t else f"{t['est_100_epochs_s']:.0f} (start + 100 epochs)"),
-             f"{t['epoch_gflop']:.0f}", f"{t['epoch_gflops_per_s']:.1f}", f"{100 * t['roofline_ratio']:.0f}%"] for t in rows]
-    return (f"GKX-shaped panel on {r0['platform']} ({r0['device']}): {r0['rows']:,} rows × {r0['factors']} factors "
-            f"({r0['panel_gb']:.2f} GB float32), {r0['windows']} windows vmapped, full batch.\n\n"
-            + md_table(head, body)
-            + f"\n\nDevice limits measured in the same run: float32 matmul {r0['matmul_peak_gflops']:.0f} GFLOP/s, "
-            f"array read {r0['read_gb_per_s']:.1f} GB/s. Peak memory {r0['peak_memory_gb']:.2f} GB = "
-            f"{r0['peak_over_panel']:.2f}× the panel's float32 size, from the moment the panel is on the device "
-            f"(training adds {r0['peak_over_panel_net']:.2f}× the panel to what the process held then).\n")
+    head = [
+        "rank",
+        "first call (s)",
+        "compile (s)",
+        "start (s)",
+        "epoch (s)",
+        "100 epochs (s)",
+        "GFLOP/epoch",
+        "GFLOP/s",
+        "of matmul peak",
+    ]
+    body = [
+        [
+            t["rank"],
+            f"{t['first_call_s']:.1f}",
+            f"{t['compile_s']:.1f}",
+            f"{t['start_s']:.1f}",
+            f"{t['epoch_s']:.2f}",
+            (
+                f"{t['full_100_epochs_s']:.0f} (run)"
+                if "full_100_epochs_s" in t
+                else f"{t['est_100_epochs_s']:.0f} (start + 100 epochs)"
+            ),
+            f"{t['epoch_gflop']:.0f}",
+            f"{t['epoch_gflops_per_s']:.1f}",
+            f"{100 * t['roofline_ratio']:.0f}%",
+        ]
+        for t in rows
+    ]
+    return (
+        f"GKX-shaped panel on {r0['platform']} ({r0['device']}): {r0['rows']:,} rows × {r0['factors']} factors "
+        f"({r0['panel_gb']:.2f} GB float32), {r0['windows']} windows vmapped, full batch.\n\n"
+        + md_table(head, body)
+        + f"\n\nDevice limits measured in the same run: float32 matmul {r0['matmul_peak_gflops']:.0f} GFLOP/s, "
+        f"array read {r0['read_gb_per_s']:.1f} GB/s. Peak memory {r0['peak_memory_gb']:.2f} GB = "
+        f"{r0['peak_over_panel']:.2f}× the panel's float32 size, from the moment the panel is on the device "
+        f"(training adds {r0['peak_over_panel_net']:.2f}× the panel to what the process held then).\n"
+    )

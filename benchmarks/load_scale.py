@@ -4,7 +4,7 @@
 ``datashare.csv`` in the exact format of GKX's file (``permno, DATE`` month-end ``YYYYMMDD``,
 the 94 characteristics with ≈18% missing values written as empty fields, ``sic2``; ≈3.6 GB at
 4.1M rows over 1957–2016) and a CRSP monthly returns CSV (``PERMNO, date, RET, PRC, SHROUT``
-with letter codes in ``RET``), then times :func:`fapm_jax.preprocess.build_gkx_panel` twice:
+with letter codes in ``RET``), then times :func:`fapm_jax.data.preprocess.build_gkx_panel` twice:
 
 * cold: load, rank, align and build the panel, then write the parquet cache;
 * cached: the same call again, which reads the cache.
@@ -54,13 +54,17 @@ def write_data(rows: int, out: Path, seed: int = 0) -> tuple[Path, Path]:
     """Write ``datashare.csv`` and ``crsp_msf.csv`` with about ``rows`` characteristic rows."""
     import polars as pl
 
-    from fapm_jax.simulate import gkx_characteristic_names
+    from fapm_jax.data.gkx_files import gkx_characteristic_names
 
     out.mkdir(parents=True, exist_ok=True)
     chars_path, ret_path = out / "datashare.csv", out / "crsp_msf.csv"
     stamp = out / "data.json"
-    if stamp.exists() and json.loads(stamp.read_text()) == {"rows": rows, "seed": seed} \
-            and chars_path.exists() and ret_path.exists():
+    if (
+        stamp.exists()
+        and json.loads(stamp.read_text()) == {"rows": rows, "seed": seed}
+        and chars_path.exists()
+        and ret_path.exists()
+    ):
         return chars_path, ret_path
     names = gkx_characteristic_names()
     months = _months()
@@ -81,9 +85,15 @@ def write_data(rows: int, out: Path, seed: int = 0) -> tuple[Path, Path]:
             ret[rng.random(k) < 0.005] = "C"
             ret[rng.random(k) < 0.002] = "B"
             prc = np.exp(rng.normal(3.0, 1.0, k)).round(4) * np.where(rng.random(k) < 0.05, -1, 1)
-            pl.DataFrame({"PERMNO": permno, "date": dates, "RET": ret.astype(str),
-                          "PRC": prc, "SHROUT": rng.integers(100, 500_000, k)}
-                         ).write_csv(fr, include_header=start == 0)
+            pl.DataFrame(
+                {
+                    "PERMNO": permno,
+                    "date": dates,
+                    "RET": ret.astype(str),
+                    "PRC": prc,
+                    "SHROUT": rng.integers(100, 500_000, k),
+                }
+            ).write_csv(fr, include_header=start == 0)
             keep = np.concatenate([np.full(n, i < len(months)) for i in idx])
             if not keep.any():
                 continue
@@ -94,12 +104,16 @@ def write_data(rows: int, out: Path, seed: int = 0) -> tuple[Path, Path]:
             frame = pl.DataFrame(X, schema=list(names)).fill_nan(None)
             sic = pl.Series("sic2", rng.integers(1, 100, k), dtype=pl.Int32)
             sic = sic.scatter(np.flatnonzero(rng.random(k) < 0.02), None)
-            frame = pl.concat([pl.DataFrame({"permno": permno, "DATE": dates}), frame,
-                               sic.to_frame()], how="horizontal")
+            frame = pl.concat(
+                [pl.DataFrame({"permno": permno, "DATE": dates}), frame, sic.to_frame()], how="horizontal"
+            )
             frame.write_csv(fc, include_header=start == 0, null_value="")
     stamp.write_text(json.dumps({"rows": rows, "seed": seed}))
-    print(f"wrote {chars_path} ({chars_path.stat().st_size / 1e9:.2f} GB) and {ret_path} "
-          f"in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"wrote {chars_path} ({chars_path.stat().st_size / 1e9:.2f} GB) and {ret_path} "
+        f"in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     return chars_path, ret_path
 
 
@@ -111,21 +125,39 @@ def _month_at(i: int) -> int:
 def _child(chars: str, rets: str, cache_dir: str, sic2_dummies: str = "0") -> None:
     """Run in a fresh process: build the panel, print timings and peak RSS as one JSON line."""
     t_import = time.perf_counter()
-    from fapm_jax.preprocess import build_gkx_panel
+    from fapm_jax.data.preprocess import build_gkx_panel
 
     rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     panel = build_gkx_panel(chars, rets, cache_dir=cache_dir, sic2_dummies=sic2_dummies == "1")
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "import_s": t0 - t_import, "peak_rss_mib": peak / 1024,
-                      "import_rss_mib": rss_import / 1024, "rows": panel.n_rows,
-                      "factors": panel.n_features, "X_mib": panel.X.nbytes / 2**20}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "import_s": t0 - t_import,
+                "peak_rss_mib": peak / 1024,
+                "import_rss_mib": rss_import / 1024,
+                "rows": panel.n_rows,
+                "factors": panel.n_features,
+                "X_mib": panel.X.nbytes / 2**20,
+            }
+        )
+    )
 
 
 def measure(chars: Path, rets: Path, cache_dir: Path, sic2_dummies: bool = False) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.load_scale", "--child", str(chars), str(rets), str(cache_dir),
-           "1" if sic2_dummies else "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.load_scale",
+        "--child",
+        str(chars),
+        str(rets),
+        str(cache_dir),
+        "1" if sic2_dummies else "0",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     if done.returncode != 0:
         raise SystemExit(f"child failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -144,16 +176,29 @@ def main(argv=None) -> None:
     if a.child:
         return _child(*a.child)
     out = Path(a.out)
-    if (Path(__file__).resolve().parents[1] in out.resolve().parents):
+    if Path(__file__).resolve().parents[1] in out.resolve().parents:
         raise SystemExit(f"--out {out}: keep the generated data outside the repository")
     if a.generate_only:
         write_data(a.rows, out, a.seed)
         return None
     # Generate in a child too: Linux starts a forked child's ru_maxrss at the parent's resident
     # set, so the measuring children must come from a parent that stayed small.
-    subprocess.run([sys.executable, "-m", "benchmarks.load_scale", "--rows", str(a.rows), "--out", str(out),
-                    "--seed", str(a.seed), "--generate-only"], check=True,
-                   cwd=Path(__file__).resolve().parents[1])
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.load_scale",
+            "--rows",
+            str(a.rows),
+            "--out",
+            str(out),
+            "--seed",
+            str(a.seed),
+            "--generate-only",
+        ],
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     chars, rets = out / "datashare.csv", out / "crsp_msf.csv"
     cache = out / "cache"
     shutil.rmtree(cache, ignore_errors=True)
@@ -172,13 +217,17 @@ def main(argv=None) -> None:
         "| run | time (s) | peak RSS (GiB) | RSS after imports (GiB) |",
         "| --- | ---: | ---: | ---: |",
     ]
-    lines += [f"| {r['run']} | {r['seconds']:.1f} | {r['peak_rss_mib'] / 1024:.2f} | "
-              f"{r['import_rss_mib'] / 1024:.2f} |" for r in rows]
+    lines += [
+        f"| {r['run']} | {r['seconds']:.1f} | {r['peak_rss_mib'] / 1024:.2f} | "
+        f"{r['import_rss_mib'] / 1024:.2f} |"
+        for r in rows
+    ]
     text = "\n".join(lines) + "\n"
     tag = "_sic2" if a.sic2_dummies else ""
     (out / f"load_scale{tag}.md").write_text(text)
-    (out / f"load_scale{tag}.json").write_text(json.dumps({"csv_bytes": size, "cache_bytes": cache_size,
-                                                     "runs": rows}, indent=1))
+    (out / f"load_scale{tag}.json").write_text(
+        json.dumps({"csv_bytes": size, "cache_bytes": cache_size, "runs": rows}, indent=1)
+    )
     print(text)
 
 

@@ -15,16 +15,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from fapm_jax import SimConfig, TrainConfig, WindowSpec, simulate_panel
-from fapm_jax import moments as mom
-from fapm_jax.fapm_m import fapm_m_hyper, subset_masks
-from fapm_jax.train import init_windows, train_windows
-from fapm_jax.windows import rolling_windows, window_masks
+from fapm_jax.core import moments as mom
+from fapm_jax.core.rows import init_windows, train_windows
+from fapm_jax.data.windows import rolling_windows, window_masks
+from fapm_jax.studies.fapm_m import fapm_m_hyper, subset_masks
 
 from .timing import timed as _timed
 
 
-def run(stocks: int = 200, chars: int = 30, rank: int = 4, epochs: int = 10, windows: int = 30,
-        ms=(1, 7, None)) -> list[dict]:
+def run(
+    stocks: int = 200, chars: int = 30, rank: int = 4, epochs: int = 10, windows: int = 30, ms=(1, 7, None)
+) -> list[dict]:
     panel, _ = simulate_panel(SimConfig(n_stocks=stocks, n_chars=chars))
     tm, vm, _ = window_masks(panel.year, rolling_windows(WindowSpec(n_windows=windows)))
     cfg = TrainConfig(rank=rank, epochs=epochs)
@@ -37,26 +38,49 @@ def run(stocks: int = 200, chars: int = 30, rank: int = 4, epochs: int = 10, win
     t_mom, (mtr, mva) = _timed(lambda: mom.window_moments(panel.X, panel.r, tm, vm))
     out = {}
     for name, init, step in (
-        ("rows", lambda: init_windows(X, r, tmj, vmj, hyper, mom.window_correlations(panel.X, panel.r, tm), config=cfg),
-         lambda st: train_windows(st, X, r, tmj, vmj, hyper, config=cfg, n_epochs=epochs, n_batches=1)),
-        ("moments", lambda: mom.init_all(mtr, mva, hyper, config=cfg, n=panel.n_features),
-         lambda st: mom.epochs_all(st, mtr, mva, hyper, config=cfg, n_epochs=epochs)),
+        (
+            "rows",
+            lambda: init_windows(
+                X, r, tmj, vmj, hyper, mom.window_correlations(panel.X, panel.r, tm), config=cfg
+            ),
+            lambda st: train_windows(st, X, r, tmj, vmj, hyper, config=cfg, n_epochs=epochs, n_batches=1),
+        ),
+        (
+            "moments",
+            lambda: mom.init_all(mtr, mva, hyper, config=cfg, n=panel.n_features),
+            lambda st: mom.epochs_all(st, mtr, mva, hyper, config=cfg, n_epochs=epochs),
+        ),
     ):
         first_init, st = _timed(init)
         first, st1 = _timed(lambda: step(st))
         steady, st2 = _timed(lambda: step(st))
         out[name] = dict(first=first_init + first, steady=steady, state=st1)
-    same = float(np.max(np.abs(np.asarray(out["rows"]["state"].best_valid_r2)
-                               - np.asarray(out["moments"]["state"].best_valid_r2))))
+    same = float(
+        np.max(
+            np.abs(
+                np.asarray(out["rows"]["state"].best_valid_r2)
+                - np.asarray(out["moments"]["state"].best_valid_r2)
+            )
+        )
+    )
     rows = []
     for name in ("rows", "moments"):
         o = out[name]
-        rows.append(dict(
-            method=name, rows=panel.n_rows, factors=panel.n_features, p=mom.n_moment_features(panel.n_features),
-            settings=S, windows=W, epochs=epochs, setup_s=t_mom if name == "moments" else 0.0,
-            first_call_s=o["first"], steady_s=o["steady"],
-            ms_per_epoch_per_model=1e3 * o["steady"] / (epochs * S * W),
-        ))
+        rows.append(
+            dict(
+                method=name,
+                rows=panel.n_rows,
+                factors=panel.n_features,
+                p=mom.n_moment_features(panel.n_features),
+                settings=S,
+                windows=W,
+                epochs=epochs,
+                setup_s=t_mom if name == "moments" else 0.0,
+                first_call_s=o["first"],
+                steady_s=o["steady"],
+                ms_per_epoch_per_model=1e3 * o["steady"] / (epochs * S * W),
+            )
+        )
     ratio = rows[0]["steady_s"] / rows[1]["steady_s"]
     for row in rows:
         row["rows_over_moments_per_epoch"] = ratio
@@ -65,16 +89,41 @@ def run(stocks: int = 200, chars: int = 30, rank: int = 4, epochs: int = 10, win
 
 
 def describe(rows: list[dict]) -> str:
-    from fapm_jax.report import md_table
+    from fapm_jax.reporting.report import md_table
 
     table = md_table(
-        ["method", "rows", "factors", "p", "settings × windows", "epochs", "moments pass (s)", "first call (s)",
-         "steady (s)", "ms per epoch per model"],
-        [[r["method"], f"{r['rows']:,}", r["factors"], r["p"], f"{r['settings']} × {r['windows']}", r["epochs"],
-          f"{r['setup_s']:.2f}", f"{r['first_call_s']:.2f}", f"{r['steady_s']:.2f}",
-          f"{r['ms_per_epoch_per_model']:.3f}"] for r in rows])
-    return (f"{table}\n\nrows / moments per epoch (steady state): **{rows[0]['rows_over_moments_per_epoch']:.0f}x**; "
-            f"largest difference in best validation R² after the timed epochs: {rows[0]['max_valid_r2_diff']:.1e}\n")
+        [
+            "method",
+            "rows",
+            "factors",
+            "p",
+            "settings × windows",
+            "epochs",
+            "moments pass (s)",
+            "first call (s)",
+            "steady (s)",
+            "ms per epoch per model",
+        ],
+        [
+            [
+                r["method"],
+                f"{r['rows']:,}",
+                r["factors"],
+                r["p"],
+                f"{r['settings']} × {r['windows']}",
+                r["epochs"],
+                f"{r['setup_s']:.2f}",
+                f"{r['first_call_s']:.2f}",
+                f"{r['steady_s']:.2f}",
+                f"{r['ms_per_epoch_per_model']:.3f}",
+            ]
+            for r in rows
+        ],
+    )
+    return (
+        f"{table}\n\nrows / moments per epoch (steady state): **{rows[0]['rows_over_moments_per_epoch']:.0f}x**; "
+        f"largest difference in best validation R² after the timed epochs: {rows[0]['max_valid_r2_diff']:.1e}\n"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,9 +19,10 @@ import jax
 import numpy as np
 
 from fapm_jax import SimConfig, TrainConfig, WindowSpec, simulate_panel
-from fapm_jax.moments import window_correlations
-from fapm_jax.train import hyper_from_config, init_windows, train_windows
-from fapm_jax.windows import rolling_windows, window_masks
+from fapm_jax.core.config import hyper_from_config
+from fapm_jax.core.moments import window_correlations
+from fapm_jax.core.rows import init_windows, train_windows
+from fapm_jax.data.windows import rolling_windows, window_masks
 
 
 def torch_fit(X, r, tm, vm, w0, w, V, lin_r2, config: TrainConfig):
@@ -37,8 +38,13 @@ def torch_fit(X, r, tm, vm, w0, w, V, lin_r2, config: TrainConfig):
         p0 = torch.tensor(w0[k]).requires_grad_()
         pw = torch.tensor(w[k]).requires_grad_()
         pV = torch.tensor(V[k]).requires_grad_()
-        opt = torch.optim.Adam([{"params": [p0, pw], "lr": config.learning_rate * config.linear_lr_scale},
-                                {"params": [pV], "lr": config.learning_rate}], eps=1e-8)
+        opt = torch.optim.Adam(
+            [
+                {"params": [p0, pw], "lr": config.learning_rate * config.linear_lr_scale},
+                {"params": [pV], "lr": config.learning_rate},
+            ],
+            eps=1e-8,
+        )
         den_tr, den_va = (rtr * rtr).sum(), (rva * rva).sum()
 
         def predict(Xs):
@@ -73,8 +79,9 @@ def run(stocks: int = 100, chars: int = 30, rank: int = 4, epochs: int = 50, win
     start = init_windows(X, r, tmj, vmj, hyper, window_correlations(panel.X, panel.r, tm), config=cfg)
 
     def jax_fit():
-        return jax.block_until_ready(train_windows(start, X, r, tmj, vmj, hyper, config=cfg, n_epochs=epochs,
-                                                 n_batches=1))
+        return jax.block_until_ready(
+            train_windows(start, X, r, tmj, vmj, hyper, config=cfg, n_epochs=epochs, n_batches=1)
+        )
 
     p = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], start.params)
     args = (panel.X, panel.r, tm, vm, p.w0, p.w, p.V, np.asarray(start.best_valid_r2)[0], cfg)
@@ -89,12 +96,23 @@ def run(stocks: int = 100, chars: int = 30, rank: int = 4, epochs: int = 50, win
     diff = float(np.max(np.abs(jax_best - out["torch"])))
     rows = []
     for name in ("jax", "torch"):
-        rows.append(dict(
-            method={"jax": "JAX, 30 windows vmapped", "torch": f"PyTorch {torch.__version__}, loop over windows"}[name],
-            rows=panel.n_rows, factors=panel.n_features, rank=rank, windows=windows, epochs=epochs,
-            first_call_s=times[name][0], steady_s=times[name][1], threads=torch.get_num_threads(),
-            max_best_valid_r2_diff=diff,
-        ))
+        rows.append(
+            dict(
+                method={
+                    "jax": "JAX, 30 windows vmapped",
+                    "torch": f"PyTorch {torch.__version__}, loop over windows",
+                }[name],
+                rows=panel.n_rows,
+                factors=panel.n_features,
+                rank=rank,
+                windows=windows,
+                epochs=epochs,
+                first_call_s=times[name][0],
+                steady_s=times[name][1],
+                threads=torch.get_num_threads(),
+                max_best_valid_r2_diff=diff,
+            )
+        )
     ratio = rows[1]["steady_s"] / rows[0]["steady_s"]
     for row in rows:
         row["torch_over_jax"] = ratio
@@ -102,13 +120,27 @@ def run(stocks: int = 100, chars: int = 30, rank: int = 4, epochs: int = 50, win
 
 
 def describe(rows: list[dict]) -> str:
-    from fapm_jax.report import md_table
+    from fapm_jax.reporting.report import md_table
 
     r0 = rows[0]
     table = md_table(
         ["method", "rows", "factors", "rank", "windows", "epochs", "first call (s)", "steady (s)"],
-        [[r["method"], f"{r['rows']:,}", r["factors"], r["rank"], r["windows"], r["epochs"],
-          f"{r['first_call_s']:.2f}", f"{r['steady_s']:.2f}"] for r in rows])
-    return (f"{table}\n\nPyTorch / JAX time (steady state, PyTorch on {r0['threads']} threads): "
-            f"**{r0['torch_over_jax']:.2f}x**; largest difference in a window's best validation R²: "
-            f"{r0['max_best_valid_r2_diff']:.1e}\n")
+        [
+            [
+                r["method"],
+                f"{r['rows']:,}",
+                r["factors"],
+                r["rank"],
+                r["windows"],
+                r["epochs"],
+                f"{r['first_call_s']:.2f}",
+                f"{r['steady_s']:.2f}",
+            ]
+            for r in rows
+        ],
+    )
+    return (
+        f"{table}\n\nPyTorch / JAX time (steady state, PyTorch on {r0['threads']} threads): "
+        f"**{r0['torch_over_jax']:.2f}x**; largest difference in a window's best validation R²: "
+        f"{r0['max_best_valid_r2_diff']:.1e}\n"
+    )

@@ -19,9 +19,9 @@ import argparse
 from pathlib import Path
 
 import fapm_jax as fj
-from fapm_jax.analyses import default_ms, fapm_m_sections
 from fapm_jax.cli import build_parser, load_data
-from fapm_jax.report import write_report
+from fapm_jax.reporting.analysis_sections import default_ms, fapm_m_sections
+from fapm_jax.reporting.report import write_report
 
 
 def main() -> None:
@@ -31,23 +31,34 @@ def main() -> None:
     p.add_argument("--ranking", default="window", choices=("window", "full"))
     p.add_argument("--epochs", type=int, default=fj.TrainConfig().epochs)
     p.add_argument("--method", default="auto", choices=("auto", "rows", "moments"))
-    p.add_argument("--sic2", action="store_true", help="also the sweep with SIC2 dummies in every subset (m <= 7)")
+    p.add_argument(
+        "--sic2", action="store_true", help="also the sweep with SIC2 dummies in every subset (m <= 7)"
+    )
     p.add_argument("--out", default="runs/fapm_m")
     a = p.parse_args()
     panel, _ = load_data(build_parser().parse_args(["reproduce", "--data", a.data]))
     config, spec = fj.TrainConfig(epochs=a.epochs), fj.WindowSpec()
     ms = default_ms(panel.n_features, a.max_m)
     s = fj.fapm_m_sweep(panel, config, spec, ms, ranking=a.ranking, method=a.method)
-    print(f"FAPM-m, m = 1..{ms[-2]} and all factors, {len(s.importance)} windows, ranking {a.ranking}, "
-          f"method {a.method}: {s.seconds:.1f} s")
+    print(
+        f"FAPM-m, m = 1..{ms[-2]} and all factors, {len(s.importance)} windows, ranking {a.ranking}, "
+        f"method {a.method}: {s.seconds:.1f} s"
+    )
     for m, o, i in zip(ms, s.r2_oos, s.r2_is):
         print(f"  m={'all' if m is None else m:>3}  R²_oos {100 * o:6.3f}%  in-sample {100 * i:6.3f}%")
     s2 = None
     if a.sic2:
         p2 = panel.with_sic2_dummies()
         dummies = [f for f in p2.feature_names if f.startswith("sic2_")]
-        s2 = fj.fapm_m_sweep(p2, config, spec, [m for m in ms if m is not None and m <= 7], ranking=a.ranking,
-                             always=dummies, method=a.method)
+        s2 = fj.fapm_m_sweep(
+            p2,
+            config,
+            spec,
+            [m for m in ms if m is not None and m <= 7],
+            ranking=a.ranking,
+            always=dummies,
+            method=a.method,
+        )
         print(f"with {len(dummies)} SIC2 dummies in every subset: {s2.seconds:.1f} s")
         for m, o in zip(s2.ms, s2.r2_oos):
             print(f"  m={m:>3}  R²_oos with SIC2 {100 * o:6.3f}%")

@@ -40,9 +40,13 @@ def parse(argv=None):
     p.add_argument("--coordinator", default="localhost:9876", help="host 0's address:port")
     p.add_argument("--num-processes", type=int, default=2)
     p.add_argument("--process-id", type=int, default=None, help="this process (omit: run the local check)")
-    p.add_argument("--local-devices", type=int, default=1,
-                   help="CPU devices per process (local check, CPU only; more devices than cores can stall XLA:CPU's "
-                        "collectives, whose waiting threads then hold the cores the other devices need)")
+    p.add_argument(
+        "--local-devices",
+        type=int,
+        default=1,
+        help="CPU devices per process (local check, CPU only; more devices than cores can stall XLA:CPU's "
+        "collectives, whose waiting threads then hold the cores the other devices need)",
+    )
     p.add_argument("--rows", type=int, default=None, help="devices the rows are split over (default: all)")
     p.add_argument("--windows", type=int, default=1, help="devices the windows are split over")
     p.add_argument("--epochs", type=int, default=5)
@@ -79,22 +83,51 @@ def worker(args) -> None:
     res = fj.fit_windows(panel.X, panel.r, train, valid, cfg, mesh=mesh)
     jax.block_until_ready(res.params)
     took = time.perf_counter() - t0
-    print(f"process {jax.process_index()}/{jax.process_count()}: {n_dev} devices, mesh {dict(mesh.shape)}, "
-          f"{took:.1f} s, mean best validation R² {float(np.mean(np.asarray(res.best_valid_r2))):.6f}", flush=True)
+    print(
+        f"process {jax.process_index()}/{jax.process_count()}: {n_dev} devices, mesh {dict(mesh.shape)}, "
+        f"{took:.1f} s, mean best validation R² {float(np.mean(np.asarray(res.best_valid_r2))):.6f}",
+        flush=True,
+    )
     if jax.process_index() == 0 and args.out is not None:
-        np.savez(args.out, V=np.asarray(res.params.V), w=np.asarray(res.params.w), w0=np.asarray(res.params.w0),
-                 best_valid_r2=np.asarray(res.best_valid_r2), best_epoch=np.asarray(res.best_epoch))
+        np.savez(
+            args.out,
+            V=np.asarray(res.params.V),
+            w=np.asarray(res.params.w),
+            w0=np.asarray(res.params.w0),
+            best_valid_r2=np.asarray(res.best_valid_r2),
+            best_epoch=np.asarray(res.best_epoch),
+        )
     jax.distributed.shutdown()
 
 
 def local_check(args) -> int:
     """Start the processes here, then compare their models with one device's."""
     out = Path(tempfile.mkdtemp()) / "multihost.npz"
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={args.local_devices}",
-               JAX_PLATFORMS="cpu")
-    base = [sys.executable, __file__, "--coordinator", args.coordinator, "--num-processes", str(args.num_processes),
-            "--local-devices", str(args.local_devices), "--windows", str(args.windows), "--epochs", str(args.epochs),
-            "--rank", str(args.rank), "--stocks", str(args.stocks), "--out", str(out)]
+    env = dict(
+        os.environ,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={args.local_devices}",
+        JAX_PLATFORMS="cpu",
+    )
+    base = [
+        sys.executable,
+        __file__,
+        "--coordinator",
+        args.coordinator,
+        "--num-processes",
+        str(args.num_processes),
+        "--local-devices",
+        str(args.local_devices),
+        "--windows",
+        str(args.windows),
+        "--epochs",
+        str(args.epochs),
+        "--rank",
+        str(args.rank),
+        "--stocks",
+        str(args.stocks),
+        "--out",
+        str(out),
+    ]
     if args.rows:
         base += ["--rows", str(args.rows)]
     procs = [subprocess.Popen(base + ["--process-id", str(i)], env=env) for i in range(args.num_processes)]
@@ -113,8 +146,10 @@ def local_check(args) -> int:
     diff = max(float(np.max(np.abs(np.asarray(getattr(one.params, k)) - got[k]))) for k in ("V", "w", "w0"))
     same_epochs = bool((np.asarray(one.best_epoch) == got["best_epoch"]).all())
     r2 = float(np.max(np.abs(np.asarray(one.best_valid_r2) - got["best_valid_r2"])))
-    print(f"{args.num_processes} processes × {args.local_devices} devices against one device ({jax.devices()[0]}): "
-          f"largest parameter difference {diff:.2e}, best validation R² {r2:.2e}, same best epochs: {same_epochs}")
+    print(
+        f"{args.num_processes} processes × {args.local_devices} devices against one device ({jax.devices()[0]}): "
+        f"largest parameter difference {diff:.2e}, best validation R² {r2:.2e}, same best epochs: {same_epochs}"
+    )
     return 0 if same_epochs and diff < 1e-4 else 1
 
 

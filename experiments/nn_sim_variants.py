@@ -5,7 +5,7 @@ changed at a time) on one design of the GKX Monte Carlo and print mean R² in an
         --variant "patience=20" --variant "batch_size=256" --variant "l1=(1e-5,)"
 
 Each ``--variant`` is ``field=value[;field=value]`` over :class:`fapm_jax.baselines.NN`
-(values are Python literals), applied to the study's network (:func:`~fapm_jax.simstudy.sim_models`);
+(values are Python literals), applied to the study's network (:func:`~fapm_jax.studies.simulation_study.sim_models`);
 the unchanged network is always run first. Runs where polars is missing (a bare accelerator).
 """
 
@@ -23,7 +23,7 @@ if importlib.util.find_spec("polars") is None:  # no table is built here
     sys.modules["polars"] = types.ModuleType("polars")
     sys.modules["polars"].__getattr__ = lambda name: object  # type: ignore[attr-defined]
 
-from fapm_jax.simstudy import design_data, fit_design, sim_models  # noqa: E402
+from fapm_jax.studies.simulation_study import design_data, fit_design, sim_models  # noqa: E402
 
 
 def parse_variant(text: str) -> dict:
@@ -52,9 +52,12 @@ def main() -> None:
             model = dataclasses.replace(net, **parse_variant(text))
             t0 = time.perf_counter()
             r2_is, r2_oos = fit_design(model, data, chunk=a.chunk)
-            print(f"{a.design} {net.name:<4} {text or 'as in the study':<40} {time.perf_counter() - t0:6.1f} s"
-                  f"  is {100 * r2_is.mean():6.2f}  oos {100 * r2_oos.mean():6.2f}"
-                  f"  (se {100 * r2_oos.std(ddof=1) / len(r2_oos) ** 0.5:.2f})", flush=True)
+            print(
+                f"{a.design} {net.name:<4} {text or 'as in the study':<40} {time.perf_counter() - t0:6.1f} s"
+                f"  is {100 * r2_is.mean():6.2f}  oos {100 * r2_oos.mean():6.2f}"
+                f"  (se {100 * r2_oos.std(ddof=1) / len(r2_oos) ** 0.5:.2f})",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ if importlib.util.find_spec("polars") is None:  # tables are built later, where 
 
 import jax  # noqa: E402
 
-from fapm_jax.simstudy import DESIGNS, SIM_MODELS, design_data, sim_models, study_cell  # noqa: E402
-from fapm_jax.train import TrainConfig  # noqa: E402
+from fapm_jax.core.config import TrainConfig  # noqa: E402
+from fapm_jax.studies.simulation_study import DESIGNS, SIM_MODELS, design_data, sim_models, study_cell  # noqa: E402
 
 
 def main() -> None:
@@ -41,8 +41,12 @@ def main() -> None:
     a = p.parse_args()
     designs = [(d[0], int(d[1:])) for d in a.designs.split(",")]
     assert all(d in DESIGNS for d in designs), designs
-    first = sim_models([m for m in a.models.split(",") if m], profile=a.profile, fapm=not a.no_fapm,
-                       fapm_config=TrainConfig())
+    first = sim_models(
+        [m for m in a.models.split(",") if m],
+        profile=a.profile,
+        fapm=not a.no_fapm,
+        fapm_config=TrainConfig(),
+    )
     then = sim_models([m for m in a.then.split(",") if m], profile=a.profile, fapm=False)
     seeds = list(range(a.first_seed, a.first_seed + a.reps))
     print(f"devices: {jax.devices()}", flush=True)
@@ -55,10 +59,15 @@ def main() -> None:
         for dm, pc in designs:
             for model in models:
                 t0 = time.perf_counter()
-                r2_is, r2_oos, reused = study_cell(model, data[dm, pc], dm, pc, seeds, chunk=a.chunk,
-                                                   checkpoint_dir=a.out)
-                print(f"{dm}{pc} {model.name:<8} {time.perf_counter() - t0:7.1f} s  is {100 * r2_is.mean():6.2f}"
-                      f"  oos {100 * r2_oos.mean():6.2f}{'  reused' if reused else ''}", flush=True)
+                r2_is, r2_oos, reused = study_cell(
+                    model, data[dm, pc], dm, pc, seeds, chunk=a.chunk, checkpoint_dir=a.out
+                )
+                print(
+                    f"{dm}{pc} {model.name:<8} {time.perf_counter() - t0:7.1f} s  is {100 * r2_is.mean():6.2f}"
+                    f"  oos {100 * r2_oos.mean():6.2f}{'  reused' if reused else ''}",
+                    flush=True,
+                )
+
 
 if __name__ == "__main__":
     main()

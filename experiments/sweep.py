@@ -1,5 +1,5 @@
 """A hyperparameter sweep in one compiled program: any of rank, learning rate, init scale,
-epochs, seed and the FAPM-m subset size m, on every window at once (fapm_jax.sweep).
+epochs, seed and the FAPM-m subset size m, on every window at once (fapm_jax.studies.sweep).
 
 Each window keeps the setting with the best validation R², as a researcher tunes on the
 validation years. Prints and writes (``--out``) every setting's R²_oos, the per-window choice
@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 import fapm_jax as fj
-from fapm_jax.io import write_frame
+from fapm_jax.core.io import write_frame
 
 
 def _list(cast):
@@ -37,14 +37,26 @@ def main():
 
     panel, truth = fj.simulate_panel(fj.SimConfig(n_stocks=a.stocks))
     t0 = time.perf_counter()
-    s = fj.sweep(panel, fj.TrainConfig(), fj.WindowSpec(), ranks=a.ranks, learning_rates=a.lrs,
-                 init_scales=a.init_scales, epochs=a.epochs, seeds=a.seeds, ms=a.ms, ranking=a.ranking)
+    s = fj.sweep(
+        panel,
+        fj.TrainConfig(),
+        fj.WindowSpec(),
+        ranks=a.ranks,
+        learning_rates=a.lrs,
+        init_scales=a.init_scales,
+        epochs=a.epochs,
+        seeds=a.seeds,
+        ms=a.ms,
+        ranking=a.ranking,
+    )
     print(f"{len(s.points)} settings x {len(s.run.windows)} windows in {time.perf_counter() - t0:.1f} s")
     with pl.Config(tbl_rows=-1, tbl_cols=-1):
         print(s.table())
         print(s.choices())
-    print(f"chosen per window on validation: R²_oos {100 * s.run.r2_value():.3f}% "
-          f"(best single setting {100 * s.r2_oos.max():.3f}%)")
+    print(
+        f"chosen per window on validation: R²_oos {100 * s.run.r2_value():.3f}% "
+        f"(best single setting {100 * s.r2_oos.max():.3f}%)"
+    )
     out = Path(a.out)
     write_frame(out / "sweep.csv", s.table())
     write_frame(out / "choices.csv", s.choices())

@@ -7,95 +7,65 @@ characteristics and macro predictors, pricing every pairwise factor interaction 
 
 __version__ = "0.1.0"
 
-from .covariates import gkx_covariate_names, gkx_covariates
-from .fapm_m import FAPMmSweep, fapm_m_sweep, top_bottom_mask, window_importance
-from .french import french_factors, french_panel
-from .gkx import DataError, load_characteristics, load_returns, scan_characteristics
-from .importance import first_order_importance, r2_drops
-from .interactions import interaction_stats, interaction_table, window_interactions
-from .linear import fit_ols
-from .losses import huber, huber_r2_loss, r2_loss, r2_score
-from .macro import MACRO_NAMES, load_welch_goyal, macro_panel
-from .metrics import r2_by_year, r2_oos, r2_summary, r2_table
-from .model import FAPMParams, init_params, interaction_matrix, predict, with_feature_mask
-from .panel import Panel, PanelError
-from .preprocess import build_gkx_panel
-from .rolling import RollingRun, predict_test_rows, run_rolling
-from .simulate import SimConfig, SimTruth, simulate_panel
-from .sweep import Sweep, sweep
-from .train import (
-    ConfigError,
-    Hyper,
-    TrainConfig,
-    TrainResult,
-    fit_window,
-    fit_windows,
-    init_windows,
-    sweep_grid,
-    train_windows,
-)
-from .sharding import make_mesh
-from .windows import Window, WindowError, WindowSpec, rolling_windows, window_masks
-
-__all__ = [
-    "ConfigError",
-    "DataError",
-    "FAPMParams",
-    "FAPMmSweep",
-    "Hyper",
-    "MACRO_NAMES",
-    "Panel",
-    "PanelError",
-    "RollingRun",
-    "SimConfig",
-    "SimTruth",
-    "Sweep",
-    "TrainConfig",
-    "TrainResult",
-    "build_gkx_panel",
-    "Window",
-    "WindowError",
-    "WindowSpec",
-    "fapm_m_sweep",
-    "first_order_importance",
-    "fit_ols",
-    "fit_window",
-    "french_factors",
-    "french_panel",
-    "gkx_covariate_names",
-    "gkx_covariates",
-    "fit_windows",
-    "huber",
-    "huber_r2_loss",
-    "init_params",
-    "init_windows",
-    "make_mesh",
-    "interaction_matrix",
-    "interaction_stats",
-    "interaction_table",
-    "load_characteristics",
-    "load_returns",
-    "load_welch_goyal",
-    "macro_panel",
-    "predict",
-    "predict_test_rows",
-    "r2_by_year",
-    "r2_drops",
-    "r2_loss",
-    "r2_oos",
-    "r2_score",
-    "r2_summary",
-    "r2_table",
-    "rolling_windows",
-    "run_rolling",
-    "scan_characteristics",
-    "simulate_panel",
-    "sweep",
-    "sweep_grid",
-    "train_windows",
-    "top_bottom_mask",
-    "window_importance",
-    "window_interactions",
-    "window_masks",
-    "with_feature_mask",
-]
+from .core.config import Hyper as Hyper
+from .core.config import sweep_grid as sweep_grid
+from .core.config import TrainConfig as TrainConfig
+from .core.errors import ConfigError as ConfigError
+from .core.errors import DataError as DataError
+from .core.errors import FAPMError as FAPMError
+from .core.errors import PanelError as PanelError
+from .core.errors import StudyError as StudyError
+from .core.errors import WindowError as WindowError
+from .core.fit import fit_window as fit_window
+from .core.fit import fit_windows as fit_windows
+from .core.fit import TrainResult as TrainResult
+from .core.linear import fit_ols as fit_ols
+from .core.losses import huber as huber
+from .core.losses import huber_r2_loss as huber_r2_loss
+from .core.losses import r2_loss as r2_loss
+from .core.losses import r2_score as r2_score
+from .core.model import FAPMParams as FAPMParams
+from .core.model import init_params as init_params
+from .core.model import interaction_matrix as interaction_matrix
+from .core.model import predict as predict
+from .core.model import with_feature_mask as with_feature_mask
+from .core.rows import init_windows as init_windows
+from .core.rows import train_windows as train_windows
+from .core.sharding import make_mesh as make_mesh
+from .data.covariates import gkx_covariate_names as gkx_covariate_names
+from .data.covariates import gkx_covariates as gkx_covariates
+from .data.embedded import SimConfig as SimConfig
+from .data.embedded import SimTruth as SimTruth
+from .data.embedded import simulate_panel as simulate_panel
+from .data.french import french_factors as french_factors
+from .data.french import french_panel as french_panel
+from .data.gkx_files import load_characteristics as load_characteristics
+from .data.gkx_files import load_returns as load_returns
+from .data.gkx_files import scan_characteristics as scan_characteristics
+from .data.macro import load_welch_goyal as load_welch_goyal
+from .data.macro import MACRO_NAMES as MACRO_NAMES
+from .data.macro import macro_panel as macro_panel
+from .data.panel import Panel as Panel
+from .data.preprocess import build_gkx_panel as build_gkx_panel
+from .data.windows import rolling_windows as rolling_windows
+from .data.windows import Window as Window
+from .data.windows import window_masks as window_masks
+from .data.windows import WindowSpec as WindowSpec
+from .evaluation.importance import first_order_importance as first_order_importance
+from .evaluation.importance import r2_drops as r2_drops
+from .evaluation.interactions import interaction_stats as interaction_stats
+from .evaluation.interactions import interaction_table as interaction_table
+from .evaluation.interactions import window_interactions as window_interactions
+from .evaluation.metrics import r2_by_year as r2_by_year
+from .evaluation.metrics import r2_oos as r2_oos
+from .evaluation.metrics import r2_summary as r2_summary
+from .evaluation.metrics import r2_table as r2_table
+from .studies.fapm_m import fapm_m_sweep as fapm_m_sweep
+from .studies.fapm_m import FAPMmSweep as FAPMmSweep
+from .studies.fapm_m import top_bottom_mask as top_bottom_mask
+from .studies.fapm_m import window_importance as window_importance
+from .studies.rolling import predict_test_rows as predict_test_rows
+from .studies.rolling import RollingRun as RollingRun
+from .studies.rolling import run_rolling as run_rolling
+from .studies.sweep import Sweep as Sweep
+from .studies.sweep import sweep as sweep

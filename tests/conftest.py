@@ -5,7 +5,7 @@
 * ``x64``: run one test in float64 through the ``jax.enable_x64`` context manager, so the
   setting is restored afterwards and cannot leak into other tests (the fixture checks this).
 * ``synth``: a small synthetic stock panel (float32 ``X``/``r``, years 2000–2006) with the
-  masks of a 3-window :class:`~fapm_jax.windows.WindowSpec` that it covers.
+  masks of a 3-window :class:`~fapm_jax.data.windows.WindowSpec` that it covers.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from fapm_jax.windows import Window, WindowSpec, rolling_windows, window_masks  # noqa: E402
+from fapm_jax.data.windows import Window, WindowSpec, rolling_windows, window_masks  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -116,4 +116,6 @@ def default_run() -> DefaultRun:
     import fapm_jax as fj
 
     panel, truth = fj.simulate_panel(fj.SimConfig())
-    return DefaultRun(panel, truth, fj.run_rolling(panel, fj.TrainConfig(), fj.WindowSpec(), method="moments"))
+    return DefaultRun(
+        panel, truth, fj.run_rolling(panel, fj.TrainConfig(), fj.WindowSpec(), method="moments")
+    )

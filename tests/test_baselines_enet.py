@@ -104,9 +104,7 @@ def _huber_grad(X, y, train, p, xi):
 def test_huber_enet_kkt(data, x64, rho, lam):
     X, y, train, _ = data
     xi = 0.4  # well inside the residual distribution: many rows beyond the threshold
-    p = solve(
-        jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), lam, rho=rho, n_iter=1000, xi=xi
-    )
+    p = solve(jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), lam, rho=rho, n_iter=1000, xi=xi)
     e = y - float(p.b0) - X @ np.asarray(p.b)
     assert np.mean(np.abs(e[train > 0]) > xi) > 0.2
     g0, g = _huber_grad(X, y, train, p, xi)
@@ -116,9 +114,7 @@ def test_huber_enet_kkt(data, x64, rho, lam):
     zero = b == 0.0
     l1 = lam * (1.0 - rho)
     # Nonzero coefficients: ∇L + λ(1−ρ)·sign(θ) + λρθ = 0.
-    np.testing.assert_allclose(
-        g[~zero] + l1 * np.sign(b[~zero]) + lam * rho * b[~zero], 0.0, atol=tol
-    )
+    np.testing.assert_allclose(g[~zero] + l1 * np.sign(b[~zero]) + lam * rho * b[~zero], 0.0, atol=tol)
     # Zero coefficients: |∇L| ≤ λ(1−ρ) (the ridge part vanishes at 0).
     assert np.all(np.abs(g[zero]) <= l1 + tol)
     if rho < 1.0 and lam == 5e-2:
@@ -200,8 +196,11 @@ def test_rolling_vmap_equals_loop(data, x64):
     fit_one = jit_fit(model)
     for w in range(train.shape[0]):
         f = fit_one(
-            jnp.asarray(X), jnp.asarray(y), jnp.asarray(train[w], jnp.float64),
-            jnp.asarray(valid[w], jnp.float64), jax.random.fold_in(key, w),
+            jnp.asarray(X),
+            jnp.asarray(y),
+            jnp.asarray(train[w], jnp.float64),
+            jnp.asarray(valid[w], jnp.float64),
+            jax.random.fold_in(key, w),
         )
         assert int(f.choice) == int(roll.choice[w])
         np.testing.assert_allclose(roll.valid_sse[w], np.asarray(f.valid_sse), rtol=1e-10)
@@ -223,8 +222,11 @@ def test_no_retrace_on_new_data_of_same_shape(data):
     a = jf(*(jnp.asarray(v, jnp.float32) for v in data), jax.random.key(0))
     rng = np.random.default_rng(5)
     b = jf(
-        jnp.asarray(X + rng.normal(size=X.shape), jnp.float32), jnp.asarray(y[::-1], jnp.float32),
-        jnp.asarray(valid, jnp.float32), jnp.asarray(train, jnp.float32), jax.random.key(1),
+        jnp.asarray(X + rng.normal(size=X.shape), jnp.float32),
+        jnp.asarray(y[::-1], jnp.float32),
+        jnp.asarray(valid, jnp.float32),
+        jnp.asarray(train, jnp.float32),
+        jax.random.key(1),
     )
     assert len(traces) == 1
     assert a.params.b.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(b.valid_sse)))

@@ -35,9 +35,7 @@ N, P = 1000, 6
 def data():
     rng = np.random.default_rng(2)
     X = rng.uniform(-1.0, 1.0, (N, P))
-    y = 0.5 * X[:, 0] ** 2 - 0.2 * X[:, 1] + 0.3 * np.maximum(X[:, 2], 0) + 0.1 * rng.standard_t(
-        4, N
-    )
+    y = 0.5 * X[:, 0] ** 2 - 0.2 * X[:, 1] + 0.3 * np.maximum(X[:, 2], 0) + 0.1 * rng.standard_t(4, N)
     u = rng.uniform(size=N)
     train = (u < 0.6).astype(np.float64)
     valid = ((u >= 0.6) & (u < 0.8)).astype(np.float64)
@@ -78,8 +76,7 @@ def test_basis_knots_and_matvecs(data, x64):
     @jax.jit
     def ours(X, train, coef, v):
         knots = spline_knots(X, train)
-        return (knots, spline_basis(X, knots), basis_matvec(X, knots, coef),
-                basis_rmatvec(X, knots, v))
+        return (knots, spline_basis(X, knots), basis_matvec(X, knots, coef), basis_rmatvec(X, knots, v))
 
     knots, basis, mv, rmv = map(np.asarray, ours(X, train, coef, v))
     kn, B = _np_basis(X, train)
@@ -97,8 +94,14 @@ def test_lambda_zero_equals_linear_regression_on_basis(data, x64, standardize):
     knots, B = _np_basis(X, train)
     lr = LinearRegression().fit(B[r], y[r])
     p = _first(
-        solve(jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), jnp.asarray(knots),
-              jnp.zeros(1), standardize=standardize)
+        solve(
+            jnp.asarray(X),
+            jnp.asarray(y),
+            jnp.asarray(train),
+            jnp.asarray(knots),
+            jnp.zeros(1),
+            standardize=standardize,
+        )
     )
     np.testing.assert_allclose(np.asarray(p.coef).ravel(), lr.coef_, rtol=0, atol=1e-8)
     np.testing.assert_allclose(float(p.b0), lr.intercept_, rtol=0, atol=1e-8)
@@ -125,8 +128,14 @@ def test_group_lasso_kkt(data, x64, lam, xi):
     X, y, train, _ = data
     knots = spline_knots(jnp.asarray(X), jnp.asarray(train))
     p = _first(
-        solve(jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), knots, jnp.asarray([lam]),
-              None if xi is None else jnp.asarray(xi))
+        solve(
+            jnp.asarray(X),
+            jnp.asarray(y),
+            jnp.asarray(train),
+            knots,
+            jnp.asarray([lam]),
+            None if xi is None else jnp.asarray(xi),
+        )
     )
     g0, g, z = _std_grad(X, y, train, p, xi)
     tol = 1e-8
@@ -234,8 +243,13 @@ def test_rolling_vmap_equals_loop(data, x64):
     roll = fit_rolling(model, jnp.asarray(X), jnp.asarray(y), train, valid, key)
     fit_one = jit_fit(model)
     for w in range(3):
-        f = fit_one(jnp.asarray(X), jnp.asarray(y), jnp.asarray(train[w], jnp.float64),
-                    jnp.asarray(valid[w], jnp.float64), jax.random.fold_in(key, w))
+        f = fit_one(
+            jnp.asarray(X),
+            jnp.asarray(y),
+            jnp.asarray(train[w], jnp.float64),
+            jnp.asarray(valid[w], jnp.float64),
+            jax.random.fold_in(key, w),
+        )
         assert int(f.choice) == int(roll.choice[w])
         np.testing.assert_allclose(roll.valid_sse[w], np.asarray(f.valid_sse), rtol=1e-10)
         for a, b in zip(jax.tree_util.tree_leaves(f.params), jax.tree_util.tree_leaves(roll.params)):

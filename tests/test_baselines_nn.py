@@ -23,10 +23,10 @@ from jax.flatten_util import ravel_pytree
 from fapm_jax.baselines.base import fit_rolling
 from fapm_jax.baselines.nn import (
     BN_EPS,
+    MLP,
     NN,
     NN_HIDDEN,
     BNStats,
-    MLP,
     forward,
     init_mlp,
     mlp_from_arrays,
@@ -60,9 +60,7 @@ def _fit_counted(X, y, train, valid, key):
 
 FIT = jax.jit(_fit_counted)
 MEMBER = jax.jit(
-    lambda X, y, tr, va, key, m, l1, lr: MODEL.train_member(
-        X, y, tr, va, jax.random.fold_in(key, m), l1, lr
-    )
+    lambda X, y, tr, va, key, m, l1, lr: MODEL.train_member(X, y, tr, va, jax.random.fold_in(key, m), l1, lr)
 )
 PREDICT = jax.jit(MODEL.predict)
 
@@ -156,13 +154,15 @@ def test_vmapped_fit_equals_member_loop(data, fitted):
             r = MEMBER(X, y, train, valid, KEY, m, np.float32(l1), np.float32(lr))
             assert int(r.best_epoch) == int(info.best_epoch[g, m])
             assert int(r.stop_epoch) == int(info.stop_epoch[g, m])
-            np.testing.assert_allclose(
-                r.valid_history, info.valid_history[g, m], rtol=1e-5, atol=1e-7
-            )
+            np.testing.assert_allclose(r.valid_history, info.valid_history[g, m], rtol=1e-5, atol=1e-7)
             if g == int(fit.choice):
-                for a, b in zip(jax.tree_util.tree_leaves((r.net, r.stats)),
-                                jax.tree_util.tree_leaves(member((fit.params.net, fit.params.stats), m))):
-                    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)  # float32: vmapped vs alone differ in rounding
+                for a, b in zip(
+                    jax.tree_util.tree_leaves((r.net, r.stats)),
+                    jax.tree_util.tree_leaves(member((fit.params.net, fit.params.stats), m)),
+                ):
+                    np.testing.assert_allclose(
+                        a, b, rtol=1e-5, atol=1e-5
+                    )  # float32: vmapped vs alone differ in rounding
             preds.append(np_forward(r.net, X, stats=r.stats)[0])
         d = (y - np.mean(preds, axis=0))[valid > 0]
         sse[g] = np.sum(d * d)
@@ -184,7 +184,9 @@ def test_fit_rolling_equals_window_loop(data):
         fit, _ = FIT(X, y, tm[w].astype(np.float32), vm[w].astype(np.float32), jax.random.fold_in(key, w))
         np.testing.assert_allclose(roll.valid_sse[w], fit.valid_sse, rtol=1e-5)
         assert int(roll.choice[w]) == int(fit.choice)
-        for a, b in zip(jax.tree_util.tree_leaves(member(roll.params, w)), jax.tree_util.tree_leaves(fit.params)):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(member(roll.params, w)), jax.tree_util.tree_leaves(fit.params)
+        ):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # windows see different data, so their fits differ
     assert not np.allclose(roll.valid_sse[0], roll.valid_sse[2])

@@ -22,7 +22,7 @@ from fapm_jax.baselines import (
     linear_predict,
     predict_rolling,
 )
-from fapm_jax.losses import huber
+from fapm_jax.core.losses import huber
 
 
 @pytest.fixture
@@ -66,7 +66,9 @@ def test_huber_irls_equals_sklearn_huber_regressor(heavy, x64):
     X, y, train, _ = heavy
     rows = train > 0
     hr = HuberRegressor(alpha=0.0, epsilon=1.35, max_iter=10_000, tol=1e-12).fit(X[rows], y[rows])
-    p = fit_huber(jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), jnp.asarray(1.35 * hr.scale_), 500, 1e-13)
+    p = fit_huber(
+        jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), jnp.asarray(1.35 * hr.scale_), 500, 1e-13
+    )
     np.testing.assert_allclose(np.asarray(p.b), hr.coef_, atol=2e-6)
     np.testing.assert_allclose(float(p.b0), hr.intercept_, atol=2e-6)
     # ... and it differs from OLS on these heavy-tailed data (the test can tell them apart).
@@ -95,7 +97,9 @@ def test_ols_huber_threshold_is_the_quantile_of_ols_residuals(heavy, x64):
     xi = huber_threshold(jnp.asarray(X), jnp.asarray(y), jnp.asarray(train))
     np.testing.assert_allclose(float(xi), ref, rtol=1e-12)
     # OLS+H with the rule equals the IRLS fit at that threshold.
-    fit = OLS(name="OLS+H", huber=True).fit(jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), jnp.asarray(valid), None)
+    fit = OLS(name="OLS+H", huber=True).fit(
+        jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), jnp.asarray(valid), None
+    )
     p = fit_huber(jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), jnp.asarray(ref))
     np.testing.assert_allclose(np.asarray(fit.params.b), np.asarray(p.b), atol=1e-12)
 
@@ -115,7 +119,9 @@ def test_vmapped_windows_equal_a_loop(synth, model):
     key = jax.random.key(0)
     rf = fit_rolling(model, X, y, synth.train, synth.valid, key)
     for w in range(synth.train.shape[0]):
-        one = model.fit(X, y, jnp.asarray(synth.train[w], X.dtype), jnp.asarray(synth.valid[w], X.dtype), None)
+        one = model.fit(
+            X, y, jnp.asarray(synth.train[w], X.dtype), jnp.asarray(synth.valid[w], X.dtype), None
+        )
         np.testing.assert_allclose(np.asarray(rf.params.b[w]), np.asarray(one.params.b), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(rf.valid_sse[w], np.asarray(one.valid_sse), rtol=1e-5)
     # Test-row forecasts come from the window whose test year holds the row.

@@ -128,8 +128,12 @@ def test_validation_choice_is_argmin(data, x64, model):
     X, y, train, valid = data
     sk = sk_pcr if isinstance(model, PCR) else (lambda X, y, K: sk_pls(X, y, K)[:2])
     fit = jfit(
-        model, jnp.asarray(X), jnp.asarray(y), jnp.asarray(train, float),
-        jnp.asarray(valid, float), jax.random.key(0),
+        model,
+        jnp.asarray(X),
+        jnp.asarray(y),
+        jnp.asarray(train, float),
+        jnp.asarray(valid, float),
+        jax.random.key(0),
     )
     sse = []
     for K in range(1, 9):
@@ -171,12 +175,19 @@ def test_fit_rolling_equals_loop(data, x64, model):
     roll = fit_rolling(model, X, y, tm, vm, key)
     assert roll.valid_sse.shape == (3, 8)
     for w in range(3):
-        one = jfit(model, jnp.asarray(X), jnp.asarray(y), jnp.asarray(tm[w], float),
-                  jnp.asarray(vm[w], float), jax.random.fold_in(key, w))
+        one = jfit(
+            model,
+            jnp.asarray(X),
+            jnp.asarray(y),
+            jnp.asarray(tm[w], float),
+            jnp.asarray(vm[w], float),
+            jax.random.fold_in(key, w),
+        )
         np.testing.assert_allclose(roll.valid_sse[w], np.asarray(one.valid_sse), rtol=1e-10)
         assert roll.choice[w] == int(one.choice)
-        np.testing.assert_allclose(np.asarray(roll.params.b[w]), np.asarray(one.params.b),
-                                   rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(roll.params.b[w]), np.asarray(one.params.b), rtol=1e-9, atol=1e-12
+        )
         np.testing.assert_allclose(float(roll.params.b0[w]), float(one.params.b0), rtol=1e-9)
     # Windows differ, so the vmapped fits must differ too.
     assert np.abs(np.asarray(roll.params.b[0]) - np.asarray(roll.params.b[2])).max() > 1e-4
@@ -190,12 +201,18 @@ def test_vmap_over_data_sets_equals_loop(x64, model):
     keys = jax.random.split(jax.random.key(0), 2)
     fits = jax.jit(jax.vmap(model.fit))(X, y, tr.astype(float), va.astype(float), keys)
     for r in range(2):
-        one = jfit(model, jnp.asarray(X[r]), jnp.asarray(y[r]), jnp.asarray(tr[r], float),
-                        jnp.asarray(va[r], float), keys[r])
-        np.testing.assert_allclose(np.asarray(fits.valid_sse[r]), np.asarray(one.valid_sse),
-                                   rtol=1e-10)
-        np.testing.assert_allclose(np.asarray(fits.params.b[r]), np.asarray(one.params.b),
-                                   rtol=1e-9, atol=1e-12)
+        one = jfit(
+            model,
+            jnp.asarray(X[r]),
+            jnp.asarray(y[r]),
+            jnp.asarray(tr[r], float),
+            jnp.asarray(va[r], float),
+            keys[r],
+        )
+        np.testing.assert_allclose(np.asarray(fits.valid_sse[r]), np.asarray(one.valid_sse), rtol=1e-10)
+        np.testing.assert_allclose(
+            np.asarray(fits.params.b[r]), np.asarray(one.params.b), rtol=1e-9, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize("model", [PCR(max_components=4), PLS(max_components=4)])
@@ -207,8 +224,13 @@ def test_jit_does_not_retrace(model):
 
     for seed in (5, 6):
         X, y, tr, va = make_data(seed, n=200, p=6)
-        out = fit(jnp.asarray(X, jnp.float32), jnp.asarray(y, jnp.float32),
-                  jnp.asarray(tr, jnp.float32), jnp.asarray(va, jnp.float32), jax.random.key(seed))
+        out = fit(
+            jnp.asarray(X, jnp.float32),
+            jnp.asarray(y, jnp.float32),
+            jnp.asarray(tr, jnp.float32),
+            jnp.asarray(va, jnp.float32),
+            jax.random.key(seed),
+        )
         assert out.params.b.dtype == jnp.float32 and np.isfinite(np.asarray(out.params.b)).all()
     assert eqx.debug.get_num_traces(fit) == 1
 

@@ -248,11 +248,17 @@ def test_rolling_driver_equals_a_manual_window_loop(synth, model):
     roll = fit_rolling(model, synth.X, synth.r, synth.train, synth.valid, key)
     got = predict_rolling(model, roll, synth.X, synth.test)
     W = synth.train.shape[0]
-    assert roll.valid_sse.shape == (W, len(model.grid(synth.X.shape[1]) if isinstance(model, RF) else model.grid()))
+    assert roll.valid_sse.shape == (
+        W,
+        len(model.grid(synth.X.shape[1]) if isinstance(model, RF) else model.grid()),
+    )
     want = np.zeros(synth.X.shape[0], synth.X.dtype)
     for w in range(W):
         f = model.fit(
-            synth.X, synth.r, synth.train[w].astype(np.float32), synth.valid[w].astype(np.float32),
+            synth.X,
+            synth.r,
+            synth.train[w].astype(np.float32),
+            synth.valid[w].astype(np.float32),
             jax.random.fold_in(key, w),
         )
         np.testing.assert_array_equal(roll.valid_sse[w], f.valid_sse)
@@ -276,7 +282,9 @@ def test_missing_libraries_give_a_one_line_install_hint(data, monkeypatch):
     monkeypatch.setitem(sys.modules, "lightgbm", None)
     monkeypatch.setitem(sys.modules, "sklearn.ensemble", None)
     hint = r'pip install "fapm-jax\[trees\]"'
-    one_line_error(ImportError, lambda: GBRT(name="GBRT+H").fit(X, y, train, valid, KEY), "GBRT\\+H", "lightgbm", hint)
+    one_line_error(
+        ImportError, lambda: GBRT(name="GBRT+H").fit(X, y, train, valid, KEY), "GBRT\\+H", "lightgbm", hint
+    )
     one_line_error(ImportError, lambda: RF().fit(X, y, train, valid, KEY), "RF", "sklearn", hint)
     # and the module itself imports without either library
     import fapm_jax.baselines.trees as trees

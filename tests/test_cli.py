@@ -9,8 +9,21 @@ import pytest
 
 from fapm_jax.cli import main
 
-TINY = ["--stocks", "12", "--n-chars", "6", "--epochs", "3", "--rank", "2", "--windows", "2",
-        "--first-test-year", "2010", "--quiet"]
+TINY = [
+    "--stocks",
+    "12",
+    "--n-chars",
+    "6",
+    "--epochs",
+    "3",
+    "--rank",
+    "2",
+    "--windows",
+    "2",
+    "--first-test-year",
+    "2010",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +59,10 @@ def test_same_seed_same_result(run_dir, tmp_path):
 
 def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
     models = "OLS+H,OLS-3+H,PLS,GBRT+H"
-    assert main(["reproduce", *TINY, "--models", models, "--fapm-m", "2", "--no-sic2", "--out", str(tmp_path)]) == 0
+    assert (
+        main(["reproduce", *TINY, "--models", models, "--fapm-m", "2", "--no-sic2", "--out", str(tmp_path)])
+        == 0
+    )
     report = (tmp_path / "REPORT.md").read_text()
     assert "Table 1" in report and "Diebold–Mariano" in report and "Figure 4" in report
     assert "| OLS+H | " in report and "-3.46" in report  # GKX's OLS+H beside ours
@@ -67,12 +83,29 @@ def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
     assert (tmp_path / "r2_oos_by_year.png").stat().st_size > 1000
     # the analyses of sections 3.2-3.3: Tables 2-6, Figures 5-14
     assert "Not run (--no-sic2)" in report  # the SIC2 sweep is exercised on the user GKX files below
-    for heading in ("Table 2 and Figure 5", "Table 3 and Figure 6", "Figures 7–9", "Figure 10", "Table 4 and Figure 11",
-                    "Table 5, Figures 12–13", "Table 6 and Figure 14", "Recovered versus true interactions"):
+    for heading in (
+        "Table 2 and Figure 5",
+        "Table 3 and Figure 6",
+        "Figures 7–9",
+        "Figure 10",
+        "Table 4 and Figure 11",
+        "Table 5, Figures 12–13",
+        "Table 6 and Figure 14",
+        "Recovered versus true interactions",
+    ):
         assert f"## {heading}" in report, heading
-    for png in ("figure5_fapm_m", "figure7_r2_is_by_window", "figure9_r2_is_minus_all", "figure10_importance", "figure11_macro_importance",
-                "figure12_macro_interactions", "figure13_char_interactions", "figure14_average_interaction",
-                "interaction_heatmap", "interaction_stability"):
+    for png in (
+        "figure5_fapm_m",
+        "figure7_r2_is_by_window",
+        "figure9_r2_is_minus_all",
+        "figure10_importance",
+        "figure11_macro_importance",
+        "figure12_macro_interactions",
+        "figure13_char_interactions",
+        "figure14_average_interaction",
+        "interaction_heatmap",
+        "interaction_stability",
+    ):
         assert (tmp_path / f"{png}.png").stat().st_size > 1000, png
     fm = pl.read_csv(tmp_path / "fapm_m.csv")
     assert fm["m"].to_list() == ["1", "2", "3", "4", "5", "6", "all"]  # 14 factors: m < 7
@@ -96,7 +129,9 @@ def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
 
 
 def test_reproduce_without_the_suite(tmp_path):
-    assert main(["reproduce", *TINY, "--no-suite", "--decile-weighting", "equal", "--out", str(tmp_path)]) == 0
+    assert (
+        main(["reproduce", *TINY, "--no-suite", "--decile-weighting", "equal", "--out", str(tmp_path)]) == 0
+    )
     report = (tmp_path / "REPORT.md").read_text()
     assert "0.47" in report and "equal-weighted deciles" in report
     assert not (tmp_path / "table1.csv").exists()
@@ -104,8 +139,20 @@ def test_reproduce_without_the_suite(tmp_path):
 
 
 def test_simulate_writes_table_a1(tmp_path):
-    args = ["simulate", "--reps", "2", "--designs", "a50,b50", "--models", "OLS,OLS+H", "--epochs", "3",
-            "--quiet", "--out", str(tmp_path)]
+    args = [
+        "simulate",
+        "--reps",
+        "2",
+        "--designs",
+        "a50,b50",
+        "--models",
+        "OLS,OLS+H",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     tab = pl.read_csv(tmp_path / "table_a1.csv")
     assert tab["method"].to_list() == ["Oracle", "OLS", "OLS+H", "FAPM", "FAPM+SI"]
@@ -118,7 +165,10 @@ def test_simulate_writes_table_a1(tmp_path):
 
 @pytest.mark.parametrize(
     "extra, needle",
-    [(["--first-year", "1940"], "no rows in 1940-1956"), (["--factors", "mvel1,nosuch"], "unknown factor(s) nosuch")],
+    [
+        (["--first-year", "1940"], "no rows in 1940-1956"),
+        (["--factors", "mvel1,nosuch"], "unknown factor(s) nosuch"),
+    ],
 )
 def test_data_errors_are_one_line_exit_2(extra, needle, tmp_path, capsys):
     assert main(["run", *TINY, "--out", str(tmp_path), *extra]) == 2
@@ -126,7 +176,9 @@ def test_data_errors_are_one_line_exit_2(extra, needle, tmp_path, capsys):
     assert needle in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("extra, needle", [(["--rank", "0"], "argument --rank"), (["--data", "crsp"], "argument --data")])
+@pytest.mark.parametrize(
+    "extra, needle", [(["--rank", "0"], "argument --rank"), (["--data", "crsp"], "argument --data")]
+)
 def test_option_errors_are_one_line_exit_2(extra, needle, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", *TINY, "--out", str(tmp_path), *extra])
@@ -143,15 +195,29 @@ def test_out_is_a_file(tmp_path, capsys):
 
 
 def test_console_error_has_no_traceback():
-    proc = subprocess.run([sys.executable, "-m", "fapm_jax.cli", "run", "--epochs", "-3"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fapm_jax.cli", "run", "--epochs", "-3"], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "--epochs" in proc.stderr
 
 
 def test_run_on_the_french_panel(tmp_path):
-    args = ["--data", "french", "--epochs", "2", "--rank", "2", "--windows", "2",
-            "--first-test-year", "2010", "--quiet", "--out", str(tmp_path)]
+    args = [
+        "--data",
+        "french",
+        "--epochs",
+        "2",
+        "--rank",
+        "2",
+        "--windows",
+        "2",
+        "--first-test-year",
+        "2010",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(["run", *args]) == 0
     pred = pl.read_parquet(tmp_path / "predictions.parquet")
     assert pred.height == 30 * 24 and set(pred["permno"].to_list()) == set(range(1, 31))
@@ -162,8 +228,23 @@ def test_run_on_the_french_panel(tmp_path):
 def test_gkx_needs_its_files(tmp_path, capsys):
     assert main(["run", "--data", "gkx", "--quiet", "--out", str(tmp_path)]) == 2
     assert "--data gkx needs --chars and --returns PATH" in capsys.readouterr().err
-    assert main(["run", "--data", "gkx", "--chars", str(tmp_path / "no.csv"), "--returns",
-                 str(tmp_path / "no.csv"), "--quiet", "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--data",
+                "gkx",
+                "--chars",
+                str(tmp_path / "no.csv"),
+                "--returns",
+                str(tmp_path / "no.csv"),
+                "--quiet",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err
 
 
@@ -183,7 +264,9 @@ def _write_gkx_files(folder, n_stocks=25, first_year=2000, last_year=2012, seed=
             ]
             lines_c.append(f"{month_end[m]},{p}," + ",".join(vals) + f",{p % 7 + 10}")
             ret = "C" if rng.random() < 0.01 else f"{rng.normal(0.01, 0.1):.5f}"
-            lines_r.append(f"{p},{month_end[m]},{ret},{-rng.uniform(5, 50):.2f},{rng.integers(1000, 9000)},{p % 3 + 1}")
+            lines_r.append(
+                f"{p},{month_end[m]},{ret},{-rng.uniform(5, 50):.2f},{rng.integers(1000, 9000)},{p % 3 + 1}"
+            )
     (folder / "datashare.csv").write_text("\n".join(lines_c) + "\n")
     (folder / "crsp.csv").write_text("\n".join(lines_r) + "\n")
     return folder / "datashare.csv", folder / "crsp.csv"
@@ -192,10 +275,32 @@ def _write_gkx_files(folder, n_stocks=25, first_year=2000, last_year=2012, seed=
 def test_run_on_user_gkx_files(tmp_path):
     chars, rets = _write_gkx_files(tmp_path)
     out = tmp_path / "out"
-    args = ["--data", "gkx", "--chars", str(chars), "--returns", str(rets), "--sic2",
-            "--first-year", "2000", "--valid-years", "3", "--first-test-year", "2010",
-            "--windows", "2", "--epochs", "2", "--rank", "2", "--cache", str(tmp_path / "cache"),
-            "--quiet", "--out", str(out)]
+    args = [
+        "--data",
+        "gkx",
+        "--chars",
+        str(chars),
+        "--returns",
+        str(rets),
+        "--sic2",
+        "--first-year",
+        "2000",
+        "--valid-years",
+        "3",
+        "--first-test-year",
+        "2010",
+        "--windows",
+        "2",
+        "--epochs",
+        "2",
+        "--rank",
+        "2",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert main(["run", *args]) == 0
     pred = pl.read_parquet(out / "predictions.parquet")
     assert sorted(set((pred["month"] // 100).to_list())) == [2010, 2011]
@@ -211,8 +316,14 @@ def test_run_on_user_gkx_files(tmp_path):
     report = (rep / "REPORT.md").read_text()
     assert "## Table 3 and Figure 6" in report and "## Table 5, Figures 12–13" in report
     assert not any(f.startswith("sic2_") for f in pl.read_csv(rep / "table2.csv")["factor"])
-    assert pl.read_csv(rep / "table3.csv")["m"].to_list() == [1, 3, 5]  # quick profile's SIC2 m values (< 7 here)
-    assert (rep / "figure6_sic2.png").stat().st_size > 1000 and (rep / "figure8_r2_is_by_window_sic2.png").exists()
+    assert pl.read_csv(rep / "table3.csv")["m"].to_list() == [
+        1,
+        3,
+        5,
+    ]  # quick profile's SIC2 m values (< 7 here)
+    assert (rep / "figure6_sic2.png").stat().st_size > 1000 and (
+        rep / "figure8_r2_is_by_window_sic2.png"
+    ).exists()
     assert pl.read_csv(rep / "table4_macro_importance.csv").columns == ["factor", "FAPM"]
     assert "breakpoints among NYSE stocks (CRSP EXCHCD = 1 at t" in report  # the returns' EXCHCD
 
@@ -225,8 +336,25 @@ def test_bad_user_file_is_one_line(tmp_path, capsys):
     text[5] = ",".join(cells)
     chars.write_text("\n".join(text) + "\n")
     out = tmp_path / "out"
-    assert main(["run", "--data", "gkx", "--chars", str(chars), "--returns", str(rets),
-                 "--cache", "none", "--quiet", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--data",
+                "gkx",
+                "--chars",
+                str(chars),
+                "--returns",
+                str(rets),
+                "--cache",
+                "none",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "datashare.csv" in err and "column 'bm'" in err and "row 5" in err
     assert not out.exists()  # nothing written

@@ -14,10 +14,11 @@ from sklearn.linear_model import LinearRegression
 from fapm_jax import SimConfig, WindowSpec, rolling_windows, simulate_panel, window_masks
 from fapm_jax.baselines import OLS, PCR
 from fapm_jax.baselines.expand import OnGKXCovariates
-from fapm_jax.comparison import SuiteError, make_model, run_comparison, window_chunk_for
-from fapm_jax.covariates import covariate_blocks, gkx_covariates
-from fapm_jax.diebold_mariano import dm_test
-from fapm_jax.metrics import r2_table
+from fapm_jax.core.errors import StudyError
+from fapm_jax.data.covariates import covariate_blocks, gkx_covariates
+from fapm_jax.evaluation.diebold_mariano import dm_test
+from fapm_jax.evaluation.metrics import r2_table
+from fapm_jax.studies.comparison import make_model, run_comparison, window_chunk_for
 
 SPEC = WindowSpec(first_year=1957, valid_years=6, first_test_year=1970, n_windows=3)
 
@@ -32,16 +33,20 @@ def test_model_names():
     names = ("mvel1", "bm", "mom12m", "x")
     m = make_model("OLS-3+H", names)
     assert (m.name, m.columns, m.huber) == ("OLS-3+H", (0, 1, 2), True)
-    assert make_model("OLS-3", ("a", "size", "b", "val", "mom"), ols3=("size", "val", "mom")).columns == (1, 3, 4)
+    assert make_model("OLS-3", ("a", "size", "b", "val", "mom"), ols3=("size", "val", "mom")).columns == (
+        1,
+        3,
+        4,
+    )
     assert make_model("NN4", names).hidden == (32, 16, 8, 4)
     assert make_model("NN4", names, profile="quick").ensemble < make_model("NN4", names).ensemble
     assert make_model("Ridge+H", names, huber_xi=0.2).huber_xi == 0.2
     for bad, pat in (("OLS4", "unknown model"), ("PCR+H", "no Huber"), ("NN6", "unknown model")):
-        with pytest.raises(SuiteError, match=pat):
+        with pytest.raises(StudyError, match=pat):
             make_model(bad, names)
-    with pytest.raises(SuiteError, match=r"\['mvel1'\] not among"):
+    with pytest.raises(StudyError, match=r"\['mvel1'\] not among"):
         make_model("OLS-3", ("bm", "mom12m"))
-    with pytest.raises(SuiteError, match="profile"):
+    with pytest.raises(StudyError, match="profile"):
         make_model("OLS", names, profile="fast")
 
 
@@ -79,12 +84,19 @@ def test_forecasts_tables_and_resume(panel, tmp_path):
     # Table 1 rows equal r2_table of each model's forecasts
     t1 = comp.table1()
     for m in ("OLS", "OLS-2", "PCR"):
-        ref_t = r2_table(comp.frame.select("permno", "month", "r", "mktcap", pl.col(m).alias("r_hat")), comp.size_group)
-        np.testing.assert_allclose(t1.filter(pl.col("model") == m).select("all", "top", "bottom").row(0),
-                                   ref_t["r2_oos"].to_list())
+        ref_t = r2_table(
+            comp.frame.select("permno", "month", "r", "mktcap", pl.col(m).alias("r_hat")), comp.size_group
+        )
+        np.testing.assert_allclose(
+            t1.filter(pl.col("model") == m).select("all", "top", "bottom").row(0), ref_t["r2_oos"].to_list()
+        )
     dm = comp.dm()
-    np.testing.assert_allclose(dm.filter(pl.col("model") == "OLS")["PCR"][0], dm_test(comp.frame, "OLS", "PCR").statistic)
-    np.testing.assert_allclose(dm.filter(pl.col("model") == "PCR")["OLS"][0], -dm_test(comp.frame, "OLS", "PCR").statistic)
+    np.testing.assert_allclose(
+        dm.filter(pl.col("model") == "OLS")["PCR"][0], dm_test(comp.frame, "OLS", "PCR").statistic
+    )
+    np.testing.assert_allclose(
+        dm.filter(pl.col("model") == "PCR")["OLS"][0], -dm_test(comp.frame, "OLS", "PCR").statistic
+    )
     # a rerun reuses every model's saved forecasts and gives the same frame
     again = run_comparison(panel, models, SPEC, checkpoint_dir=tmp_path, progress=lambda *a: calls.append(a))
     assert [c[2] for c in calls] == [False] * 3 + [True] * 3
@@ -92,7 +104,7 @@ def test_forecasts_tables_and_resume(panel, tmp_path):
     # FAPM (or any) forecasts join as another column
     more = comp.with_forecast("zero", np.zeros(comp.frame.height))
     assert more.models[-1] == "zero" and more.table1().filter(pl.col("model") == "zero")["all"][0] == 0.0
-    with pytest.raises(SuiteError, match="expected"):
+    with pytest.raises(StudyError, match="expected"):
         comp.with_forecast("bad", np.zeros(3))
 
 
@@ -107,16 +119,18 @@ def test_gkx_covariates_equal_an_explicit_expansion(panel):
     explicit = dataclasses.replace(panel, X=Z.astype(np.float32), feature_names=names, macro_names=())
     ref = run_comparison(explicit, models, SPEC)
     for mod in ("OLS", "PCR"):
-        np.testing.assert_allclose(comp.frame[mod].to_numpy(), ref.frame[mod].to_numpy(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            comp.frame[mod].to_numpy(), ref.frame[mod].to_numpy(), rtol=1e-4, atol=1e-6
+        )
     # ... and differs from the model on the raw factors
     raw = run_comparison(panel, [OLS()], SPEC)
     assert np.max(np.abs(raw.frame["OLS"].to_numpy() - comp.frame["OLS"].to_numpy())) > 1e-3
 
 
 def test_bad_requests(panel):
-    with pytest.raises(SuiteError, match="duplicate"):
+    with pytest.raises(StudyError, match="duplicate"):
         run_comparison(panel, [OLS(), OLS()], SPEC)
-    with pytest.raises(SuiteError, match="covariates"):
+    with pytest.raises(StudyError, match="covariates"):
         run_comparison(panel, [OLS()], SPEC, covariates="all")
 
 
@@ -124,7 +138,9 @@ def test_importance_is_computed_with_the_fit_and_saved(panel, tmp_path):
     """``importance=True``: each model's R² drops equal r2_drops of the same per-window fits by
     hand (scikit-learn OLS here), and a rerun reads them back from the checkpoint."""
     tr, _, _ = window_masks(panel.year, rolling_windows(SPEC))
-    comp = run_comparison(panel, [OLS()], SPEC, checkpoint_dir=tmp_path, importance=True, importance_rows=None)
+    comp = run_comparison(
+        panel, [OLS()], SPEC, checkpoint_dir=tmp_path, importance=True, importance_rows=None
+    )
     d = comp.importance["OLS"]
     assert d.shape == (3, panel.n_features)
     for w in range(3):
@@ -136,6 +152,8 @@ def test_importance_is_computed_with_the_fit_and_saved(panel, tmp_path):
             Z[:, j] = 0
             want = (np.sum((rw - lr.predict(Z)) ** 2) - base) / np.sum(rw**2)
             assert d[w, j] == pytest.approx(want, rel=2e-3, abs=1e-6)
-    again = run_comparison(panel, [OLS()], SPEC, checkpoint_dir=tmp_path, importance=True, importance_rows=None)
+    again = run_comparison(
+        panel, [OLS()], SPEC, checkpoint_dir=tmp_path, importance=True, importance_rows=None
+    )
     np.testing.assert_array_equal(again.importance["OLS"], d)
     assert run_comparison(panel, [OLS()], SPEC).importance == {}

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fapm_jax.covariates import covariate_blocks, gkx_covariate_names, gkx_covariates
-from fapm_jax.macro import MACRO_NAMES
-from fapm_jax.simulate import gkx_characteristic_names
+from fapm_jax.data.covariates import covariate_blocks, gkx_covariate_names, gkx_covariates
+from fapm_jax.data.gkx_files import gkx_characteristic_names
+from fapm_jax.data.macro import MACRO_NAMES
 
 
 def loop_reference(chars, macro, sic):
@@ -73,8 +73,15 @@ def test_names_follow_the_columns(data):
     names = gkx_covariate_names(["a", "b"], ["x", "y"], ["sic2_01"])
     assert names == ("a", "a*x", "a*y", "b", "b*x", "b*y", "sic2_01")
     out = np.asarray(gkx_covariates(np.array([[2.0, 3.0]]), np.array([[5.0, 7.0]]), np.array([[1.0]])))
-    assert dict(zip(names, out[0].tolist())) == {"a": 2, "a*x": 10, "a*y": 14, "b": 3, "b*x": 15, "b*y": 21,
-                                                "sic2_01": 1}
+    assert dict(zip(names, out[0].tolist())) == {
+        "a": 2,
+        "a*x": 10,
+        "a*y": 14,
+        "b": 3,
+        "b*x": 15,
+        "b*y": 21,
+        "sic2_01": 1,
+    }
 
 
 def test_gkx_920_covariates():
@@ -88,7 +95,9 @@ def test_gkx_920_covariates():
 
 def test_blocks_split_a_panel_row(data):
     chars, macro, sic = data
-    features = ("c0", "c1", "c2", "c3", "c4") + ("m0", "m1", "m2") + ("sic2_01", "sic2_02", "sic2_03", "sic2_04")
+    features = (
+        ("c0", "c1", "c2", "c3", "c4") + ("m0", "m1", "m2") + ("sic2_01", "sic2_02", "sic2_03", "sic2_04")
+    )
     X = np.concatenate([chars, macro, sic], axis=1)
     ci, mi, si = covariate_blocks(features, ("m0", "m1", "m2"))
     np.testing.assert_array_equal(X[:, ci], chars)

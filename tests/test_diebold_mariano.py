@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 import statsmodels.api as sm
 
-from fapm_jax.diebold_mariano import (
-    DMError,
+from fapm_jax.evaluation.diebold_mariano import (
+    DataError,
     default_lag,
     dm_markdown,
     dm_table,
@@ -161,29 +161,29 @@ def test_bad_inputs():
     with pytest.raises(ValueError) as ei:
         dm_test(f.drop("r"), "m1", "m2")
     assert "r" in _one_line(ei) and "missing" in str(ei.value)
-    with pytest.raises(DMError) as ei:
+    with pytest.raises(DataError) as ei:
         dm_test(f, "m1", "m3")
     assert "m3" in _one_line(ei)
     nan_m2 = pl.when(pl.col("month") == 2).then(float("nan")).otherwise(pl.col("m2"))
     bad = f.with_columns(nan_m2.alias("m2"))
-    with pytest.raises(DMError) as ei:
+    with pytest.raises(DataError) as ei:
         monthly_loss_differential(bad, "m1", "m2")
     assert "m2" in _one_line(ei) and "month 2" in str(ei.value)
     nul = f.with_columns(pl.when(pl.col("month") == 3).then(None).otherwise(pl.col("r")).alias("r"))
-    with pytest.raises(DMError) as ei:
+    with pytest.raises(DataError) as ei:
         dm_test(nul, "m1", "m2")
     assert "non-finite r" in _one_line(ei) and "month 3" in str(ei.value)
-    with pytest.raises(DMError) as ei:
+    with pytest.raises(DataError) as ei:
         dm_test(f.filter(pl.col("month") == 1), "m1", "m2")
     assert "2 months" in _one_line(ei) and "month 1" in str(ei.value)
-    with pytest.raises(DMError) as ei:
+    with pytest.raises(DataError) as ei:
         dm_test(f, "m1", "m2", lag=3)
     assert "lag" in _one_line(ei)
-    with pytest.raises(DMError):
+    with pytest.raises(DataError):
         newey_west_se(np.array([1.0, 2.0]), -1)
-    with pytest.raises(DMError):
+    with pytest.raises(DataError):
         dm_table(f, ["m1"])
-    with pytest.raises(DMError):
+    with pytest.raises(DataError):
         dm_markdown(dm_table(f, ["m1", "m2"]), levels=(0.01, 0.05))
 
 

@@ -14,16 +14,17 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from fapm_jax import SimConfig, WindowSpec, rolling_windows, simulate_panel, window_masks
-from fapm_jax.fapm_m import (
+from fapm_jax.core.config import TrainConfig
+from fapm_jax.core.fit import fit_windows
+from fapm_jax.core.linear import fit_ols
+from fapm_jax.core.model import FAPMParams, predict, with_feature_mask
+from fapm_jax.studies.fapm_m import (
     fapm_m_features,
     fapm_m_hyper,
     fapm_m_sweep,
     top_bottom_mask,
     window_importance,
 )
-from fapm_jax.linear import fit_ols
-from fapm_jax.model import FAPMParams, predict, with_feature_mask
-from fapm_jax.train import TrainConfig, fit_windows
 
 SPEC = WindowSpec(first_year=1957, valid_years=6, first_test_year=1970, n_windows=3)
 CFG = TrainConfig(rank=3, learning_rate=1e-2, epochs=8)
@@ -43,7 +44,9 @@ def masks(panel):
 
 def test_window_importance_matches_sklearn(panel, masks):
     train, _, _ = masks
-    imp = np.asarray(window_importance(jnp.asarray(panel.X), jnp.asarray(panel.r), jnp.asarray(train, jnp.float32)))
+    imp = np.asarray(
+        window_importance(jnp.asarray(panel.X), jnp.asarray(panel.r), jnp.asarray(train, jnp.float32))
+    )
     for w in range(train.shape[0]):
         rows = train[w]
         coef = LinearRegression().fit(panel.X[rows].astype(np.float64), panel.r[rows]).coef_
@@ -90,8 +93,11 @@ def test_masked_model_equals_model_on_kept_columns(panel, masks):
     assert float(w0) == pytest.approx(float(w0s), rel=1e-4, abs=1e-6)
     rng = np.random.default_rng(0)
     n, k = X.shape[1], 3
-    p = FAPMParams(w0=jnp.asarray(0.1), w=jnp.asarray(rng.normal(size=n), jnp.float32),
-                   V=jnp.asarray(rng.normal(size=(n, k)), jnp.float32))
+    p = FAPMParams(
+        w0=jnp.asarray(0.1),
+        w=jnp.asarray(rng.normal(size=n), jnp.float32),
+        V=jnp.asarray(rng.normal(size=(n, k)), jnp.float32),
+    )
     masked = with_feature_mask(p, jnp.asarray(keep))
     sub = FAPMParams(w0=p.w0, w=p.w[cols], V=p.V[cols])
     np.testing.assert_allclose(predict(masked, X), predict(sub, X[:, cols]), rtol=1e-5, atol=1e-5)
@@ -107,10 +113,18 @@ def test_sweep_equals_separate_runs(panel, masks, sweep):
     factors keep exactly zero parameters throughout."""
     train, valid, _ = masks
     for i, m in enumerate(sweep.ms[:2]):
-        alone = fit_windows(panel.X, panel.r, train, valid, CFG,
-                            hyper=fapm_m_hyper(CFG, jnp.asarray(sweep.features[i : i + 1])))
-        for leaf_s, leaf_a in zip(jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a: a[i], sweep.result.params)),
-                                  jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a: a[0], alone.params))):
+        alone = fit_windows(
+            panel.X,
+            panel.r,
+            train,
+            valid,
+            CFG,
+            hyper=fapm_m_hyper(CFG, jnp.asarray(sweep.features[i : i + 1])),
+        )
+        for leaf_s, leaf_a in zip(
+            jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a: a[i], sweep.result.params)),
+            jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a: a[0], alone.params)),
+        ):
             np.testing.assert_allclose(leaf_s, leaf_a, atol=ATOL32)
         out = sweep.features[i] == 0  # [W, n]
         assert out.sum() > 0
@@ -134,7 +148,9 @@ def test_selection_has_no_look_ahead(panel, masks):
     a = np.asarray(window_importance(X, jnp.asarray(panel.r), tm))
     b = np.asarray(window_importance(X, jnp.asarray(r2), tm))
     np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(fapm_m_features(jnp.asarray(a), [2])[0, 0], fapm_m_features(jnp.asarray(b), [2])[0, 0])
+    np.testing.assert_array_equal(
+        fapm_m_features(jnp.asarray(a), [2])[0, 0], fapm_m_features(jnp.asarray(b), [2])[0, 0]
+    )
     assert not np.allclose(a[2], b[2])
 
 
@@ -160,7 +176,7 @@ def test_sweep_r2_matches_numpy(panel, masks, sweep):
 
 
 def test_figure5_is_written(sweep, tmp_path):
-    from fapm_jax.report import fapm_m_figure
+    from fapm_jax.reporting.report import fapm_m_figure
 
     path = fapm_m_figure(sweep.ms, sweep.r2_oos, sweep.r2_is, tmp_path / "f5.png", "FAPM-m")
     assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
@@ -188,6 +204,11 @@ def test_sweep_with_sic2_dummies_always_kept(panel):
     assert (s.importance[:, idx] == 0).all()
     assert all(not f.startswith("sic2_") for f, _ in s.selected(2, 1))
     # the ranked factors' importances equal those of the panel without dummies (OLS on them)
-    base = np.asarray(window_importance(jnp.asarray(panel.X), jnp.asarray(panel.r),
-                                        jnp.asarray(window_masks(panel.year, rolling_windows(SPEC))[0], jnp.float32)))
+    base = np.asarray(
+        window_importance(
+            jnp.asarray(panel.X),
+            jnp.asarray(panel.r),
+            jnp.asarray(window_masks(panel.year, rolling_windows(SPEC))[0], jnp.float32),
+        )
+    )
     np.testing.assert_allclose(s.importance[:, : panel.X.shape[1]], base, atol=1e-5)

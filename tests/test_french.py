@@ -16,22 +16,22 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fapm_jax.french import (
+from fapm_jax.core.config import TrainConfig
+from fapm_jax.data.french import (
     FACTOR_NAMES,
     FRENCH_ASSETS,
     FRENCH_CHARS,
     FRENCH_SIZE_GROUP,
-    FrenchDataError,
+    DataError,
     _gkx_rank,
     french_characteristics,
     french_factors,
     french_panel,
     french_path,
 )
-from fapm_jax.macro import MACRO_NAMES, macro_panel
-from fapm_jax.metrics import size_group_flags
-from fapm_jax.rolling import run_rolling
-from fapm_jax.train import TrainConfig
+from fapm_jax.data.macro import MACRO_NAMES, macro_panel
+from fapm_jax.evaluation.metrics import size_group_flags
+from fapm_jax.studies.rolling import run_rolling
 
 
 def _read_raw(path=None):
@@ -191,7 +191,7 @@ def test_1957_rows_have_full_history():
     first = french_characteristics(195701, 195712)
     assert first.select(pl.col(FRENCH_CHARS[:5]).null_count()).sum_horizontal().item() == 0
     assert french_characteristics(195112, 195112).null_count()["mom36m"].item() == 0
-    with pytest.raises(FrenchDataError, match="195111 precedes 195112"):
+    with pytest.raises(DataError, match="195111 precedes 195112"):
         french_characteristics(195111, 195112)
 
 
@@ -239,7 +239,7 @@ def test_factors_frame():
     ],
 )
 def test_bad_requests(call, match):
-    with pytest.raises(FrenchDataError, match=match) as err:
+    with pytest.raises(DataError, match=match) as err:
         call()
     assert isinstance(err.value, ValueError) and "\n" not in str(err.value)
 
@@ -259,7 +259,7 @@ def test_bad_file(tmp_path, corrupt, match):
     path = tmp_path / "bad.csv"
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows(rows)
-    with pytest.raises(FrenchDataError, match=match):
+    with pytest.raises(DataError, match=match):
         french_panel(path=path)
 
 

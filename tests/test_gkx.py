@@ -12,8 +12,14 @@ import polars as pl
 import pytest
 from helpers import one_line_error
 
-from fapm_jax.gkx import (GKX_CHARS, DataError, check_returns, load_characteristics,
-                          load_returns, scan_characteristics)
+from fapm_jax.core.errors import DataError
+from fapm_jax.data.gkx_files import (
+    GKX_CHARS,
+    check_returns,
+    load_characteristics,
+    load_returns,
+    scan_characteristics,
+)
 
 # Three characteristics (in GKX header order: mvel1, mom1m, bm) of 3 stocks over 2 months,
 # with every missing-value spelling of the brief: empty, NA, NaN, ".".
@@ -82,9 +88,12 @@ def test_datashare_parquet_and_gzip_copies(tmp_path):
     # A parquet copy as others store it: DATE an integer, values float64, NaN for missing.
     pq = tmp_path / "datashare.parquet"
     raw.select(
-        pl.col("permno").cast(pl.Int64), pl.col("DATE").cast(pl.Int64),
-        *[pl.col(c).replace({"NA": None, ".": None, "": None}).cast(pl.Float64).fill_null(float("nan"))
-          for c in ("bm", "mvel1", "mom1m")],
+        pl.col("permno").cast(pl.Int64),
+        pl.col("DATE").cast(pl.Int64),
+        *[
+            pl.col(c).replace({"NA": None, ".": None, "": None}).cast(pl.Float64).fill_null(float("nan"))
+            for c in ("bm", "mvel1", "mom1m")
+        ],
         pl.col("sic2").cast(pl.Float64),
     ).write_parquet(pq)
     _check_cells(load_characteristics(pq))
@@ -132,14 +141,17 @@ def _with(row_index, col, value):
 def test_missing_required_column(tmp_path):
     path = tmp_path / "nodate.csv"
     path.write_text("permno,mvel1\n10001,1\n")
-    _one_line_error(lambda: load_characteristics(path), re.escape(str(path)), "missing required column", "'DATE'")
+    _one_line_error(
+        lambda: load_characteristics(path), re.escape(str(path)), "missing required column", "'DATE'"
+    )
 
 
 def test_unknown_column_is_named(tmp_path):
     path = tmp_path / "extra.csv"
     path.write_text("permno,DATE,mvel1,mvel_1,Unnamed: 0\n10001,20000131,1,2,3\n")
-    _one_line_error(lambda: scan_characteristics(path), re.escape(str(path)), "unknown column", "'mvel_1'",
-                    "'Unnamed: 0'")
+    _one_line_error(
+        lambda: scan_characteristics(path), re.escape(str(path)), "unknown column", "'mvel_1'", "'Unnamed: 0'"
+    )
 
 
 def test_no_characteristic_column(tmp_path):
@@ -150,8 +162,14 @@ def test_no_characteristic_column(tmp_path):
 
 def test_non_numeric_characteristic_names_column_and_row(tmp_path):
     path = _bad_file(tmp_path, _with(4, "bm", "abc"))  # data row 5: permno 10002, Feb 2000
-    _one_line_error(lambda: load_characteristics(path), re.escape(str(path)), "column 'bm'", "non-numeric",
-                    r"row 5 \(permno 10002, DATE 20000229, value 'abc'\)", r"\(1 such row\)")
+    _one_line_error(
+        lambda: load_characteristics(path),
+        re.escape(str(path)),
+        "column 'bm'",
+        "non-numeric",
+        r"row 5 \(permno 10002, DATE 20000229, value 'abc'\)",
+        r"\(1 such row\)",
+    )
 
 
 def test_non_integer_permno(tmp_path):
@@ -161,24 +179,40 @@ def test_non_integer_permno(tmp_path):
 
 def test_unparseable_date(tmp_path):
     path = _bad_file(tmp_path, _with(1, "DATE", "2000-01-31"))  # not the YYYYMMDD integer
-    _one_line_error(lambda: load_characteristics(path), re.escape(str(path)), "column 'DATE'", "row 2",
-                    "'2000-01-31'")
+    _one_line_error(
+        lambda: load_characteristics(path), re.escape(str(path)), "column 'DATE'", "row 2", "'2000-01-31'"
+    )
     path = _bad_file(tmp_path, _with(3, "DATE", "20001331"))  # month 13
-    _one_line_error(lambda: load_characteristics(path), re.escape(str(path)), "column 'DATE'",
-                    "unparseable date", r"row 4 \(permno 10001, value '20001331'\)")
+    _one_line_error(
+        lambda: load_characteristics(path),
+        re.escape(str(path)),
+        "column 'DATE'",
+        "unparseable date",
+        r"row 4 \(permno 10001, value '20001331'\)",
+    )
 
 
 def test_duplicate_permno_month(tmp_path):
     # Row 4 re-dated 2000-01-15: a second January row for permno 10001 (rows 1 and 4).
     path = _bad_file(tmp_path, _with(3, "DATE", "20000115"))
-    _one_line_error(lambda: load_characteristics(path), re.escape(str(path)), "duplicate",
-                    r"\(10001, 200001\)", r"row 1, row 4 \(2 such rows\)")
+    _one_line_error(
+        lambda: load_characteristics(path),
+        re.escape(str(path)),
+        "duplicate",
+        r"\(10001, 200001\)",
+        r"row 1, row 4 \(2 such rows\)",
+    )
 
 
 def test_infinite_characteristic(tmp_path):
     path = _bad_file(tmp_path, _with(5, "mvel1", "inf"))
-    _one_line_error(lambda: load_characteristics(path), re.escape(str(path)), "column 'mvel1'",
-                    "infinite", r"row 6 \(permno 10003, month 200002")
+    _one_line_error(
+        lambda: load_characteristics(path),
+        re.escape(str(path)),
+        "column 'mvel1'",
+        "infinite",
+        r"row 6 \(permno 10003, month 200002",
+    )
 
 
 def test_non_integer_sic2(tmp_path):
@@ -217,7 +251,9 @@ def test_crsp_csv_upper_case_letter_codes_and_iso_dates(tmp_path):
     path.write_text(CRSP_TEXT)
     df = load_returns(path)
     assert df.columns == ["permno", "month", "ret", "me"]
-    assert df.schema == pl.Schema({"permno": pl.Int64, "month": pl.Int32, "ret": pl.Float64, "me": pl.Float64})
+    assert df.schema == pl.Schema(
+        {"permno": pl.Int64, "month": pl.Int32, "ret": pl.Float64, "me": pl.Float64}
+    )
     got = {(r["permno"], r["month"]): (r["ret"], r["me"]) for r in df.iter_rows(named=True)}
     assert got == {
         (10001, 200001): (0.012, 25.5 * 1000),  # negative PRC: bid/ask midpoint, |PRC| used
@@ -233,12 +269,15 @@ def test_crsp_csv_upper_case_letter_codes_and_iso_dates(tmp_path):
 
 def test_crsp_without_price_and_lower_case_parquet(tmp_path):
     pq = tmp_path / "msf.parquet"
-    pl.DataFrame({"permno": [7, 7], "DATE": ["1990-01-31", "1990-02-28"], "ret": ["0.5", "A"]}).write_parquet(pq)
+    pl.DataFrame({"permno": [7, 7], "DATE": ["1990-01-31", "1990-02-28"], "ret": ["0.5", "A"]}).write_parquet(
+        pq
+    )
     df = load_returns(pq)
     assert df.rows() == [(7, 199001, 0.5, None), (7, 199002, None, None)]
     pq2 = tmp_path / "msf_typed.parquet"
-    pl.DataFrame({"PERMNO": [7], "date": [19900131], "RET": [float("nan")], "PRC": [-2.0],
-                  "SHROUT": [3.0]}).write_parquet(pq2)
+    pl.DataFrame(
+        {"PERMNO": [7], "date": [19900131], "RET": [float("nan")], "PRC": [-2.0], "SHROUT": [3.0]}
+    ).write_parquet(pq2)
     assert load_returns(pq2).rows() == [(7, 199001, None, 6.0)]
 
 
@@ -250,10 +289,14 @@ def test_crsp_exchange_codes(tmp_path):
     assert df["exchcd"].to_list() == [1, 3, None]  # a missing code stays missing
     path.write_text("PERMNO,date,EXCHCD,RET\n1,20000131,1,0.1\n2,20000131,N,0.2\n")
     _one_line_error(lambda: load_returns(path), "column 'EXCHCD'", "non-integer", r"row 2 \(permno 2")
-    ok = check_returns(pl.DataFrame({"permno": [1, 2], "month": [200001] * 2, "ret": [0.1, 0.2], "exchcd": [1.0, None]}))
+    ok = check_returns(
+        pl.DataFrame({"permno": [1, 2], "month": [200001] * 2, "ret": [0.1, 0.2], "exchcd": [1.0, None]})
+    )
     assert ok.schema["exchcd"] == pl.Int32 and ok["exchcd"].to_list() == [1, None]
     with pytest.raises(DataError, match=r"returns frame: column 'exchcd': non-integer value in row 2"):
-        check_returns(pl.DataFrame({"permno": [1, 2], "month": [200001] * 2, "ret": [0.1, 0.2], "exchcd": ["1", "x"]}))
+        check_returns(
+            pl.DataFrame({"permno": [1, 2], "month": [200001] * 2, "ret": [0.1, 0.2], "exchcd": ["1", "x"]})
+        )
 
 
 def _crsp_error(tmp_path, text, *patterns):
@@ -264,12 +307,28 @@ def _crsp_error(tmp_path, text, *patterns):
 
 def test_crsp_bad_inputs(tmp_path):
     _crsp_error(tmp_path, "PERMNO,date,PRC\n1,20000131,1\n", "missing required column", "'ret'")
-    _crsp_error(tmp_path, CRSP_TEXT.replace("2000-03-31", "03/31/2000"), "column 'date'",
-                "unparseable date", r"row 3 \(permno 10001, date 03/31/2000")
-    _crsp_error(tmp_path, CRSP_TEXT.replace("10003,20000229", "10003,20000228\n10003,20000215,11,0.1,1,1\n10003,20000229"),
-                "column 'PERMNO'", "duplicate", "row 6", "row 7", "row 8")
-    _crsp_error(tmp_path, CRSP_TEXT.replace("0.3,-4", "inf,-4"), "column 'RET'", "infinite", r"row 6 \(permno 10003")
-    _crsp_error(tmp_path, CRSP_TEXT.replace("12.25", "twelve"), "column 'PRC'", "non-numeric", r"row 4 \(permno 10002")
+    _crsp_error(
+        tmp_path,
+        CRSP_TEXT.replace("2000-03-31", "03/31/2000"),
+        "column 'date'",
+        "unparseable date",
+        r"row 3 \(permno 10001, date 03/31/2000",
+    )
+    _crsp_error(
+        tmp_path,
+        CRSP_TEXT.replace("10003,20000229", "10003,20000228\n10003,20000215,11,0.1,1,1\n10003,20000229"),
+        "column 'PERMNO'",
+        "duplicate",
+        "row 6",
+        "row 7",
+        "row 8",
+    )
+    _crsp_error(
+        tmp_path, CRSP_TEXT.replace("0.3,-4", "inf,-4"), "column 'RET'", "infinite", r"row 6 \(permno 10003"
+    )
+    _crsp_error(
+        tmp_path, CRSP_TEXT.replace("12.25", "twelve"), "column 'PRC'", "non-numeric", r"row 4 \(permno 10002"
+    )
     _crsp_error(tmp_path, CRSP_TEXT.replace("10002,20000229", ",20000229"), "column 'PERMNO'", "row 5")
 
 

@@ -1,4 +1,4 @@
-"""Tests of the GKX (2020, Internet Appendix A) Monte Carlo design in :mod:`fapm_jax.gkx_sim`."""
+"""Tests of the GKX (2020, Internet Appendix A) Monte Carlo design in :mod:`fapm_jax.data.gkx_design`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fapm_jax.gkx_sim import (
+from fapm_jax.data.gkx_design import (
     GKXSimConfig,
     oracle_r2,
     preprocess_gkx_sim,

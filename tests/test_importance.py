@@ -7,7 +7,9 @@ import pytest
 from sklearn.ensemble import RandomForestRegressor
 
 from fapm_jax.baselines.base import LinearParams, linear_predict
-from fapm_jax.importance import (
+from fapm_jax.core.masked import window_rows
+from fapm_jax.core.model import predict
+from fapm_jax.evaluation.importance import (
     first_order_importance,
     importance_table,
     normalise,
@@ -15,14 +17,14 @@ from fapm_jax.importance import (
     top_factors,
     window_average,
 )
-from fapm_jax.masked import window_rows
-from fapm_jax.model import predict
 
 
 def _data(seed=0, N=600, n=4):
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1, 1, (N, n)).astype(np.float32)
-    r = (0.5 * X[:, 0] - 0.2 * X[:, 1] + 0.3 * X[:, 0] * X[:, 2] + 0.3 * rng.standard_normal(N)).astype(np.float32)
+    r = (0.5 * X[:, 0] - 0.2 * X[:, 1] + 0.3 * X[:, 0] * X[:, 2] + 0.3 * rng.standard_normal(N)).astype(
+        np.float32
+    )
     masks = np.zeros((2, N), bool)
     masks[0, :300] = True
     masks[1, :500] = True
@@ -54,7 +56,10 @@ def test_linear_drops_equal_a_hand_loop_and_a_closed_form():
 
 def test_host_model_drops_equal_a_hand_loop_with_sklearn():
     X, r, masks = _data(1)
-    forests = [RandomForestRegressor(n_estimators=10, max_depth=3, random_state=w).fit(X[m], r[m]) for w, m in enumerate(masks)]
+    forests = [
+        RandomForestRegressor(n_estimators=10, max_depth=3, random_state=w).fit(X[m], r[m])
+        for w, m in enumerate(masks)
+    ]
     d = r2_drops(lambda f, Z: f.predict(Z), forests, X, r, masks, is_jax=False)
     for w in range(2):
         want = _by_hand(forests[w].predict, X, r, np.flatnonzero(masks[w]))
@@ -86,11 +91,15 @@ def test_normalisations_by_hand():
     np.testing.assert_allclose(normalise(np.array([0.2, -0.1, 0.6])), [0.25, 0.0, 0.75])
     np.testing.assert_allclose(normalise(np.array([0.2, 0.1, 0.6]), subset=[0, 1]), [2 / 3, 1 / 3, 0.0])
     np.testing.assert_allclose(normalise(np.zeros(3)), 0.0)
-    np.testing.assert_allclose(first_order_importance(np.array([[1.0, -3.0], [0.0, 0.0]])), [[0.25, 0.75], [0.0, 0.0]])
+    np.testing.assert_allclose(
+        first_order_importance(np.array([[1.0, -3.0], [0.0, 0.0]])), [[0.25, 0.75], [0.0, 0.0]]
+    )
     per_w = np.array([[1.0, 3.0, 0.0], [2.0, 2.0, 4.0]])
     avg = window_average(per_w, ["a", "b", "m"])
     np.testing.assert_allclose(avg, [(0.25 + 0.25) / 2, (0.75 + 0.25) / 2, 0.25])
-    np.testing.assert_allclose(window_average(per_w, ["a", "b", "m"], ["m", "b"]), [0.0, 0.5 + 0.5 * 1 / 3, 0.5 * 2 / 3])
+    np.testing.assert_allclose(
+        window_average(per_w, ["a", "b", "m"], ["m", "b"]), [0.0, 0.5 + 0.5 * 1 / 3, 0.5 * 2 / 3]
+    )
     assert top_factors(avg, ["a", "b", "m"], 2) == [("b", 0.5), ("a", 0.25)]
     dead = np.array([[1.0, 3.0, 0.0], [-2.0, 0.0, -1.0]])  # window 2: zeroing nothing lowers R²
     np.testing.assert_allclose(window_average(dead, ["a", "b", "m"]), [0.25, 0.75, 0.0])
@@ -110,7 +119,7 @@ def test_null_characteristics_have_near_zero_importance(default_run):
     panel, truth, run = default_run.panel, default_run.truth, default_run.run
     names = list(panel.feature_names)
     true_w = truth.linear_weights(names)
-    from fapm_jax.windows import window_masks
+    from fapm_jax.data.windows import window_masks
 
     train, _, _ = window_masks(panel.year, run.windows)
     fo = first_order_importance(np.asarray(run.params.w)).mean(axis=0)

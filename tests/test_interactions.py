@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from fapm_jax.interactions import (
+from fapm_jax.core.model import init_params
+from fapm_jax.evaluation.interactions import (
     average_interaction,
     block_bootstrap_means,
     interaction_stats,
@@ -16,7 +17,6 @@ from fapm_jax.interactions import (
     top_interactions,
     window_interactions,
 )
-from fapm_jax.model import init_params
 
 NAMES = ("c1", "c2", "c3", "m1", "m2")
 MACRO = ("m1", "m2")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from fapm_jax.linear import fit_ols
+from fapm_jax.core.linear import fit_ols
 
 N = 300
 SCALES = np.array([1.0, 100.0, 0.01, 5.0])  # very different column scales

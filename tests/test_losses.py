@@ -6,15 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fapm_jax.losses import (
-    huber,
-    huber_r2_loss,
-    masked_huber_ratio,
-    masked_sse_ratio,
-    r2_loss,
-    r2_score,
-)
-from fapm_jax.model import FAPMParams
+from fapm_jax.core.losses import huber, huber_r2_loss, masked_huber_ratio, masked_sse_ratio, r2_loss, r2_score
+from fapm_jax.core.model import FAPMParams
 
 N, NF = 40, 4
 

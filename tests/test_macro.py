@@ -6,8 +6,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fapm_jax.macro import (MACRO_NAMES, MacroDataError, load_welch_goyal, macro_panel,
-                            transform_expanding, welch_goyal_path)
+from fapm_jax.data.macro import (
+    MACRO_NAMES,
+    DataError,
+    load_welch_goyal,
+    macro_panel,
+    transform_expanding,
+    welch_goyal_path,
+)
 
 
 def _raw_row(month: int) -> dict:
@@ -35,7 +41,7 @@ def test_definitions_match_hand_computation(month):
 
 
 def test_macro_names_do_not_clash_with_characteristics():
-    from fapm_jax.simulate import gkx_characteristic_names
+    from fapm_jax.data.gkx_files import gkx_characteristic_names
 
     assert not set(MACRO_NAMES) & set(gkx_characteristic_names())
 
@@ -72,15 +78,15 @@ def test_macro_panel_covers_the_paper_sample_in_bounds():
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
-    with pytest.raises(MacroDataError, match="no file"):
+    with pytest.raises(DataError, match="no file"):
         load_welch_goyal(tmp_path / "absent.csv")
     bad = tmp_path / "wg.csv"
     bad.write_text("yyyymm,Index,D12\n195701,1,2\n")
-    with pytest.raises(MacroDataError, match="missing column"):
+    with pytest.raises(DataError, match="missing column"):
         load_welch_goyal(bad)
-    with pytest.raises(MacroDataError, match="missing in month"):
+    with pytest.raises(DataError, match="missing in month"):
         macro_panel(187101, 187112)  # the predictors start decades later
-    with pytest.raises(MacroDataError, match="transform"):
+    with pytest.raises(DataError, match="transform"):
         macro_panel(195701, 195712, transform="log")
 
 
@@ -148,20 +154,20 @@ def test_workbook_feeds_macro_panel(tmp_path):
 def test_workbook_errors_are_one_line(tmp_path):
     rows = _csv_rows(195701, 195712)
     no_sheet = _write_workbook(tmp_path / "nosheet.xlsx", rows, sheet="Data")
-    with pytest.raises(MacroDataError, match=r"nosheet.xlsx: no sheet 'Monthly' \(sheets: Annual, Data\)"):
+    with pytest.raises(DataError, match=r"nosheet.xlsx: no sheet 'Monthly' \(sheets: Annual, Data\)"):
         load_welch_goyal(no_sheet)
     bad = [r[:] for r in rows]
     bad[3][bad[0].index("tbl")] = "n/a?"
     path = _write_workbook(tmp_path / "badcell.xlsx", bad)
-    with pytest.raises(MacroDataError) as info:
+    with pytest.raises(DataError) as info:
         load_welch_goyal(path)
     msg = str(info.value)
     assert "\n" not in msg and "badcell.xlsx" in msg and "column 'tbl'" in msg and "row 3" in msg, msg
     j = rows[0].index("svar")
-    short = _write_workbook(tmp_path / "short.xlsx", [r[:j] + r[j + 1:] for r in rows])
-    with pytest.raises(MacroDataError, match="short.xlsx: missing column"):
+    short = _write_workbook(tmp_path / "short.xlsx", [r[:j] + r[j + 1 :] for r in rows])
+    with pytest.raises(DataError, match="short.xlsx: missing column"):
         load_welch_goyal(short)
     not_xlsx = tmp_path / "broken.xlsx"
     not_xlsx.write_text("not a workbook")
-    with pytest.raises(MacroDataError, match="cannot open workbook"):
+    with pytest.raises(DataError, match="cannot open workbook"):
         load_welch_goyal(not_xlsx)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fapm_jax.masked import compact_rows, masked_quantile, shuffled_batches
+from fapm_jax.core.masked import compact_rows, masked_quantile, shuffled_batches
 
 
 def test_masked_quantile_matches_numpy_lower():

@@ -4,20 +4,29 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fapm_jax.metrics import (MetricsError, default_size_group, r2_by_year, r2_oos, r2_summary,
-                              r2_table, size_group_flags)
+from fapm_jax.evaluation.metrics import (
+    DataError,
+    default_size_group,
+    r2_by_year,
+    r2_oos,
+    r2_summary,
+    r2_table,
+    size_group_flags,
+)
 
 
 @pytest.fixture
 def pred():
     # Two months in 1990, one in 1991; four stocks a month with distinct market values.
-    return pl.DataFrame({
-        "permno": [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4],
-        "month": [199001] * 4 + [199002] * 4 + [199101] * 4,
-        "r": [0.10, -0.20, 0.05, 0.00, 0.02, 0.03, -0.04, 0.01, 0.20, -0.10, 0.00, 0.05],
-        "r_hat": [0.05, -0.10, 0.00, 0.01, 0.00, 0.01, 0.00, 0.00, 0.10, 0.00, 0.02, 0.05],
-        "mktcap": [400.0, 300.0, 200.0, 100.0, 100.0, 200.0, 300.0, 400.0, 10.0, 40.0, 30.0, 20.0],
-    })
+    return pl.DataFrame(
+        {
+            "permno": [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4],
+            "month": [199001] * 4 + [199002] * 4 + [199101] * 4,
+            "r": [0.10, -0.20, 0.05, 0.00, 0.02, 0.03, -0.04, 0.01, 0.20, -0.10, 0.00, 0.05],
+            "r_hat": [0.05, -0.10, 0.00, 0.01, 0.00, 0.01, 0.00, 0.00, 0.10, 0.00, 0.02, 0.05],
+            "mktcap": [400.0, 300.0, 200.0, 100.0, 100.0, 200.0, 300.0, 400.0, 10.0, 40.0, 30.0, 20.0],
+        }
+    )
 
 
 def hand_r2(r, rh):
@@ -33,7 +42,9 @@ def test_pooled_r2_by_hand():
 
 
 def test_size_groups_by_hand(pred):
-    table = dict(zip(*r2_table(pred, size_group=2).select("sample", "r2_oos").to_dict(as_series=False).values()))
+    table = dict(
+        zip(*r2_table(pred, size_group=2).select("sample", "r2_oos").to_dict(as_series=False).values())
+    )
     # Largest two each month: (1,2) in 199001, (4,3) in 199002, (2,3) in 199101.
     top = hand_r2([0.10, -0.20, 0.01, -0.04, -0.10, 0.00], [0.05, -0.10, 0.00, 0.00, 0.00, 0.02])
     bottom = hand_r2([0.05, 0.00, 0.02, 0.03, 0.20, 0.05], [0.00, 0.01, 0.00, 0.01, 0.10, 0.05])
@@ -63,10 +74,12 @@ def test_group_larger_than_month_is_everything(pred):
 
 
 def test_bad_predictions(pred):
-    with pytest.raises(MetricsError, match="missing column.*mktcap"):
+    with pytest.raises(DataError, match="missing column.*mktcap"):
         r2_table(pred.drop("mktcap"), size_group=2)
-    bad = pred.with_columns(pl.when(pl.col("permno") == 3).then(float("nan")).otherwise(pl.col("r_hat")).alias("r_hat"))
-    with pytest.raises(MetricsError, match="non-finite r_hat at permno 3, month 199001"):
+    bad = pred.with_columns(
+        pl.when(pl.col("permno") == 3).then(float("nan")).otherwise(pl.col("r_hat")).alias("r_hat")
+    )
+    with pytest.raises(DataError, match="non-finite r_hat at permno 3, month 199001"):
         r2_table(bad, size_group=None)
 
 

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fapm_jax.losses import r2_loss
-from fapm_jax.model import (
+from fapm_jax.core.losses import r2_loss
+from fapm_jax.core.model import (
     FAPMParams,
     init_params,
     interaction_matrix,
@@ -150,7 +150,11 @@ def test_reduced_precision_predict_equals_rounded_operands(precision):
 
     p = random_params(6, dtype=np.float32)
     X = np.random.default_rng(7).uniform(-1, 1, (50, N_FEAT)).astype(np.float32)
-    rnd = np_tf32 if precision == "tf32" else (lambda a: np.asarray(a, np.float32).astype(ml_dtypes.bfloat16).astype(np.float64))
+    rnd = (
+        np_tf32
+        if precision == "tf32"
+        else (lambda a: np.asarray(a, np.float32).astype(ml_dtypes.bfloat16).astype(np.float64))
+    )
     got = np.asarray(jax.jit(predict, static_argnums=2)(p, jnp.asarray(X), precision), np.float64)
     np.testing.assert_allclose(got, _rounded_reference(p, X, rnd), rtol=0, atol=2e-5)
     exact = naive_predict_rows(p, X)
@@ -235,9 +239,7 @@ def _check_gradients(dtype, rtol, atol):
     g = jax.jit(jax.grad(r2_loss))(p, jnp.asarray(X), jnp.asarray(r), jnp.asarray(mask))
     np.testing.assert_allclose(float(g.w0), dL_dy @ d_w0, rtol=rtol, atol=atol)
     np.testing.assert_allclose(np.asarray(g.w), dL_dy @ d_w, rtol=rtol, atol=atol)
-    np.testing.assert_allclose(
-        np.asarray(g.V), np.einsum("r,rif->if", dL_dy, d_V), rtol=rtol, atol=atol
-    )
+    np.testing.assert_allclose(np.asarray(g.V), np.einsum("r,rif->if", dL_dy, d_V), rtol=rtol, atol=atol)
 
 
 def test_gradients_match_equation_2_float64(x64):
@@ -383,7 +385,9 @@ def test_self_interaction_variant_equals_naive_sum_with_squares(x64):
     B = np.asarray(interaction_matrix(ps))
     np.testing.assert_allclose(np.diag(B), d, rtol=0, atol=0)
     zero = FAPMParams(w0=p.w0, w=p.w, V=p.V, d=jnp.zeros(N_FEAT))
-    np.testing.assert_allclose(np.asarray(jpredict(zero, jnp.asarray(X))), naive_predict_rows(p, X), atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(jpredict(zero, jnp.asarray(X))), naive_predict_rows(p, X), atol=1e-12
+    )
     # the gradient with respect to d is Σ_rows x_i² (analytic)
     g = jax.grad(lambda q: jnp.sum(predict(q, jnp.asarray(X))))(ps)
     np.testing.assert_allclose(np.asarray(g.d), (X**2).sum(axis=0), rtol=1e-12)

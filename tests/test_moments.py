@@ -6,10 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import one_line_error
 
-from fapm_jax.linear import fit_ols, ols_from_correlations
-from fapm_jax.model import init_params, predict
-from fapm_jax.moments import (
+from fapm_jax.core.config import TrainConfig, sweep_grid
+from fapm_jax.core.errors import ConfigError
+from fapm_jax.core.fit import fit_windows
+from fapm_jax.core.linear import fit_ols, ols_from_correlations
+from fapm_jax.core.model import init_params, predict
+from fapm_jax.core.moments import (
     block_moments,
     mask_patterns,
     moment_bytes,
@@ -20,16 +24,21 @@ from fapm_jax.moments import (
     window_correlations,
     window_moments,
 )
-from fapm_jax.train import ConfigError, TrainConfig, fit_windows, sweep_grid
-
-from helpers import one_line_error
 
 
 def test_theta_phi_is_the_model(x64):
     X = np.random.default_rng(0).normal(size=(50, 6))
     for si in (False, True):
-        p = init_params(jax.random.key(1), 6, 3, w0=0.3, w=jnp.arange(6.0), init_scale=1.0, self_interactions=si,
-                        dtype=jnp.float64)
+        p = init_params(
+            jax.random.key(1),
+            6,
+            3,
+            w0=0.3,
+            w=jnp.arange(6.0),
+            init_scale=1.0,
+            self_interactions=si,
+            dtype=jnp.float64,
+        )
         if si:
             p = type(p)(p.w0, p.w, p.V, jnp.linspace(-1.0, 1.0, 6))
         F = phi(jnp.asarray(X), si)
@@ -47,7 +56,9 @@ def test_block_moments_are_the_masked_sums(x64):
     F = np.asarray(phi(jnp.asarray(X)))
     for k in range(3):
         m = masks[k].astype(float)
-        np.testing.assert_allclose(pat[:, k] @ blocks.S.reshape(4, -1), ((F * m[:, None]).T @ F).ravel(), rtol=1e-10)
+        np.testing.assert_allclose(
+            pat[:, k] @ blocks.S.reshape(4, -1), ((F * m[:, None]).T @ F).ravel(), rtol=1e-10
+        )
         np.testing.assert_allclose(pat[:, k] @ blocks.b, F.T @ (m * r), rtol=1e-10)
         np.testing.assert_allclose(pat[:, k] @ blocks.c, np.sum(m * r * r), rtol=1e-10)
     # (1, x) only, taken about each block's means and turned back into raw sums
@@ -57,7 +68,9 @@ def test_block_moments_are_the_masked_sums(x64):
     np.testing.assert_array_equal(pat2, pat)
     for k in range(3):
         m = masks[k].astype(float)
-        np.testing.assert_allclose(pat[:, k] @ lin.S.reshape(4, -1), ((F * m[:, None]).T @ F).ravel(), rtol=1e-10)
+        np.testing.assert_allclose(
+            pat[:, k] @ lin.S.reshape(4, -1), ((F * m[:, None]).T @ F).ravel(), rtol=1e-10
+        )
         np.testing.assert_allclose(pat[:, k] @ lin.b, F.T @ (m * r2), rtol=1e-10)
         np.testing.assert_allclose(pat[:, k] @ lin.c, np.sum(m * r2 * r2), rtol=1e-10)
 
@@ -112,7 +125,9 @@ def test_window_correlations_give_fit_ols():
         w0, w = ols_from_correlations(*(a[k] for a in c32))
         np.testing.assert_allclose(w, ref[k][1], rtol=1e-5, atol=1e-7)
         assert float(w0) == pytest.approx(float(ref[k][0]), rel=1e-5, abs=1e-6)
-        _, wr = fit_ols(jnp.asarray(X, jnp.float32), jnp.asarray(r, jnp.float32), jnp.asarray(masks[k], jnp.float32))
+        _, wr = fit_ols(
+            jnp.asarray(X, jnp.float32), jnp.asarray(r, jnp.float32), jnp.asarray(masks[k], jnp.float32)
+        )
         np.testing.assert_allclose(wr, ref[k][1], rtol=1e-5, atol=1e-7)
 
 
@@ -151,11 +166,25 @@ def test_float32_moment_training_is_close_to_rows(synth):
 
 
 def test_options_the_moments_cannot_train(synth):
-    for cfg, pat in ((TrainConfig(batch_size=64), "batch_size=64"), (TrainConfig(loss="huber"), "loss='huber'")):
-        one_line_error(ConfigError, lambda: fit_windows(synth.X, synth.r, synth.train, synth.valid, cfg, method="moments"),
-                       "moment trainer", pat)
-    one_line_error(ConfigError, lambda: fit_windows(synth.X, synth.r, synth.train, synth.valid, method="gradient"),
-                   "method must be one of")
-    one_line_error(ConfigError, lambda: window_moments(synth.X, synth.r, synth.train, synth.valid, budget=1000),
-                   "5 factors need", "method='rows'")
+    for cfg, pat in (
+        (TrainConfig(batch_size=64), "batch_size=64"),
+        (TrainConfig(loss="huber"), "loss='huber'"),
+    ):
+        one_line_error(
+            ConfigError,
+            lambda: fit_windows(synth.X, synth.r, synth.train, synth.valid, cfg, method="moments"),
+            "moment trainer",
+            pat,
+        )
+    one_line_error(
+        ConfigError,
+        lambda: fit_windows(synth.X, synth.r, synth.train, synth.valid, method="gradient"),
+        "method must be one of",
+    )
+    one_line_error(
+        ConfigError,
+        lambda: window_moments(synth.X, synth.r, synth.train, synth.valid, budget=1000),
+        "5 factors need",
+        "method='rows'",
+    )
     assert moment_bytes(38, 30, 60) == 4 * 2 * 30 * 742**2 + 8 * 60 * 742**2

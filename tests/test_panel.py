@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fapm_jax.panel import Panel, PanelError, sort_panel_arrays
+from fapm_jax.core.errors import DataError
+from fapm_jax.data.panel import Panel, sort_panel_arrays
 
 MONTHS = [198701, 198702, 198801]
 PERMNOS = [10001, 10002, 10005, 10007]
@@ -46,7 +47,7 @@ def test_valid_panel_and_properties():
 
 
 def _bad(match, **over):
-    with pytest.raises(PanelError, match=match):
+    with pytest.raises(DataError, match=match):
         Panel(**make_kwargs(**over))
 
 
@@ -78,7 +79,10 @@ def test_unsorted_rows():
     kw = make_kwargs()
     order = np.arange(12)
     order[[4, 5]] = order[[5, 4]]  # swap two stocks within a month
-    _bad(r"rows must be sorted by \(month, permno\)", **{k: kw[k][order] for k in ("X", "r", "permno", "month", "mktcap", "sic2")})
+    _bad(
+        r"rows must be sorted by \(month, permno\)",
+        **{k: kw[k][order] for k in ("X", "r", "permno", "month", "mktcap", "sic2")},
+    )
     month = kw["month"][::-1].copy()  # months out of order
     _bad(r"sorted", month=month)
 
@@ -113,7 +117,7 @@ def test_duplicate_and_unknown_names():
 def test_feature_index_and_select_features():
     p = Panel(**make_kwargs())
     np.testing.assert_array_equal(p.feature_index(["tbl", "mom1m"]), [3, 0])
-    with pytest.raises(PanelError, match=r"unknown factor\(s\) foo, bar"):
+    with pytest.raises(DataError, match=r"unknown factor\(s\) foo, bar"):
         p.feature_index(["bm", "foo", "bar"])
     q = p.select_features(["tbl", "bm"])
     assert q.feature_names == ("tbl", "bm")
@@ -124,7 +128,7 @@ def test_feature_index_and_select_features():
     np.testing.assert_array_equal(q.r, p.r)
     assert q.name == "toy"
     assert p.select_features(["bm"]).macro_names == ()
-    with pytest.raises(PanelError, match="unknown factor"):
+    with pytest.raises(DataError, match="unknown factor"):
         p.select_features(["nope"])
 
 
@@ -139,9 +143,14 @@ def test_to_frame_round_trip():
     # Rebuild the panel from the frame: it validates and equals the original.
     back = Panel(
         X=f.select(list(FEATURES)).to_numpy().astype(np.float32),
-        r=f["r"].to_numpy(), permno=f["permno"].to_numpy(), month=f["month"].to_numpy(),
-        mktcap=f["mktcap"].to_numpy(), feature_names=FEATURES, macro_names=("tbl",),
-        sic2=f["sic2"].to_numpy(), name="toy",
+        r=f["r"].to_numpy(),
+        permno=f["permno"].to_numpy(),
+        month=f["month"].to_numpy(),
+        mktcap=f["mktcap"].to_numpy(),
+        feature_names=FEATURES,
+        macro_names=("tbl",),
+        sic2=f["sic2"].to_numpy(),
+        name="toy",
     )
     for field in ("X", "r", "permno", "month", "mktcap", "sic2"):
         np.testing.assert_array_equal(getattr(back, field), getattr(p, field))
@@ -175,7 +184,7 @@ def test_with_sic2_dummies():
     D = q.X[:, p.n_features :]
     np.testing.assert_array_equal(D.sum(axis=1), 1.0)  # one-hot
     np.testing.assert_array_equal(codes[D.argmax(axis=1)], p.sic2)
-    with pytest.raises(PanelError, match="already has SIC2"):
+    with pytest.raises(DataError, match="already has SIC2"):
         q.with_sic2_dummies()
-    with pytest.raises(PanelError, match="no sic2"):
+    with pytest.raises(DataError, match="no sic2"):
         dataclasses.replace(p, sic2=None).with_sic2_dummies()

@@ -9,20 +9,19 @@ import polars as pl
 import pytest
 import statsmodels.api as sm
 
-from fapm_jax.deciles import (
+from fapm_jax.evaluation.deciles import (
     alpha_table,
     assign_deciles,
     decile_returns,
     decile_table,
-    decile_weights,
     hac_ols,
     long_short,
     max_drawdown,
     turnover,
 )
-from fapm_jax.portfolios import (
+from fapm_jax.evaluation.portfolios import (
     SORTS,
-    PortfolioError,
+    DataError,
     PortfolioSpec,
     assign,
     campbell_thompson,
@@ -46,11 +45,21 @@ R = np.array([0.01, -0.02, 0.03, 0.05, -0.01, 0.02, 0.04, -0.03])
 def _frame(months=(201001,), shift=0.0):
     rows = []
     for k, m in enumerate(months):
-        rows.append(pl.DataFrame({
-            "permno": np.arange(1, 9), "month": [m] * 8, "mktcap": MCAP,
-            "bm": BM, "operprof": OP, "agr": AG, "mom12m": MOM,
-            "r": R + k * shift, "model": 2.0 * (R + k * shift),
-        }))
+        rows.append(
+            pl.DataFrame(
+                {
+                    "permno": np.arange(1, 9),
+                    "month": [m] * 8,
+                    "mktcap": MCAP,
+                    "bm": BM,
+                    "operprof": OP,
+                    "agr": AG,
+                    "mom12m": MOM,
+                    "r": R + k * shift,
+                    "model": 2.0 * (R + k * shift),
+                }
+            )
+        )
     return pl.concat(rows)
 
 
@@ -85,20 +94,35 @@ def test_portfolios_equal_a_hand_computation():
                 hand[key] = _vw(sel)
                 assert got[key] == pytest.approx(hand[key]), key
     # a long-short factor whose leg is empty this month is NaN; the others by the FF formulas
-    assert got["HML"] == pytest.approx(0.5 * (hand["Small value"] + hand["Big value"]) - 0.5 * (hand["Small growth"] + hand["Big growth"]))
-    assert got["RMW"] == pytest.approx(0.5 * (hand["Small robust"] + hand["Big robust"]) - 0.5 * (hand["Small weak"] + hand["Big weak"]))
+    assert got["HML"] == pytest.approx(
+        0.5 * (hand["Small value"] + hand["Big value"]) - 0.5 * (hand["Small growth"] + hand["Big growth"])
+    )
+    assert got["RMW"] == pytest.approx(
+        0.5 * (hand["Small robust"] + hand["Big robust"]) - 0.5 * (hand["Small weak"] + hand["Big weak"])
+    )
     cma = [hand[k] for k in ("Small conservative", "Big conservative", "Small aggressive", "Big aggressive")]
     assert got["CMA"] == pytest.approx(0.5 * (cma[0] + cma[1]) - 0.5 * (cma[2] + cma[3]))  # low growth long
-    assert got["UMD"] == pytest.approx(0.5 * (hand["Small up"] + hand["Big up"]) - 0.5 * (hand["Small down"] + hand["Big down"]))
-    smb = np.mean([np.mean([hand[f"Small {n}"] for n in SORTS[s][1]]) - np.mean([hand[f"Big {n}"] for n in SORTS[s][1]])
-                   for s in ("value", "profitability", "investment")])
+    assert got["UMD"] == pytest.approx(
+        0.5 * (hand["Small up"] + hand["Big up"]) - 0.5 * (hand["Small down"] + hand["Big down"])
+    )
+    smb = np.mean(
+        [
+            np.mean([hand[f"Small {n}"] for n in SORTS[s][1]])
+            - np.mean([hand[f"Big {n}"] for n in SORTS[s][1]])
+            for s in ("value", "profitability", "investment")
+        ]
+    )
     assert got["SMB"] == pytest.approx(smb)
     assert len(got) == 30  # S&P 500 + 24 subcomponents + 5 factors
     # the forecast portfolios are the same weights on the forecasts (here 2 r)
     np.testing.assert_allclose(ret["model"].to_numpy(), 2 * ret["r"].to_numpy(), rtol=1e-12)
     # float32 inputs (as the suite's forecasts are) give the same portfolios in float64
-    f32 = assign(_frame().with_columns(pl.col("r", "model", "mktcap").cast(pl.Float32)), PortfolioSpec(sp500=3))
-    np.testing.assert_allclose(portfolio_returns(f32, ["r", "model"])["r"].to_numpy(), ret["r"].to_numpy(), rtol=1e-5, atol=1e-8)
+    f32 = assign(
+        _frame().with_columns(pl.col("r", "model", "mktcap").cast(pl.Float32)), PortfolioSpec(sp500=3)
+    )
+    np.testing.assert_allclose(
+        portfolio_returns(f32, ["r", "model"])["r"].to_numpy(), ret["r"].to_numpy(), rtol=1e-5, atol=1e-8
+    )
 
 
 def test_nyse_breakpoints():
@@ -113,20 +137,26 @@ def test_nyse_breakpoints():
     b = assign(two, PortfolioSpec(), exchange="exch")
     assert b["size"].to_list()[:8] == a["size"].to_list()
     assert b["size"].to_list()[8:] == assign(_frame()).select("size").to_series().to_list()
-    with pytest.raises(PortfolioError, match="exchange column 'exchcd' missing"):
+    with pytest.raises(DataError, match="exchange column 'exchcd' missing"):
         assign(_frame(), exchange="exchcd")
 
 
 def test_missing_characteristic_leaves_its_sort_out_and_missing_columns_are_errors():
     ret = portfolio_returns(assign(_frame().drop("agr")), ["r"])
     assert "CMA" not in ret["portfolio"].to_list() and "HML" in ret["portfolio"].to_list()
-    with pytest.raises(PortfolioError, match="'mktcap' missing"):
+    with pytest.raises(DataError, match="'mktcap' missing"):
         assign(_frame().drop("mktcap"))
 
 
 def test_portfolio_r2_by_hand():
-    ret = pl.DataFrame({"month": [1, 2, 1, 2], "portfolio": ["A", "A", "SMB", "SMB"],
-                        "r": [0.02, -0.01, 0.01, 0.03], "m": [0.01, 0.0, 0.0, 0.01]})
+    ret = pl.DataFrame(
+        {
+            "month": [1, 2, 1, 2],
+            "portfolio": ["A", "A", "SMB", "SMB"],
+            "r": [0.02, -0.01, 0.01, 0.03],
+            "m": [0.01, 0.0, 0.0, 0.01],
+        }
+    )
     t = portfolio_r2(ret, ["m"])
     assert t["portfolio"].to_list() == ["SMB", "A"]  # common factors first
     a = t.filter(pl.col("portfolio") == "A")["m"][0]
@@ -152,9 +182,24 @@ def test_sharpe_and_campbell_thompson_on_known_series():
 
 def _decile_frame():
     rng = np.random.default_rng(0)
-    a = pl.DataFrame({"permno": np.arange(100, 123), "month": [1] * 23, "mktcap": rng.uniform(1, 5, 23),
-                      "r": rng.normal(0, 0.05, 23), "m": np.repeat(np.arange(12.0), 2)[:23]})  # ties in pairs
-    b = pl.DataFrame({"permno": np.arange(100, 105), "month": [2] * 5, "mktcap": np.ones(5), "r": np.zeros(5), "m": np.zeros(5)})
+    a = pl.DataFrame(
+        {
+            "permno": np.arange(100, 123),
+            "month": [1] * 23,
+            "mktcap": rng.uniform(1, 5, 23),
+            "r": rng.normal(0, 0.05, 23),
+            "m": np.repeat(np.arange(12.0), 2)[:23],
+        }
+    )  # ties in pairs
+    b = pl.DataFrame(
+        {
+            "permno": np.arange(100, 105),
+            "month": [2] * 5,
+            "mktcap": np.ones(5),
+            "r": np.zeros(5),
+            "m": np.zeros(5),
+        }
+    )
     return pl.concat([a, b])
 
 
@@ -164,7 +209,9 @@ def test_deciles_ties_short_months_and_returns_by_hand():
     assert d["month"].unique().to_list() == [1]  # 5 stocks cannot fill 10 deciles
     sizes = d.group_by("decile").len().sort("decile")["len"].to_list()
     assert sorted(set(sizes)) == [2, 3] and sum(sizes) == 23
-    ranks = np.lexsort((f.filter(pl.col("month") == 1)["permno"].to_numpy(), f.filter(pl.col("month") == 1)["m"].to_numpy()))
+    ranks = np.lexsort(
+        (f.filter(pl.col("month") == 1)["permno"].to_numpy(), f.filter(pl.col("month") == 1)["m"].to_numpy())
+    )
     want = np.empty(23, int)
     want[ranks] = np.arange(23) * 10 // 23 + 1
     got = d.sort("permno")["decile"].to_numpy()
@@ -175,7 +222,9 @@ def test_deciles_ties_short_months_and_returns_by_hand():
     for k in (1, 10):
         sel = got == k
         w = m1["mktcap"].to_numpy()[sel]
-        assert dec.filter(pl.col("decile") == k)["realised"][0] == pytest.approx(np.sum(w * m1["r"].to_numpy()[sel]) / w.sum())
+        assert dec.filter(pl.col("decile") == k)["realised"][0] == pytest.approx(
+            np.sum(w * m1["r"].to_numpy()[sel]) / w.sum()
+        )
     ew, _ = decile_returns(f, "m", weighting="equal")
     sel = got == 10
     assert ew.filter(pl.col("decile") == 10)["realised"][0] == pytest.approx(m1["r"].to_numpy()[sel].mean())
@@ -188,7 +237,7 @@ def test_deciles_ties_short_months_and_returns_by_hand():
     row = t.filter(pl.col("decile") == "H-L").row(0, named=True)
     assert row["avg"] == pytest.approx(x.mean()) and row["sd"] == pytest.approx(x.std(ddof=1))
     assert row["SR"] == pytest.approx(sharpe(x)) and row["pred"] == pytest.approx(hl["pred"][0])
-    with pytest.raises(PortfolioError, match="weighting"):
+    with pytest.raises(DataError, match="weighting"):
         decile_returns(f, "m", weighting="rank")
 
 
@@ -196,8 +245,15 @@ def test_drawdown_and_turnover_by_hand():
     assert max_drawdown(np.array([0.1, -0.5, 0.2])) == pytest.approx(0.5)
     assert max_drawdown(np.array([0.01, 0.02])) == 0.0
     # decile 10 holds stocks 1 and 2 (weights 0.5/0.5) in month 1, then stocks 2 and 3 (0.5/0.5)
-    w = pl.DataFrame({"permno": [1, 2, 2, 3], "month": [1, 1, 2, 2], "decile": [10] * 4,
-                      "weight": [0.5, 0.5, 0.5, 0.5], "r": [0.1, -0.1, 0.0, 0.0]})
+    w = pl.DataFrame(
+        {
+            "permno": [1, 2, 2, 3],
+            "month": [1, 1, 2, 2],
+            "decile": [10] * 4,
+            "weight": [0.5, 0.5, 0.5, 0.5],
+            "r": [0.1, -0.1, 0.0, 0.0],
+        }
+    )
     drift = np.array([0.5 * 1.1, 0.5 * 0.9]) / 1.0  # stock 1: 0.55, stock 2: 0.45
     want = 0.5 * (abs(0.0 - drift[0]) + abs(0.5 - drift[1]) + abs(0.5 - 0.0))
     assert turnover(w) == pytest.approx(want)

@@ -12,9 +12,10 @@ import polars as pl
 import pytest
 from helpers import one_line_error
 
-from fapm_jax.gkx import DataError, load_characteristics, load_returns, scan_characteristics
-from fapm_jax.macro import MACRO_NAMES, MacroDataError, macro_panel
-from fapm_jax.preprocess import build_gkx_panel, read_panel_cache
+from fapm_jax.core.errors import DataError
+from fapm_jax.data.gkx_files import load_characteristics, load_returns, scan_characteristics
+from fapm_jax.data.macro import MACRO_NAMES, macro_panel
+from fapm_jax.data.preprocess import build_gkx_panel, read_panel_cache
 
 # The characteristics file, DATE first and rows out of order (the loader must sort).
 #   month 200001: 5 stocks; 10005 has no return in 200002, so it is ranked but dropped.
@@ -66,7 +67,9 @@ def write_wg(path, months=tuple(WG_ROWS)):
     lines = [WG_HEADER]
     for m in months:
         I, D, E, bm, tbl, aaa, baa, lty, ntis, rf, svar = WG_ROWS[m]
-        lines.append(f"{m},{I},{D},{E},{bm},{tbl},{aaa},{baa},{lty},{ntis},{rf},0.001,0.01,0.01,{svar},NaN,0.01,0.01")
+        lines.append(
+            f"{m},{I},{D},{E},{bm},{tbl},{aaa},{baa},{lty},{ntis},{rf},0.001,0.01,0.01,{svar},NaN,0.01,0.01"
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -111,8 +114,16 @@ EXPECTED = [
 
 def _macro_raw(month):
     I, D, E, bm, tbl, aaa, baa, lty, ntis, rf, svar = WG_ROWS[month]
-    return {"dp": math.log(D) - math.log(I), "ep_macro": math.log(E) - math.log(I), "bm_macro": bm,
-            "ntis": ntis, "tbl": tbl, "tms": lty - tbl, "dfy": baa - aaa, "svar": svar}
+    return {
+        "dp": math.log(D) - math.log(I),
+        "ep_macro": math.log(E) - math.log(I),
+        "bm_macro": bm,
+        "ntis": ntis,
+        "tbl": tbl,
+        "tms": lty - tbl,
+        "dfy": baa - aaa,
+        "svar": svar,
+    }
 
 
 def _check_panel(p, with_dummies=False):
@@ -190,10 +201,20 @@ def test_default_macro_is_the_shipped_series_ranked(files):
 def test_mktcap_falls_back_to_mvel1_without_prices(files, tmp_path):
     chars, _, wg = files
     rets = tmp_path / "ret_only.csv"
-    rets.write_text("\n".join(",".join(line.split(",")[:2] + [line.split(",")[3]]) for line in CRSP.splitlines()) + "\n")
+    rets.write_text(
+        "\n".join(",".join(line.split(",")[:2] + [line.split(",")[3]]) for line in CRSP.splitlines()) + "\n"
+    )
     p = build_gkx_panel(chars, rets, wg, macro_transform="raw", min_stocks=3)
-    mvel1 = {(200001, 10001): 100, (200001, 10002): 200, (200001, 10003): 300, (200001, 10004): 400,
-             (200002, 10001): 110, (200002, 10002): 210, (200002, 10004): 410, (200003, 10001): 120}
+    mvel1 = {
+        (200001, 10001): 100,
+        (200001, 10002): 200,
+        (200001, 10003): 300,
+        (200001, 10004): 400,
+        (200002, 10001): 110,
+        (200002, 10002): 210,
+        (200002, 10004): 410,
+        (200003, 10001): 120,
+    }
     assert [mvel1[(m, q)] for m, q in zip(p.month, p.permno)] == p.mktcap.tolist()
 
 
@@ -206,36 +227,65 @@ _one_line = one_line_error
 def test_no_overlap(files, tmp_path):
     rets = tmp_path / "old.csv"
     rets.write_text("PERMNO,date,RET\n10001,19900131,0.1\n10002,19900228,0.2\n")
-    _one_line(DataError, lambda: build_gkx_panel(files[0], rets, files[2], min_stocks=3, macro_transform="raw"),
-              "no overlap", "200001-200003", "199001-199002")
+    _one_line(
+        DataError,
+        lambda: build_gkx_panel(files[0], rets, files[2], min_stocks=3, macro_transform="raw"),
+        "no overlap",
+        "200001-200003",
+        "199001-199002",
+    )
 
 
 def test_too_few_stocks_names_the_month(files):
-    _one_line(DataError, lambda: build(files, min_stocks=5), r"month 200002: only 4 stocks",
-              "min_stocks=5", r"\(2 such months\)")
+    _one_line(
+        DataError,
+        lambda: build(files, min_stocks=5),
+        r"month 200002: only 4 stocks",
+        "min_stocks=5",
+        r"\(2 such months\)",
+    )
 
 
 def test_macro_not_covering_the_panel(files, tmp_path):
     short = write_wg(tmp_path / "short.csv", months=(200001, 200003, 200004))
-    _one_line(MacroDataError, lambda: build_gkx_panel(files[0], files[1], short, macro_transform="raw", min_stocks=3),
-              "no row for month 200002")
+    _one_line(
+        DataError,
+        lambda: build_gkx_panel(files[0], files[1], short, macro_transform="raw", min_stocks=3),
+        "no row for month 200002",
+    )
     no_rf = write_wg(tmp_path / "no_rf.csv", months=(200001, 200002, 200003))
-    _one_line(MacroDataError, lambda: build_gkx_panel(files[0], files[1], no_rf, macro_transform="raw", min_stocks=3),
-              r"no risk-free rate 'rf' for month 200004")
+    _one_line(
+        DataError,
+        lambda: build_gkx_panel(files[0], files[1], no_rf, macro_transform="raw", min_stocks=3),
+        r"no risk-free rate 'rf' for month 200004",
+    )
 
 
 def test_no_market_equity(files, tmp_path):
     rets = tmp_path / "ret_only.csv"
     rets.write_text("PERMNO,date,RET\n10001,20000229,0.1\n10002,20000229,0.1\n")
     no_mvel1 = tmp_path / "no_mvel1.csv"
-    no_mvel1.write_text("\n".join(",".join(c for j, c in enumerate(line.split(",")) if j != 2)
-                                  for line in DATASHARE.splitlines()) + "\n")
-    _one_line(DataError, lambda: build_gkx_panel(no_mvel1, rets, files[2], macro_transform="raw", min_stocks=3),
-              "no market equity", "no PRC/SHROUT", "no mvel1")
+    no_mvel1.write_text(
+        "\n".join(
+            ",".join(c for j, c in enumerate(line.split(",")) if j != 2) for line in DATASHARE.splitlines()
+        )
+        + "\n"
+    )
+    _one_line(
+        DataError,
+        lambda: build_gkx_panel(no_mvel1, rets, files[2], macro_transform="raw", min_stocks=3),
+        "no market equity",
+        "no PRC/SHROUT",
+        "no mvel1",
+    )
     gap = tmp_path / "gap.csv"
     gap.write_text(DATASHARE.replace("20000131,10002,200,", "20000131,10002,,"))
-    _one_line(DataError, lambda: build_gkx_panel(gap, rets, files[2], macro_transform="raw", min_stocks=3),
-              r"no market equity for permno 10002, month 200001", r"\(1 such rows\)")
+    _one_line(
+        DataError,
+        lambda: build_gkx_panel(gap, rets, files[2], macro_transform="raw", min_stocks=3),
+        r"no market equity for permno 10002, month 200001",
+        r"\(1 such rows\)",
+    )
 
 
 def test_sic2_dummies_need_sic2(files, tmp_path):
@@ -243,17 +293,28 @@ def test_sic2_dummies_need_sic2(files, tmp_path):
     no_sic.write_text("\n".join(line.rsplit(",", 1)[0] for line in DATASHARE.splitlines()) + "\n")
     p = build_gkx_panel(no_sic, files[1], files[2], macro_transform="raw", min_stocks=3)
     assert p.sic2 is None
-    _one_line(DataError, lambda: build_gkx_panel(no_sic, files[1], files[2], sic2_dummies=True,
-                                                 macro_transform="raw", min_stocks=3), "no sic2 column")
+    _one_line(
+        DataError,
+        lambda: build_gkx_panel(
+            no_sic, files[1], files[2], sic2_dummies=True, macro_transform="raw", min_stocks=3
+        ),
+        "no sic2 column",
+    )
 
 
 def test_bad_frames_and_options(files):
     frame = load_characteristics(files[0])
     dup = pl.concat([frame, frame.head(1)])
-    _one_line(DataError, lambda: build_gkx_panel(dup, files[1], files[2], min_stocks=3),
-              "characteristics frame", "column 'permno'/'month'", "duplicate", r"\(10002, 200002\)",
-              r"row 1, row 13 \(2 such rows\)")
-    _one_line(MacroDataError, lambda: build(files, macro_transform="log"), "transform")
+    _one_line(
+        DataError,
+        lambda: build_gkx_panel(dup, files[1], files[2], min_stocks=3),
+        "characteristics frame",
+        "column 'permno'/'month'",
+        "duplicate",
+        r"\(10002, 200002\)",
+        r"row 1, row 13 \(2 such rows\)",
+    )
+    _one_line(DataError, lambda: build(files, macro_transform="log"), "transform")
 
 
 # --------------------------------------------------------------------------- cache
@@ -265,7 +326,10 @@ def test_exchange_codes_at_t(files, tmp_path):
     assert build(files).exchange is None
     lines = CRSP.strip().splitlines()
     codes = {"10001": "1", "10002": "3", "10004": "", "10006": "2"}  # 10004: code missing
-    text = "\n".join([lines[0] + ",EXCHCD"] + [f"{ln},{codes.get(ln.split(',')[0], '1')}" for ln in lines[1:]]) + "\n"
+    text = (
+        "\n".join([lines[0] + ",EXCHCD"] + [f"{ln},{codes.get(ln.split(',')[0], '1')}" for ln in lines[1:]])
+        + "\n"
+    )
     (tmp_path / "crsp_exch.csv").write_text(text)
     chars, _, wg = files
     p = build((chars, tmp_path / "crsp_exch.csv", wg), cache_dir=tmp_path / "cache")
@@ -285,7 +349,7 @@ def test_cache_round_trip_and_key(files, tmp_path, monkeypatch):
     written = sorted(cache.iterdir())
     assert len(written) == 1 and written[0].suffix == ".parquet"  # no temporary left behind
 
-    import fapm_jax.preprocess as pre
+    import fapm_jax.data.preprocess as pre
 
     def boom(*a, **k):
         raise AssertionError("the cache was not used")
@@ -311,8 +375,8 @@ def test_cache_round_trip_and_key(files, tmp_path, monkeypatch):
 
 def test_cache_tiles_and_row_groups(tmp_path, monkeypatch):
     """A panel larger than a row group and a transpose tile survives the round trip exactly."""
-    import fapm_jax.preprocess as pre
-    from fapm_jax.panel import Panel
+    import fapm_jax.data.preprocess as pre
+    from fapm_jax.data.panel import Panel
 
     monkeypatch.setattr(pre, "_CACHE_ROW_GROUP", 3000)
     monkeypatch.setattr(pre, "_TRANSPOSE_ROWS", 700)
@@ -320,9 +384,17 @@ def test_cache_tiles_and_row_groups(tmp_path, monkeypatch):
     n = 10_001
     month = np.repeat(np.arange(200001, 200011, dtype=np.int32), 1001)[:n]
     permno = np.tile(np.arange(1001, dtype=np.int64), 10)[:n]
-    p = Panel(X=rng.normal(size=(n, 5)).astype(np.float32), r=rng.normal(size=n).astype(np.float32),
-              permno=permno, month=month, mktcap=rng.uniform(1, 2, n).astype(np.float32),
-              feature_names=("a", "b", "c", "tbl", "svar"), macro_names=("tbl", "svar"), sic2=None, name="t")
+    p = Panel(
+        X=rng.normal(size=(n, 5)).astype(np.float32),
+        r=rng.normal(size=n).astype(np.float32),
+        permno=permno,
+        month=month,
+        mktcap=rng.uniform(1, 2, n).astype(np.float32),
+        feature_names=("a", "b", "c", "tbl", "svar"),
+        macro_names=("tbl", "svar"),
+        sic2=None,
+        name="t",
+    )
     pre.write_panel_cache(tmp_path / "p.parquet", p)
     q = pre.read_panel_cache(tmp_path / "p.parquet", name="t")
     for f in ("X", "r", "permno", "month", "mktcap"):

@@ -6,11 +6,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fapm_jax.metrics import r2_oos
-from fapm_jax.rolling import params_arrays, predict_test_rows, run_rolling, training_table
-from fapm_jax.simulate import SimConfig, simulate_panel
-from fapm_jax.train import TrainConfig, sweep_grid
-from fapm_jax.windows import WindowSpec, rolling_windows, window_masks
+from fapm_jax.core.config import TrainConfig, sweep_grid
+from fapm_jax.data.embedded import SimConfig, simulate_panel
+from fapm_jax.data.windows import WindowSpec, rolling_windows, window_masks
+from fapm_jax.evaluation.metrics import r2_oos
+from fapm_jax.studies.rolling import params_arrays, predict_test_rows, run_rolling, training_table
 
 SPEC = WindowSpec(first_year=1990, valid_years=3, first_test_year=1996, n_windows=3)
 
@@ -43,11 +43,13 @@ def numpy_fm(w0, w, V, X):
 def test_predict_test_rows_uses_each_windows_model(panel):
     W, n, k = 3, panel.n_features, 2
     rng = np.random.default_rng(0)
-    from fapm_jax.model import FAPMParams
+    from fapm_jax.core.model import FAPMParams
 
-    params = FAPMParams(w0=jnp.asarray(rng.normal(size=W), jnp.float32),
-                        w=jnp.asarray(rng.normal(size=(W, n)) * 0.1, jnp.float32),
-                        V=jnp.asarray(rng.normal(size=(W, n, k)) * 0.1, jnp.float32))
+    params = FAPMParams(
+        w0=jnp.asarray(rng.normal(size=W), jnp.float32),
+        w=jnp.asarray(rng.normal(size=(W, n)) * 0.1, jnp.float32),
+        V=jnp.asarray(rng.normal(size=(W, n, k)) * 0.1, jnp.float32),
+    )
     _, _, test = window_masks(panel.year, rolling_windows(SPEC))
     out = np.asarray(predict_test_rows(params, jnp.asarray(panel.X), jnp.asarray(test)))
     for w in range(W):

@@ -10,26 +10,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from fapm_jax.losses import huber, masked_sse_ratio
-from fapm_jax.model import init_params, predict
-from fapm_jax.rowpass import row_pass
-from fapm_jax.train import (
-    TrainConfig,
-    fit_windows,
-    hyper_from_config,
-    init_state,
-    run_epochs,
-    train_epochs,
-)
-
 from helpers import count_compiles
+
+from fapm_jax.core.config import TrainConfig, hyper_from_config
+from fapm_jax.core.engine import run_epochs
+from fapm_jax.core.fit import fit_windows
+from fapm_jax.core.losses import huber, masked_sse_ratio
+from fapm_jax.core.model import init_params, predict
+from fapm_jax.core.rowpass import row_pass
+from fapm_jax.core.rows import init_state, train_epochs
 
 
 def _params(n, k, d=False, seed=0):
-    p = init_params(jax.random.key(seed), n, k, init_scale=0.3, dtype=jnp.float64,
-                    w=jax.random.normal(jax.random.key(seed + 1), (n,), jnp.float64) * 0.1,
-                    self_interactions=d)
+    p = init_params(
+        jax.random.key(seed),
+        n,
+        k,
+        init_scale=0.3,
+        dtype=jnp.float64,
+        w=jax.random.normal(jax.random.key(seed + 1), (n,), jnp.float64) * 0.1,
+        self_interactions=d,
+    )
     if d:
         p = dataclasses.replace(p, d=jnp.linspace(-0.2, 0.2, n))
     return p
@@ -65,11 +66,18 @@ def test_masked_out_rows_contribute_exactly_zero(synth, x64):
     tm, vm = synth.train[0].copy(), synth.valid[0].copy()
     i = int(np.flatnonzero(~tm & ~vm)[0])
     p = _params(X.shape[1], 2)
-    clean = row_pass(p, jnp.asarray(X), jnp.asarray(synth.r, jnp.float64), jnp.asarray(tm, jnp.float64),
-                     jnp.asarray(vm, jnp.float64))
+    clean = row_pass(
+        p,
+        jnp.asarray(X),
+        jnp.asarray(synth.r, jnp.float64),
+        jnp.asarray(tm, jnp.float64),
+        jnp.asarray(vm, jnp.float64),
+    )
     r = np.asarray(synth.r, np.float64).copy()
     r[i] = np.inf
-    dirty = row_pass(p, jnp.asarray(X), jnp.asarray(r), jnp.asarray(tm, jnp.float64), jnp.asarray(vm, jnp.float64))
+    dirty = row_pass(
+        p, jnp.asarray(X), jnp.asarray(r), jnp.asarray(tm, jnp.float64), jnp.asarray(vm, jnp.float64)
+    )
     for a, b in zip(jax.tree_util.tree_leaves(dirty), jax.tree_util.tree_leaves(clean)):
         np.testing.assert_array_equal(a, b)
 
@@ -91,14 +99,20 @@ def test_one_pass_epochs_equal_evaluating_after_every_step(synth, x64):
             rh = predict(q, X)
             return 1.0 - masked_sse_ratio(r, rh, tm), 1.0 - masked_sse_ratio(r, rh, vm)
 
-        plain = run_epochs(state, h, config=cfg, n_epochs=cfg.epochs, r2_fn=r2_fn,
-                           loss_fn=lambda q, b: (masked_sse_ratio(r, predict(q, X), tm), jnp.sum(tm) > 0))
+        plain = run_epochs(
+            state,
+            h,
+            config=cfg,
+            n_epochs=cfg.epochs,
+            r2_fn=r2_fn,
+            loss_fn=lambda q, b: (masked_sse_ratio(r, predict(q, X), tm), jnp.sum(tm) > 0),
+        )
         for a, b in zip(jax.tree_util.tree_leaves(fused), jax.tree_util.tree_leaves(plain)):
             if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
                 a, b = jax.random.key_data(a), jax.random.key_data(b)
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
         assert int(fused.epoch) == (budget or cfg.epochs) and int(fused.best_epoch) > 0
-        assert np.isnan(np.asarray(fused.valid_r2)[budget or cfg.epochs:]).all()
+        assert np.isnan(np.asarray(fused.valid_r2)[budget or cfg.epochs :]).all()
 
 
 def test_chunk_size_changes_nothing_but_rounding(synth, x64):

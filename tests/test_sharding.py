@@ -14,19 +14,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import count_compiles, one_line_error
 
 import fapm_jax as fj
-from fapm_jax.train import ConfigError, Hyper, TrainConfig, fit_windows, sweep_grid
-
-from helpers import count_compiles, one_line_error
+from fapm_jax.core.config import Hyper, TrainConfig, sweep_grid
+from fapm_jax.core.errors import ConfigError
+from fapm_jax.core.fit import fit_windows
 
 CFG = TrainConfig(rank=3, epochs=12, learning_rate=0.01, chunk_rows=256)
 
 
 def _data(synth, n_rows=None):
     n_rows = n_rows or synth.X.shape[0]
-    return (synth.X[:n_rows].astype(np.float64), synth.r[:n_rows].astype(np.float64),
-            synth.train[:, :n_rows], synth.valid[:, :n_rows])
+    return (
+        synth.X[:n_rows].astype(np.float64),
+        synth.r[:n_rows].astype(np.float64),
+        synth.train[:, :n_rows],
+        synth.valid[:, :n_rows],
+    )
 
 
 def _assert_same(a, b, tol):
@@ -71,7 +76,9 @@ def test_mini_batches_with_windows_split(synth, x64):
     same batches (same keys) and models as one device."""
     X, r, tm, vm = _data(synth)
     cfg = dataclasses.replace(CFG, batch_size=400, epochs=4)
-    _assert_same(fit_windows(X, r, tm, vm, cfg), fit_windows(X, r, tm, vm, cfg, mesh=fj.make_mesh(windows=4)), 1e-12)
+    _assert_same(
+        fit_windows(X, r, tm, vm, cfg), fit_windows(X, r, tm, vm, cfg, mesh=fj.make_mesh(windows=4)), 1e-12
+    )
 
 
 def test_all_three_axes_with_factor_masks_and_huber(synth, x64):
@@ -85,8 +92,11 @@ def test_all_three_axes_with_factor_masks_and_huber(synth, x64):
     features[..., 2:4] = 1  # keep the planted interaction
     h = fj.train.hyper_from_config(cfg)
     hyper = Hyper(
-        learning_rate=jnp.stack([h.learning_rate] * 2), init_scale=jnp.stack([h.init_scale] * 2),
-        rank_mask=jnp.stack([h.rank_mask] * 2), seed=jnp.asarray([0, 1]), features=jnp.asarray(features),
+        learning_rate=jnp.stack([h.learning_rate] * 2),
+        init_scale=jnp.stack([h.init_scale] * 2),
+        rank_mask=jnp.stack([h.rank_mask] * 2),
+        seed=jnp.asarray([0, 1]),
+        features=jnp.asarray(features),
         epochs=jnp.asarray([12, 7]),
     )
     one = fit_windows(X, r, tm, vm, cfg, hyper=hyper)
@@ -114,13 +124,24 @@ def test_bad_mesh_options(synth):
     X, r, tm, vm = synth.X, synth.r, synth.train, synth.valid
     one_line_error(ConfigError, lambda: fj.make_mesh(rows=64), "64 devices", "available")
     one_line_error(ConfigError, lambda: fj.make_mesh(rows=0), "positive integers")
-    one_line_error(ConfigError, lambda: fit_windows(X, r, tm, vm, dataclasses.replace(CFG, batch_size=100),
-                                                    mesh=fj.make_mesh(rows=2)), "batch_size")
-    one_line_error(ConfigError, lambda: fit_windows(X, r, tm, vm, CFG, mesh=fj.make_mesh(rows=2), method="moments"),
-                   "method='rows'")
+    one_line_error(
+        ConfigError,
+        lambda: fit_windows(
+            X, r, tm, vm, dataclasses.replace(CFG, batch_size=100), mesh=fj.make_mesh(rows=2)
+        ),
+        "batch_size",
+    )
+    one_line_error(
+        ConfigError,
+        lambda: fit_windows(X, r, tm, vm, CFG, mesh=fj.make_mesh(rows=2), method="moments"),
+        "method='rows'",
+    )
     # Masks of the wrong width are refused before any collective could wait on a missing row.
-    one_line_error(ConfigError, lambda: fit_windows(X, r, tm[:, :60], vm[:, :60], CFG, mesh=fj.make_mesh(rows=2)),
-                   "60 columns")
+    one_line_error(
+        ConfigError,
+        lambda: fit_windows(X, r, tm[:, :60], vm[:, :60], CFG, mesh=fj.make_mesh(rows=2)),
+        "60 columns",
+    )
     other = jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ("data",))
     one_line_error(ConfigError, lambda: fit_windows(X, r, tm, vm, CFG, mesh=other), "axes must be")
 
@@ -130,8 +151,11 @@ def test_non_finite_panel_on_a_mesh(synth, bad):
     """The host-side finiteness check of a panel kept on the host for a mesh names the cell."""
     X = synth.X.copy()
     X[17, 3] = float(bad)
-    one_line_error(ConfigError, lambda: fit_windows(X, synth.r, synth.train, synth.valid, CFG,
-                                                    mesh=fj.make_mesh(rows=2)), "row 17, column 3")
+    one_line_error(
+        ConfigError,
+        lambda: fit_windows(X, synth.r, synth.train, synth.valid, CFG, mesh=fj.make_mesh(rows=2)),
+        "row 17, column 3",
+    )
 
 
 def test_two_processes_equal_one_device(tmp_path):
@@ -147,7 +171,21 @@ def test_two_processes_equal_one_device(tmp_path):
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     script = Path(__file__).parents[1] / "experiments" / "multihost.py"
-    run = subprocess.run([sys.executable, str(script), "--coordinator", f"localhost:{port}", "--epochs", "2",
-                          "--stocks", "20"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--coordinator",
+            f"localhost:{port}",
+            "--epochs",
+            "2",
+            "--stocks",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "same best epochs: True" in run.stdout

@@ -9,15 +9,15 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from fapm_jax.baselines import OLS, PCR
-from fapm_jax.gkx_sim import GKXSimConfig, oracle_r2, preprocess_gkx_sim, simulate_gkx
-from fapm_jax.simstudy import (
+from fapm_jax.data.gkx_design import GKXSimConfig, oracle_r2, preprocess_gkx_sim, simulate_gkx
+from fapm_jax.studies.simulation_study import (
+    SIM_HUBER_XI,
+    SIM_NN_BATCH,
+    SIM_NN_PATIENCE,
     StudyError,
     compare_table,
     design_data,
     fit_design,
-    SIM_HUBER_XI,
-    SIM_NN_BATCH,
-    SIM_NN_PATIENCE,
     published_table_a1,
     run_study,
     sim_models,
@@ -57,7 +57,9 @@ def test_ols_r2_against_the_training_mean_by_hand(small):
         ret = sim.r.reshape(-1)
         lr = LinearRegression().fit(z[tr], ret[tr])  # raw data: scaling and demeaning cancel
         mean_tr = ret[tr].mean()
-        ref = [1 - np.sum((ret[m] - lr.predict(z[m])) ** 2) / np.sum((ret[m] - mean_tr) ** 2) for m in (tr, te)]
+        ref = [
+            1 - np.sum((ret[m] - lr.predict(z[m])) ** 2) / np.sum((ret[m] - mean_tr) ** 2) for m in (tr, te)
+        ]
         np.testing.assert_allclose([r2_is[r], r2_oos[r]], ref, atol=2e-4)
     assert np.all(r2_is > r2_oos)  # 100 regressors on 2,400 rows overfit
 
@@ -71,8 +73,13 @@ def test_vmapped_repetitions_equal_one_at_a_time(small):
 
 def test_table_layout_resume_and_comparison(tmp_path):
     calls = []
-    kw = dict(reps=2, designs=[("a", 50), ("b", 50)], first_seed=7, checkpoint_dir=tmp_path,
-              progress=lambda *a: calls.append(a))
+    kw = dict(
+        reps=2,
+        designs=[("a", 50), ("b", 50)],
+        first_seed=7,
+        checkpoint_dir=tmp_path,
+        progress=lambda *a: calls.append(a),
+    )
     res = run_study([OLS(), OLS(name="OLS+H", huber=True, huber_xi=0.2)], **kw)
     assert res.height == 2 * 2 * 3  # designs × reps × (oracle + 2 models)
     again = run_study([OLS(), OLS(name="OLS+H", huber=True, huber_xi=0.2)], **kw)
@@ -82,11 +89,15 @@ def test_table_layout_resume_and_comparison(tmp_path):
     assert tab.columns == ["method", "a_pc50_is", "a_pc50_oos", "b_pc50_is", "b_pc50_oos", "reps"]
     assert tab["method"].to_list() == ["Oracle", "OLS", "OLS+H"]
     sub = res.filter((pl.col("method") == "OLS") & (pl.col("model") == "b"))
-    np.testing.assert_allclose(tab.filter(pl.col("method") == "OLS")["b_pc50_oos"][0], 100 * sub["r2_oos"].mean())
+    np.testing.assert_allclose(
+        tab.filter(pl.col("method") == "OLS")["b_pc50_oos"][0], 100 * sub["r2_oos"].mean()
+    )
     cmp = compare_table(tab)
     paper = published_table_a1()
-    np.testing.assert_allclose(cmp.filter(pl.col("method") == "OLS")["a_pc50_oos_paper"][0],
-                               paper.filter(pl.col("method") == "OLS")["a_pc50_oos"][0])
+    np.testing.assert_allclose(
+        cmp.filter(pl.col("method") == "OLS")["a_pc50_oos_paper"][0],
+        paper.filter(pl.col("method") == "OLS")["a_pc50_oos"][0],
+    )
     row = cmp.filter(pl.col("method") == "OLS+H")
     np.testing.assert_allclose(row["a_pc50_is_diff"][0], row["a_pc50_is"][0] - row["a_pc50_is_paper"][0])
 

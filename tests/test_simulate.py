@@ -5,8 +5,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fapm_jax.macro import MACRO_NAMES, macro_panel
-from fapm_jax.simulate import CORE_CHARS, SimConfig, simulate_panel
+from fapm_jax.data.embedded import CORE_CHARS, SimConfig, simulate_panel
+from fapm_jax.data.macro import MACRO_NAMES, macro_panel
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,9 @@ def test_truth_reproduces_g_from_the_factors(small):
 
 
 def test_oracle_r2_is_calibrated():
-    panel, truth = simulate_panel(SimConfig(n_stocks=200, n_chars=10, first_month=197001,
-                                            last_month=199912, target_r2=0.04, seed=5))
+    panel, truth = simulate_panel(
+        SimConfig(n_stocks=200, n_chars=10, first_month=197001, last_month=199912, target_r2=0.04, seed=5)
+    )
     # The noise scale is set from the sample's E[g^2]; the realised R² differs by sampling
     # error of the fat-tailed noise (~0.4 percentage points at 72,000 rows).
     assert truth.oracle_r2(panel.r) == pytest.approx(0.04, abs=0.006)
@@ -95,8 +96,13 @@ def test_same_seed_same_panel():
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"n_stocks": 3}, "n_stocks"), ({"n_chars": 2}, "n_chars"), ({"target_r2": 0.0}, "target_r2"),
-     ({"first_month": 200001, "last_month": 199901}, "last_month"), ({"noise_df": 2.0}, "noise_df")],
+    [
+        ({"n_stocks": 3}, "n_stocks"),
+        ({"n_chars": 2}, "n_chars"),
+        ({"target_r2": 0.0}, "target_r2"),
+        ({"first_month": 200001, "last_month": 199901}, "last_month"),
+        ({"noise_df": 2.0}, "noise_df"),
+    ],
 )
 def test_bad_config(kwargs, field):
     with pytest.raises(ValueError, match=f"SimConfig.{field}"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fapm_jax import SimConfig, TrainConfig, WindowSpec, fapm_m_sweep, run_rolling, simulate_panel
-from fapm_jax.sweep import sweep
+from fapm_jax.studies.sweep import sweep
 
 SPEC = WindowSpec(first_year=1957, valid_years=6, first_test_year=1970, n_windows=3)
 CFG = TrainConfig(epochs=6, learning_rate=1e-2)
@@ -32,7 +32,9 @@ def test_grid_order_and_choice(swept):
     t, c = swept.table(), swept.choices()
     assert t.height == 8 and t["chosen_in"].sum() == 3
     assert c["setting"].to_list() == swept.run.setting.tolist()
-    assert c["m"].to_list() == [-1 if swept.points[s]["m"] is None else swept.points[s]["m"] for s in swept.run.setting]
+    assert c["m"].to_list() == [
+        -1 if swept.points[s]["m"] is None else swept.points[s]["m"] for s in swept.run.setting
+    ]
 
 
 @pytest.mark.parametrize("s", [1, 6])

@@ -18,22 +18,13 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from fapm_jax import train as train_mod
-from fapm_jax.moments import window_correlations
-from fapm_jax.train import (
-    ConfigError,
-    Hyper,
-    TrainConfig,
-    TrainResult,
-    _check_masks,
-    init_windows,
-    fit_window,
-    fit_windows,
-    hyper_from_config,
-    make_optimizer,
-    n_batches_for,
-    sweep_grid,
-)
+from fapm_jax.core import rows as train_mod
+from fapm_jax.core.config import OPTIMIZERS, Hyper, TrainConfig, hyper_from_config, n_batches_for, sweep_grid
+from fapm_jax.core.engine import make_optimizer
+from fapm_jax.core.errors import ConfigError
+from fapm_jax.core.fit import TrainResult, _check_masks, fit_window, fit_windows
+from fapm_jax.core.moments import window_correlations
+from fapm_jax.core.rows import init_windows
 
 W = 3  # windows of the synthetic spec (see conftest)
 CFG = TrainConfig(rank=4, learning_rate=1e-2, epochs=20)
@@ -122,16 +113,15 @@ def minibatch_runs(synth):
         first = _fit(synth, CFG_MB)
         snaps.append(dict(counts))
         second = _fit(  # same everything (plus a progress callback, which changes nothing)
-            synth, CFG_MB,
+            synth,
+            CFG_MB,
             progress=lambda done, total, st: progress.append((done, total, int(st.epoch[0, 0]))),
         )
         snaps.append(dict(counts))
         # New values, same shapes/dtypes: r rescaled and the validation masks changed.
         valid2 = synth.valid.copy()
         valid2[:, ::7] = False
-        third = jax.block_until_ready(
-            fit_windows(synth.X, 1.5 * synth.r, synth.train, valid2, CFG_MB)
-        )
+        third = jax.block_until_ready(fit_windows(synth.X, 1.5 * synth.r, synth.train, valid2, CFG_MB))
         snaps.append(dict(counts))
     return dict(first=first, second=second, third=third, snaps=snaps, progress=progress)
 
@@ -147,8 +137,14 @@ def minibatch_loop(synth):
     return [
         jax.block_until_ready(
             fit_window(
-                synth.X, synth.r, synth.train[w], synth.valid[w], CFG_MB,
-                window=w, n_windows=W, n_batches=nb,
+                synth.X,
+                synth.r,
+                synth.train[w],
+                synth.valid[w],
+                CFG_MB,
+                window=w,
+                n_windows=W,
+                n_batches=nb,
             )
         )
         for w in range(W)
@@ -189,12 +185,14 @@ def singles(synth, sweep, full_loop):
             static = literal_cfg if p["rank"] == literal_cfg.rank else CFG
             assert static.rank == cfg.rank
             kw = dict(config=static, hyper=hyper_from_config(cfg))
-        out.append([
-            jax.block_until_ready(
-                fit_window(synth.X, synth.r, synth.train[w], synth.valid[w], window=w, n_windows=W, **kw)
-            )
-            for w in range(W)
-        ])
+        out.append(
+            [
+                jax.block_until_ready(
+                    fit_window(synth.X, synth.r, synth.train[w], synth.valid[w], window=w, n_windows=W, **kw)
+                )
+                for w in range(W)
+            ]
+        )
     return out
 
 
@@ -237,13 +235,13 @@ def _compare_to_loop(res: TrainResult, loop):
             np.testing.assert_allclose(
                 np.asarray(getattr(res.params, name))[0, w],
                 np.asarray(getattr(st.best_params, name)),
-                rtol=0, atol=ATOL32, err_msg=f"window {w} {name}",
+                rtol=0,
+                atol=ATOL32,
+                err_msg=f"window {w} {name}",
             )
         np.testing.assert_allclose(float(res.best_valid_r2[0, w]), float(st.best_valid_r2), atol=ATOL32)
         assert int(res.best_epoch[0, w]) == int(st.best_epoch), f"window {w}"
-        np.testing.assert_allclose(
-            np.asarray(res.valid_r2)[0, w], np.asarray(st.valid_r2), atol=ATOL32
-        )
+        np.testing.assert_allclose(np.asarray(res.valid_r2)[0, w], np.asarray(st.valid_r2), atol=ATOL32)
         assert bool(res.diverged[0, w]) == bool(st.diverged)
     # The parity must be about trained models, not about the OLS start.
     assert (np.asarray(res.best_epoch) > 0).all()
@@ -366,7 +364,9 @@ def test_overflowing_data_diverges_only_the_window_that_trains_on_it(outlier, fu
     for name in ("w0", "w", "V"):
         np.testing.assert_allclose(
             np.asarray(getattr(res.params, name))[0, :2],
-            np.asarray(getattr(full.params, name))[0, :2], rtol=0, atol=1e-7,
+            np.asarray(getattr(full.params, name))[0, :2],
+            rtol=0,
+            atol=1e-7,
         )
 
 
@@ -392,16 +392,25 @@ def test_same_seed_is_bitwise_reproducible(full, synth, minibatch_runs):
 
 
 def test_different_seed_gives_different_V(full, synth):
-    other = _fit(synth, CFG, hyper=jax.tree_util.tree_map(
-        lambda a: a[None], hyper_from_config(dataclasses.replace(CFG, seed=1))))
+    other = _fit(
+        synth,
+        CFG,
+        hyper=jax.tree_util.tree_map(lambda a: a[None], hyper_from_config(dataclasses.replace(CFG, seed=1))),
+    )
     assert int(other.hyper.seed[0]) == 1
     for w in range(W):
         assert not np.allclose(np.asarray(other.params.V)[0, w], np.asarray(full.params.V)[0, w])
     # Each window draws its own V: the initial states of different windows differ.
     h = jax.tree_util.tree_map(lambda a: a[None], hyper_from_config(CFG))
-    st = init_windows(jnp.asarray(synth.X), jnp.asarray(synth.r), jnp.asarray(synth.train, jnp.float32),
-                       jnp.asarray(synth.valid, jnp.float32), h, window_correlations(synth.X, synth.r, synth.train),
-                       config=CFG)
+    st = init_windows(
+        jnp.asarray(synth.X),
+        jnp.asarray(synth.r),
+        jnp.asarray(synth.train, jnp.float32),
+        jnp.asarray(synth.valid, jnp.float32),
+        h,
+        window_correlations(synth.X, synth.r, synth.train),
+        config=CFG,
+    )
     V0 = np.asarray(st.params.V)[0]
     assert not np.allclose(V0[0], V0[1]) and not np.allclose(V0[1], V0[2])
     # init_scale: the draw has standard deviation ≈ 0.01 (60 values: ±30% is > 3 sigma).
@@ -415,7 +424,8 @@ def test_sweep_grid_points_and_hyper():
     hyper, points = sweep_grid(CFG, **SWEEP)
     assert points == [
         dict(rank=k, learning_rate=lr, init_scale=0.01, seed=0, epochs=CFG.epochs)
-        for k in SWEEP["ranks"] for lr in SWEEP["learning_rates"]
+        for k in SWEEP["ranks"]
+        for lr in SWEEP["learning_rates"]
     ]
     assert hyper.epochs is None  # no epoch axis: every setting runs config.epochs
     np.testing.assert_array_equal(
@@ -464,7 +474,9 @@ def test_sweep_equals_individual_runs(sweep, singles):
             # Same float32 ops, batched differently (vmap over settings and windows, padded
             # rank): ATOL32, as for the vmap-vs-loop test.
             np.testing.assert_allclose(V[:, :k], np.asarray(st.best_params.V), atol=ATOL32, err_msg=str(p))
-            np.testing.assert_allclose(np.asarray(res.params.w)[s, w], np.asarray(st.best_params.w), atol=ATOL32)
+            np.testing.assert_allclose(
+                np.asarray(res.params.w)[s, w], np.asarray(st.best_params.w), atol=ATOL32
+            )
             np.testing.assert_allclose(float(res.params.w0[s, w]), float(st.best_params.w0), atol=ATOL32)
             np.testing.assert_allclose(float(res.best_valid_r2[s, w]), float(st.best_valid_r2), atol=ATOL32)
             assert int(res.best_epoch[s, w]) == int(st.best_epoch), (p, w)
@@ -488,13 +500,23 @@ def test_select_on_hand_made_result():
     S, Wn, n, k = 3, 4, 2, 1
     best = np.array([[0.1, 0.5, 0.2, 0.0], [0.3, 0.1, 0.2, -1.0], [0.2, 0.4, 0.9, -0.5]], np.float32)
     tag = np.arange(S * Wn, dtype=np.float32).reshape(S, Wn)  # identifies (s, w) in the params
-    params = train_mod.FAPMParams(
-        w0=jnp.asarray(tag), w=jnp.asarray(np.repeat(tag[..., None], n, -1)),
+    params = fj.FAPMParams(
+        w0=jnp.asarray(tag),
+        w=jnp.asarray(np.repeat(tag[..., None], n, -1)),
         V=jnp.asarray(np.repeat(tag[..., None, None], n, -2).repeat(k, -1)),
     )
     z = jnp.zeros((S, Wn))
-    res = TrainResult(params=params, best_valid_r2=jnp.asarray(best), best_epoch=z, linear_valid_r2=z,
-                      diverged=z, diverged_epoch=z, valid_r2=z, train_r2=z, hyper=None)
+    res = TrainResult(
+        params=params,
+        best_valid_r2=jnp.asarray(best),
+        best_epoch=z,
+        linear_valid_r2=z,
+        diverged=z,
+        diverged_epoch=z,
+        valid_r2=z,
+        train_r2=z,
+        hyper=None,
+    )
     chosen, idx = res.select()
     assert idx.tolist() == [1, 0, 2, 0]
     np.testing.assert_array_equal(np.asarray(chosen.w0), [tag[1, 0], tag[0, 1], tag[2, 2], tag[0, 3]])
@@ -530,13 +552,25 @@ def test_new_values_same_shapes_give_new_results(minibatch_runs):
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("rank", 0), ("rank", -2), ("rank", 2.0),
-        ("learning_rate", 0.0), ("learning_rate", -1e-3), ("learning_rate", math.nan), ("learning_rate", math.inf),
-        ("epochs", 0), ("batch_size", 0), ("batch_size", 1.5),
-        ("init_scale", -0.1), ("init_scale", math.inf),
-        ("optimizer", "adamax"), ("loss", "mse"),
-        ("huber_quantile", 0.3), ("huber_quantile", 1.0), ("huber_delta", 0.0),
-        ("linear_lr_scale", -0.5), ("linear_lr_scale", math.inf),
+        ("rank", 0),
+        ("rank", -2),
+        ("rank", 2.0),
+        ("learning_rate", 0.0),
+        ("learning_rate", -1e-3),
+        ("learning_rate", math.nan),
+        ("learning_rate", math.inf),
+        ("epochs", 0),
+        ("batch_size", 0),
+        ("batch_size", 1.5),
+        ("init_scale", -0.1),
+        ("init_scale", math.inf),
+        ("optimizer", "adamax"),
+        ("loss", "mse"),
+        ("huber_quantile", 0.3),
+        ("huber_quantile", 1.0),
+        ("huber_delta", 0.0),
+        ("linear_lr_scale", -0.5),
+        ("linear_lr_scale", math.inf),
     ],
 )
 def test_train_config_rejects_bad_option(field, value):
@@ -545,7 +579,7 @@ def test_train_config_rejects_bad_option(field, value):
 
 
 def test_train_config_accepts_valid_options():
-    for opt in train_mod.OPTIMIZERS:
+    for opt in OPTIMIZERS:
         assert TrainConfig(optimizer=opt).optimizer == opt
     c = TrainConfig(rank=1, batch_size=1, init_scale=0.0, loss="huber", huber_delta=0.5, huber_quantile=0.5)
     assert c.huber_delta == 0.5
@@ -602,21 +636,26 @@ def test_huber_training_runs(huber_loop, full, full_loop):
 
 
 def test_huber_delta_is_quantile_of_ols_residuals(huber_loop, synth):
-    from fapm_jax.linear import fit_ols
+    from fapm_jax.core.linear import fit_ols
 
     ols32 = jax.jit(fit_ols)
     for w in range(W):
         tm = synth.train[w]
         delta = float(huber_loop[w].huber_delta)
         w0, wv = ols32(jnp.asarray(synth.X), jnp.asarray(synth.r), jnp.asarray(tm, jnp.float32))
-        resid = np.abs(synth.r[tm] - (float(w0) + synth.X[tm].astype(np.float64) @ np.asarray(wv, np.float64)))
+        resid = np.abs(
+            synth.r[tm] - (float(w0) + synth.X[tm].astype(np.float64) @ np.asarray(wv, np.float64))
+        )
         ref = np.quantile(resid, CFG_H.huber_quantile, method="lower")
         # Same float32 OLS start, residuals rounded differently (float32 vs float64): 1e-6 abs.
         np.testing.assert_allclose(delta, ref, atol=1e-6)
         # And against an independent float64 OLS (1e-5 abs: float32 OLS error).
         ols = LinearRegression().fit(synth.X[tm].astype(np.float64), synth.r[tm].astype(np.float64))
-        ref_sk = np.quantile(np.abs(synth.r[tm] - ols.predict(synth.X[tm].astype(np.float64))),
-                             CFG_H.huber_quantile, method="lower")
+        ref_sk = np.quantile(
+            np.abs(synth.r[tm] - ols.predict(synth.X[tm].astype(np.float64))),
+            CFG_H.huber_quantile,
+            method="lower",
+        )
         np.testing.assert_allclose(delta, ref_sk, atol=1e-5)
         # A 0.9 quantile clips ~10% of the residuals.
         assert 0.05 < np.mean(resid > delta) < 0.15
@@ -666,12 +705,28 @@ def test_interrupted_run_resumes_from_checkpoint(synth, tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        fit_windows(synth.X, synth.r, synth.train, synth.valid, cfg, epochs_per_call=2,
-                    checkpoint=ckpt, progress=stop_after_4)
+        fit_windows(
+            synth.X,
+            synth.r,
+            synth.train,
+            synth.valid,
+            cfg,
+            epochs_per_call=2,
+            checkpoint=ckpt,
+            progress=stop_after_4,
+        )
     assert ckpt.exists()
     seen = []
-    res = fit_windows(synth.X, synth.r, synth.train, synth.valid, cfg, epochs_per_call=2,
-                      checkpoint=ckpt, progress=lambda d, t, s: seen.append(d))
+    res = fit_windows(
+        synth.X,
+        synth.r,
+        synth.train,
+        synth.valid,
+        cfg,
+        epochs_per_call=2,
+        checkpoint=ckpt,
+        progress=lambda d, t, s: seen.append(d),
+    )
     assert seen == [4, 6]  # resumed after epoch 4, not from scratch
     # Bitwise the same models as the uninterrupted run.
     for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(res)):
@@ -687,12 +742,21 @@ def test_checkpoint_of_another_run_is_ignored(synth, tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit_windows(synth.X, synth.r, synth.train, synth.valid, cfg, epochs_per_call=2,
-                    checkpoint=ckpt, progress=stop)
+        fit_windows(
+            synth.X, synth.r, synth.train, synth.valid, cfg, epochs_per_call=2, checkpoint=ckpt, progress=stop
+        )
     other = dataclasses.replace(cfg, learning_rate=cfg.learning_rate * 2)
     seen = []
-    fit_windows(synth.X, synth.r, synth.train, synth.valid, other, epochs_per_call=2,
-                checkpoint=ckpt, progress=lambda d, t, s: seen.append(d))
+    fit_windows(
+        synth.X,
+        synth.r,
+        synth.train,
+        synth.valid,
+        other,
+        epochs_per_call=2,
+        checkpoint=ckpt,
+        progress=lambda d, t, s: seen.append(d),
+    )
     assert seen == [2, 4]  # started from scratch
 
 
@@ -716,5 +780,7 @@ def test_reduced_precision_training(synth):
     np.testing.assert_allclose(np.asarray(mb.best_valid_r2), np.asarray(mb_base.best_valid_r2), atol=2e-3)
     with pytest.raises(ConfigError, match="precision='tf32': its moments are float64"):
         fit_windows(X, r, tm, vm, dataclasses.replace(CFG, precision="tf32"), method="moments")
-    with pytest.raises(ConfigError, match=r"TrainConfig.precision='fp8': must be one of highest, tf32, bfloat16"):
+    with pytest.raises(
+        ConfigError, match=r"TrainConfig.precision='fp8': must be one of highest, tf32, bfloat16"
+    ):
         TrainConfig(precision="fp8")

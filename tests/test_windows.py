@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fapm_jax.windows import (
+from fapm_jax.data.windows import (
     Window,
     WindowError,
     WindowSpec,

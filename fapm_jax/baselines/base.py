@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from ..linear import fit_ols
-from ..masked import masked_quantile
+from ..core.linear import fit_ols
+from ..core.masked import masked_quantile
 
 #: GKX's Huber threshold rule (Table A.5): the 99.9% quantile of absolute residuals.
 HUBER_QUANTILE = 0.999
@@ -149,7 +149,7 @@ def fit_rolling(
     host loop (one compilation: a short last chunk is padded with copies of its last window);
     ``None``: all windows in one call. The result does not depend on it. Chunks of one suit
     early-stopping trainers on a CPU, where vmapped windows run in lockstep until the slowest
-    member stops (see :func:`~fapm_jax.comparison.run_comparison`).
+    member stops (see :func:`~fapm_jax.studies.comparison.run_comparison`).
     """
     W = train_masks.shape[0]
     keys = jax.vmap(lambda w: jax.random.fold_in(key, w))(jnp.arange(W))
@@ -163,8 +163,8 @@ def fit_rolling(
         for lo in range(0, W, k):
             idx = jnp.minimum(jnp.arange(lo, lo + k), W - 1)  # pad the last chunk
             parts.append(_fit_windows(model, X, y, tm[idx], vm[idx], keys[idx]))
-        fit = parts[0] if len(parts) == 1 else jax.tree_util.tree_map(
-            lambda *a: jnp.concatenate(a)[:W], *parts
+        fit = (
+            parts[0] if len(parts) == 1 else jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:W], *parts)
         )
     else:
         fits = [model.fit(X, y, tm[w], vm[w], keys[w]) for w in range(W)]

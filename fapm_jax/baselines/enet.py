@@ -28,7 +28,7 @@ scale. Squared loss: each iteration costs ``O(P²)`` with the ``[P, P]`` Gram ma
 started from the squared-loss solution at the same ``λ`` (which costs only ``O(P²)`` per
 iteration), so that few of the expensive iterations are spent far from the optimum.
 Memory per window: one centred copy of ``X`` to form the Gram matrix (as in
-:func:`~fapm_jax.linear.fit_ols`).
+:func:`~fapm_jax.core.linear.fit_ols`).
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ from .base import (
     Fit,
     LinearParams,
     choose,
-    model_huber_xi,
-    solver_tol,
     linear_predict,
     masked_sse,
+    model_huber_xi,
+    solver_tol,
 )
 from .prox import fista, lipschitz_mse, prox_elastic_net
 
@@ -74,7 +74,7 @@ class _Centred:
         self.c = (Xc.T @ (m * (y - ybar))) / n / s
 
 
-def huber_psi(e: Float[Array, "..."], xi: Float[Array, ""]) -> Float[Array, "..."]:
+def huber_psi(e: Float[Array, ...], xi: Float[Array, ""]) -> Float[Array, ...]:
     """``½ dH/de`` for GKX's Huber function: ``clip(e, −ξ, ξ)``."""
     return jnp.clip(e, -xi, xi)
 
@@ -190,7 +190,9 @@ class ENet:
     ) -> Fit:
         xi = model_huber_xi(self, X, y, train)
         tol = solver_tol(self.huber_tol, X.dtype)
-        grid = _solve_path(X, y, train, self.lambdas, self.rho, self.n_iter, xi, self.restart, tol, self.huber_iter)
+        grid = _solve_path(
+            X, y, train, self.lambdas, self.rho, self.n_iter, xi, self.restart, tol, self.huber_iter
+        )
         sse = jax.vmap(lambda p: masked_sse(y, linear_predict(p, X), valid))(grid)
         return choose(grid, sse)
 

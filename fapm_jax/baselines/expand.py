@@ -3,7 +3,7 @@
 GKX (2020, section 2.1) feed their models ``z = (1, x_t) ⊗ c_{i,t}`` plus SIC2 dummies (920
 columns on the full data). :class:`OnGKXCovariates` wraps a model so that its ``fit`` and
 ``predict`` receive the panel's factor matrix and expand it with
-:func:`~fapm_jax.covariates.gkx_covariates` inside the jitted program: no host copy of the
+:func:`~fapm_jax.data.covariates.gkx_covariates` inside the jitted program: no host copy of the
 expanded panel is made (XLA still holds it on the device while a window is fitted, ``N × Q``
 floats). Host models (trees) get the expansion in numpy.
 """
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..covariates import gkx_covariates
+from ..data.covariates import gkx_covariates
 from .base import Fit
 
 
@@ -26,7 +26,7 @@ class OnGKXCovariates:
     """``inner`` fitted on ``chars ⊗ (1, macro)`` (+ SIC2 dummies) of the factor matrix.
 
     ``chars``, ``macro``, ``sic``: column indices into the factor matrix (see
-    :func:`~fapm_jax.covariates.covariate_blocks`).
+    :func:`~fapm_jax.data.covariates.covariate_blocks`).
     """
 
     inner: Any

@@ -9,7 +9,7 @@ positive part, but three untruncated squares span only ``{1, z, z²}`` and the m
 to a quadratic; a spline of order two is built from *truncated* powers, as here (a piecewise
 quadratic, continuously differentiable at the knots). **Knots** (GKX do not state theirs): the
 25/50/75% quantiles of each column over the training rows of the window (masked, lower
-interpolation as :func:`~fapm_jax.masked.masked_quantile`; ``knot_quantiles``), so they move with
+interpolation as :func:`~fapm_jax.core.masked.masked_quantile`; ``knot_quantiles``), so they move with
 the window and are stored in the parameters.
 
 The objective is GKX's group lasso
@@ -66,7 +66,7 @@ def spline_knots(
     X: Float[Array, "N P"], mask: Float[Array, " N"], quantiles: tuple[float, ...] = KNOT_QUANTILES
 ) -> Float[Array, "P Q"]:
     """The ``quantiles`` of every column over the rows where ``mask > 0`` (one sort per column;
-    the same lower-interpolation rule as :func:`~fapm_jax.masked.masked_quantile`)."""
+    the same lower-interpolation rule as :func:`~fapm_jax.core.masked.masked_quantile`)."""
     n = jnp.sum(mask > 0)
     xs = jnp.sort(jnp.where(mask[:, None] > 0, X, jnp.inf), axis=0)
     q = jnp.asarray(quantiles, jnp.float32)
@@ -280,7 +280,7 @@ class GLM:
     def window_bytes(self, n_rows: int, n_cols: int, itemsize: int = 4) -> int:
         """Rough working memory of one window's fit: the ``[N, P]`` truncated-square
         temporaries of the basis products, about four per ``λ`` (all ``λ`` are vmapped). Used
-        to size window chunks (:func:`~fapm_jax.comparison.window_chunk_for`): on the embedded
+        to size window chunks (:func:`~fapm_jax.studies.comparison.window_chunk_for`): on the embedded
         default (144,000 × 38, four ``λ``) 30 vmapped windows of GLM+H peaked at 11.7 GB."""
         return 4 * len(self.lambdas) * n_rows * n_cols * itemsize
 

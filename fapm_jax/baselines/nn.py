@@ -42,10 +42,10 @@ so the result equals per-member early stopping. The number of mini-batches per e
 static: ``ceil(N / batch_size)`` (every window's training rows are at most ``N``) or the
 ``n_batches`` field; slots of the shuffled order that hold no training row are skipped, and a
 batch without any training row makes no optimizer step. A member gathers its window's
-training and validation rows once into static blocks (:func:`~fapm_jax.masked.compact_rows`;
+training and validation rows once into static blocks (:func:`~fapm_jax.core.masked.compact_rows`;
 ``n_batches · batch_size`` and ``n_valid`` slots), so every epoch's shuffle, BN population pass
 and validation pass touch those rows only, not the whole panel —
-:func:`~fapm_jax.comparison.run_comparison` sizes both from the largest window.
+:func:`~fapm_jax.studies.comparison.run_comparison` sizes both from the largest window.
 
 Divergence. A step whose loss or new parameters are non-finite is discarded and the member is
 frozen (flagged ``diverged``) with its best parameters; a non-finite validation MSE counts as
@@ -71,7 +71,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from ..masked import compact_rows, shuffled_batches
+from ..core.masked import compact_rows, shuffled_batches
 from .base import Fit, choose
 
 #: Hidden layer widths of NN1–NN5 (GKX section 1.7: a geometric pyramid from 32 units).
@@ -191,9 +191,7 @@ def mlp_from_arrays(
     )
 
 
-def init_mlp(
-    key: PRNGKeyArray, n_inputs: int, hidden: tuple[int, ...], dtype=jnp.float32
-) -> MLP:
+def init_mlp(key: PRNGKeyArray, n_inputs: int, hidden: tuple[int, ...], dtype=jnp.float32) -> MLP:
     """Equinox's default ``Linear`` initialisation, uniform on ``±1/√fan_in``, with BN
     ``γ = 1``, ``β = 0`` — except the output layer, which starts at zero: the network starts at
     the zero forecast (R² = 0, the benchmark) instead of at an output of standard deviation
@@ -442,9 +440,7 @@ class NN:
         def body(s: _State) -> _State:
             e = s.epoch + 1
             batches = shuffled_batches(keys[e], tr_ok, size, n_batches)
-            (theta, opt_state, ok), _ = jax.lax.scan(
-                step, (s.theta, s.opt_state, jnp.asarray(True)), batches
-            )
+            (theta, opt_state, ok), _ = jax.lax.scan(step, (s.theta, s.opt_state, jnp.asarray(True)), batches)
             v = valid_mse(theta)
             ok = ok & jnp.isfinite(v)
             better = ok & (v < s.best_mse)
@@ -510,9 +506,9 @@ class NN:
         G, M = len(grid), self.ensemble
         # One vmap over the G·M (grid point, member) pairs; a single batch axis gives a smaller
         # program than nested vmaps (and the same arithmetic per member).
-        flat = jax.vmap(
-            lambda k, l1, lr: self.train_member(X, y, train, valid, k, l1, lr)
-        )(jnp.tile(keys, G), jnp.repeat(l1s, M), jnp.repeat(lrs, M))
+        flat = jax.vmap(lambda k, l1, lr: self.train_member(X, y, train, valid, k, l1, lr))(
+            jnp.tile(keys, G), jnp.repeat(l1s, M), jnp.repeat(lrs, M)
+        )
         members = jax.tree_util.tree_map(lambda a: a.reshape(G, M, *a.shape[1:]), flat)
         params = NNParams(members.net, members.stats)
         y_hat = jax.vmap(ensemble_predict, in_axes=(0, None))(params, X)  # [G, N]

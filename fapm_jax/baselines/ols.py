@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..linear import fit_ols
-from ..masked import masked_quantile
+from ..core.linear import fit_ols
+from ..core.masked import masked_quantile
 from .base import HUBER_QUANTILE, Fit, LinearParams, linear_predict, masked_sse, solver_tol
 
 #: GKX's OLS-3 covariates: size, book-to-market, momentum.

@@ -48,9 +48,7 @@ def centred_moments(
     return mu, y_mu, C, s
 
 
-def _to_linear(
-    mu: Float[Array, " P"], y_mu: Float[Array, ""], B: Float[Array, "K P"]
-) -> LinearParams:
+def _to_linear(mu: Float[Array, " P"], y_mu: Float[Array, ""], B: Float[Array, "K P"]) -> LinearParams:
     """Coefficients on centred ``X`` → ``LinearParams`` in the original ``X`` space."""
     return LinearParams(y_mu - jnp.matmul(B, mu, precision=_HI), B)
 

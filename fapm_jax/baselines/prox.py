@@ -16,7 +16,8 @@ centred Gram matrix, so ``L = 2·λ_max(G)`` for ``θ`` alone (intercept elimina
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -117,13 +118,13 @@ def lipschitz_mse(G: Float[Array, "P P"], *, with_intercept: bool = False) -> Fl
     return 2.0 * lam * (1.0 + 1e-6)
 
 
-def soft_threshold(v: Float[Array, "..."], t: Float[Array, "..."]) -> Float[Array, "..."]:
+def soft_threshold(v: Float[Array, ...], t: Float[Array, ...]) -> Float[Array, ...]:
     """The prox of ``t·|·|``: ``sign(v)·max(|v| − t, 0)``."""
     return jnp.sign(v) * jnp.maximum(jnp.abs(v) - t, 0.0)
 
 
 def prox_elastic_net(
-    v: Float[Array, " P"], t: Float[Array, ""], l1: Float[Array, "..."], l2: Float[Array, "..."]
+    v: Float[Array, " P"], t: Float[Array, ""], l1: Float[Array, ...], l2: Float[Array, ...]
 ) -> Float[Array, " P"]:
     """The prox of ``h(θ) = Σ l1_j |θ_j| + ½ Σ l2_j θ_j²`` with step ``t`` (``l1``, ``l2``
     scalars or per-coordinate): ``soft(v, t·l1) / (1 + t·l2)``."""

@@ -68,9 +68,7 @@ def key_seed(key: PRNGKeyArray | None) -> int:
     return int(jax.random.randint(key, (), 0, 2**31 - 1, dtype=jnp.int32))
 
 
-def _rows(
-    X, y, train, valid, model: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _rows(X, y, train, valid, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The training and validation rows as numpy (``X`` keeps its float dtype, ``y`` float64)."""
     X = np.asarray(X)
     y = np.asarray(y, np.float64)
@@ -100,7 +98,9 @@ class RFParams(NamedTuple):
     max_features: int
 
 
-def forest_predict(forest: Any, X: Float[np.ndarray, "N P"], n_jobs: int | None = 1) -> Float[np.ndarray, " N"]:
+def forest_predict(
+    forest: Any, X: Float[np.ndarray, "N P"], n_jobs: int | None = 1
+) -> Float[np.ndarray, " N"]:
     """The forest's mean forecast, summed over trees in their order for every row.
 
     Bitwise equal to ``forest.predict`` with ``n_jobs=1``; sklearn's threaded predict adds the
@@ -205,7 +205,9 @@ class GBRTParams(NamedTuple):
     huber_alpha: float | None
 
 
-def staged_sse(booster: Any, X: Float[np.ndarray, "N P"], y: Float[np.ndarray, " N"]) -> Float[np.ndarray, " T"]:
+def staged_sse(
+    booster: Any, X: Float[np.ndarray, "N P"], y: Float[np.ndarray, " N"]
+) -> Float[np.ndarray, " T"]:
     """``Σ (y − ŷ_k)²`` for every prefix ``k = 1..T`` of a regression booster's trees.
 
     ``ŷ_k`` is exactly ``booster.predict(X, num_iteration=k)`` (each row's leaf values are
@@ -259,7 +261,9 @@ class GBRT:
         """The ``(max_depth, learning_rate)`` grid, in ``valid_sse`` order."""
         return [(int(d), float(lr)) for d, lr in itertools.product(self.max_depth, self.learning_rate)]
 
-    def threshold(self, X: Float[np.ndarray, "N P"], y: Float[np.ndarray, " N"], train: Float[np.ndarray, " N"]) -> float:
+    def threshold(
+        self, X: Float[np.ndarray, "N P"], y: Float[np.ndarray, " N"], train: Float[np.ndarray, " N"]
+    ) -> float:
         """The Huber threshold ``ξ`` of the training rows of the full ``X``, ``y``.
 
         Computed on the full-size arrays with the mask (rows outside it zeroed), so every

@@ -1,0 +1,194 @@
+"""Training configuration (Algorithm 2): :class:`TrainConfig`, a frozen dataclass whose
+defaults are the package's FAPM recipe, and :class:`Hyper`, one sweep setting as arrays so that
+settings can be ``vmap``-ed (:func:`sweep_grid`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from .errors import ConfigError
+from .model import PRECISIONS
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
+
+
+LOSSES = ("r2", "huber")
+
+
+#: How :func:`fit_windows` trains: on the panel's rows, or from per-window moments
+#: (:mod:`~fapm_jax.core.moments`: full-batch R² loss, small factor sets; the same models), or
+#: ``"auto"``: moments where they apply and fit memory.
+METHODS = ("rows", "moments", "auto")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training options (Algorithm 2). The paper does not publish its rank, learning rate or
+    epoch count; the defaults are ours, chosen on the simulated panel and documented in the
+    README.
+
+    Attributes:
+        rank: ``k``, the number of latent dimensions of ``V``.
+        learning_rate: optimizer step size.
+        epochs: passes over each window's training rows.
+        batch_size: rows per step; ``None`` is full batch (one step per epoch).
+        init_scale: standard deviation of the normal draw of ``V``.
+        optimizer: an optax optimizer name, one of :data:`OPTIMIZERS`.
+        loss: ``"r2"`` (the paper's ``1 − R²_is``) or ``"huber"`` (GKX's "+H").
+        huber_quantile: with ``loss="huber"`` and no ``huber_delta``, the threshold is this
+            quantile of the OLS start's absolute training residuals (GKX use 99.9%).
+        huber_delta: a fixed Huber threshold, overriding ``huber_quantile``.
+        seed: the root of every random draw (``V`` and mini-batch order).
+        linear_lr_scale: multiplier of the learning rate of the linear part ``(w0, w)``.
+            The linear part starts at its OLS optimum and its coefficients are an order of
+            magnitude smaller than the latent vectors ``v_i``; Adam moves every parameter by
+            about ``learning_rate`` per step whatever its scale, so a full-size step knocks
+            the OLS start off its optimum. 1.0 treats all parameters alike.
+        self_interactions: add ``x_i²`` terms with free weights ``d`` (starting at 0) to the
+            model (:class:`~fapm_jax.core.model.FAPMParams`); the paper's FAPM has none.
+        chunk_rows: full-batch training reads the panel in chunks of this many rows
+            (:mod:`~fapm_jax.core.rowpass`), which bounds its temporaries and sets its speed;
+            ``None``: by backend (:func:`~fapm_jax.core.rowpass.default_chunk_rows`: 8192 rows on a
+            CPU, 131072 on an accelerator). The fitted models do not depend on it beyond float
+            rounding.
+        precision: arithmetic of the training products (:data:`~fapm_jax.core.model.PRECISIONS`):
+            ``"highest"`` (default) the panel's own precision — float32 products, not the
+            TF32 a GPU would otherwise use; ``"tf32"`` a GPU's tensor cores (on a CPU the same
+            roundings, emulated, to measure their effect); ``"bfloat16"`` bfloat16 operands,
+            accumulated in the panel's precision. The row trainer only; predictions after
+            training are computed at ``"highest"``.
+    """
+
+    rank: int = 4
+    learning_rate: float = 1e-3
+    epochs: int = 100
+    batch_size: int | None = None
+    init_scale: float = 0.01
+    optimizer: str = "adam"
+    loss: str = "r2"
+    huber_quantile: float = 0.999
+    huber_delta: float | None = None
+    seed: int = 0
+    linear_lr_scale: float = 0.1
+    self_interactions: bool = False
+    chunk_rows: int | None = None
+    precision: str = "highest"
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r}: {why}")
+
+        if not isinstance(self.rank, int) or self.rank < 1:
+            bad("rank", "must be a positive integer")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            bad("learning_rate", "must be a positive finite number")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            bad("epochs", "must be a positive integer")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            bad("batch_size", "must be a positive integer or None (full batch)")
+        if not (self.init_scale >= 0 and math.isfinite(self.init_scale)):
+            bad("init_scale", "must be a non-negative finite number")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        if self.loss not in LOSSES:
+            bad("loss", f"must be one of {', '.join(LOSSES)}")
+        if not 0.5 <= self.huber_quantile < 1:
+            bad("huber_quantile", "must lie in [0.5, 1)")
+        if self.huber_delta is not None and not self.huber_delta > 0:
+            bad("huber_delta", "must be positive")
+        if not (self.linear_lr_scale >= 0 and math.isfinite(self.linear_lr_scale)):
+            bad("linear_lr_scale", "must be a non-negative finite number")
+        if self.chunk_rows is not None and (not isinstance(self.chunk_rows, int) or self.chunk_rows < 1):
+            bad("chunk_rows", "must be a positive integer or None (by backend)")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"must be one of {', '.join(PRECISIONS)}")
+
+
+class Hyper(NamedTuple):
+    """One hyperparameter setting as arrays, so that settings can be ``vmap``-ed.
+
+    ``rank_mask`` switches latent columns on (1) or off (0); a sweep over ranks pads ``V`` to
+    the largest rank. ``features`` (``None``: every factor) switches factors on or off per
+    window, ``[W, n]`` for all windows (one window's trainer sees its row ``[n]``): the
+    FAPM-m subsets (:mod:`~fapm_jax.studies.fapm_m`), chosen inside each window. ``epochs``
+    (``None``: ``config.epochs``) stops a setting after that many epochs, so a sweep over
+    epoch budgets runs in one program of ``max(epochs)`` epochs; a stopped setting keeps its
+    state (its best-on-validation model among its own epochs).
+    """
+
+    learning_rate: Float[Array, ""]
+    init_scale: Float[Array, ""]
+    rank_mask: Float[Array, " k"]
+    seed: Int[Array, ""]
+    features: Float[Array, "W n"] | None = None
+    epochs: Int[Array, ""] | None = None
+
+
+def hyper_from_config(config: TrainConfig, max_rank: int | None = None) -> Hyper:
+    """The single setting described by ``config`` (``V`` padded to ``max_rank``)."""
+    k = max_rank or config.rank
+    return Hyper(
+        learning_rate=jnp.asarray(config.learning_rate, jnp.float32),
+        init_scale=jnp.asarray(config.init_scale, jnp.float32),
+        rank_mask=(jnp.arange(k) < config.rank).astype(jnp.float32),
+        seed=jnp.asarray(config.seed, jnp.int32),
+    )
+
+
+def sweep_grid(
+    config: TrainConfig,
+    *,
+    ranks: Sequence[int] | None = None,
+    learning_rates: Sequence[float] | None = None,
+    init_scales: Sequence[float] | None = None,
+    seeds: Sequence[int] | None = None,
+    epochs: Sequence[int] | None = None,
+) -> tuple[Hyper, list[dict]]:
+    """The Cartesian grid of settings as a batched :class:`Hyper` ``[S]`` and its labels.
+
+    Unspecified axes take the value in ``config``. With ``epochs``, train with
+    ``config.epochs = max(epochs)``: each setting stops after its own budget (``Hyper.epochs``).
+    """
+    ranks = list(ranks or [config.rank])
+    lrs = list(learning_rates or [config.learning_rate])
+    scales = list(init_scales or [config.init_scale])
+    seeds = list(seeds if seeds is not None else [config.seed])
+    budgets = list(epochs or [config.epochs])
+    for name, vals in (
+        ("ranks", ranks),
+        ("learning_rates", lrs),
+        ("init_scales", scales),
+        ("epochs", budgets),
+    ):
+        if any(not (v > 0 or (name == "init_scales" and v == 0)) for v in vals):
+            raise ConfigError(f"sweep_grid: {name} must be positive, got {vals}")
+    if any(int(e) != e for e in budgets + ranks):
+        raise ConfigError(f"sweep_grid: ranks and epochs must be integers, got {ranks} and {budgets}")
+    k_max = max(ranks)
+    points = [
+        dict(rank=int(k), learning_rate=float(lr), init_scale=float(s), seed=int(sd), epochs=int(e))
+        for k, lr, s, sd, e in itertools.product(ranks, lrs, scales, seeds, budgets)
+    ]
+    hypers = [
+        hyper_from_config(
+            dataclasses.replace(config, **{k: v for k, v in p.items() if k != "epochs"}), k_max
+        )._replace(epochs=jnp.asarray(p["epochs"], jnp.int32) if epochs else None)
+        for p in points
+    ]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *hypers), points
+
+
+def n_batches_for(config: TrainConfig, train_masks: np.ndarray) -> int:
+    """Mini-batches per epoch: enough for the largest training set among the windows."""
+    if config.batch_size is None:
+        return 1
+    return max(1, math.ceil(int(np.asarray(train_masks).sum(axis=-1).max()) / config.batch_size))

@@ -1,0 +1,234 @@
+"""The rolling study of Algorithm 2: train every window, predict every test year, evaluate.
+
+:func:`run_rolling` composes :mod:`~fapm_jax.data.windows` (the 30 windows as row masks),
+:func:`~fapm_jax.core.fit.fit_windows` (all windows — and all sweep settings — in one compiled
+program) and :mod:`~fapm_jax.evaluation.metrics` (R²_oos pooled, per year, by size group).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+from jaxtyping import Array, Bool, Float, Int
+
+from ..core.config import Hyper, TrainConfig
+from ..core.engine import TrainState
+from ..core.fit import TrainResult, fit_windows
+from ..core.linear import fit_ols
+from ..core.model import FAPMParams, predict
+from ..data.panel import Panel
+from ..data.windows import Window, WindowSpec, rolling_windows, window_masks
+from ..evaluation.metrics import default_size_group, r2_summary
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RollingRun:
+    """Everything a rolling run produces.
+
+    Attributes:
+        windows: the ``W`` windows, in test-year order.
+        result: the raw :class:`~fapm_jax.core.fit.TrainResult` (leading axes ``[S, W]``).
+        params: the chosen model of each window (leading axis ``[W]``).
+        setting: ``[W]`` index of the chosen sweep setting per window (all 0 without a sweep).
+        predictions: one row per test stock-month: ``permno, month, r, r_hat, mktcap``.
+        test_rows: ``[N_test]`` the panel row of each prediction.
+        r2: :func:`~fapm_jax.evaluation.metrics.r2_summary` of ``predictions``.
+        linear_r2: the same table for each window's linear start (OLS on the window's
+            training rows), FAPM's own baseline: what the interactions add is the difference.
+        size_group: the ``n`` of the top-``n`` / bottom-``n`` rows of ``r2``.
+        diverged: ``[S, W]`` which runs hit a non-finite loss or update.
+        seconds: wall time of training (compile included) and of the whole run.
+    """
+
+    windows: list[Window]
+    result: TrainResult
+    params: FAPMParams
+    setting: np.ndarray
+    predictions: pl.DataFrame
+    test_rows: np.ndarray
+    r2: pl.DataFrame
+    linear_r2: pl.DataFrame
+    size_group: int
+    diverged: np.ndarray
+    seconds: dict[str, float]
+
+    def diverged_windows(self) -> list[int]:
+        """Test years of windows in which any setting diverged."""
+        return [w.test for w, d in zip(self.windows, self.diverged.any(axis=0)) if d]
+
+    def r2_value(self, sample: str = "all") -> float:
+        return float(self.r2.filter(pl.col("sample") == sample)["r2_oos"][0])
+
+
+@eqx.filter_jit
+def predict_test_rows(
+    params: FAPMParams, X: Float[Array, "N n"], test_masks: Bool[Array, "W N"]
+) -> Float[Array, " N"]:
+    """Each row's forecast by the model of the window whose test year holds it.
+
+    A ``lax.scan`` over windows keeps memory at ``O(N)`` (no ``[W, N]`` prediction matrix).
+    Rows in no test year get 0.
+    """
+
+    def add(acc, inputs):
+        p, m = inputs
+        return acc + jnp.where(m, predict(p, X), 0.0), None
+
+    out, _ = jax.lax.scan(add, jnp.zeros(X.shape[0], X.dtype), (params, test_masks))
+    return out
+
+
+@eqx.filter_jit
+def settings_sse(
+    params: FAPMParams,
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    idx: Int[Array, "W R"],
+    wt: Float[Array, "W R"],
+) -> tuple[Float[Array, "S W"], Float[Array, " W"]]:
+    """``Σ wt (r − r̂)²`` of every setting's model of every window (``params`` with leading
+    ``[S, W]`` axes) over that window's gathered rows (``idx``/``wt`` from
+    :func:`~fapm_jax.core.masked.window_rows`), and ``Σ wt r²`` per window: the R² of every sweep
+    setting in one compiled loop, memory one window's rows."""
+
+    def one_setting(p_s):
+        def one_window(inputs):
+            p, i, w = inputs
+            e = r[i] - predict(p, X[i])
+            return jnp.sum(w * e * e)
+
+        return jax.lax.map(one_window, (p_s, idx, wt))
+
+    ri = r[idx]
+    return jax.lax.map(one_setting, params), jnp.sum(wt * ri * ri, axis=1)
+
+
+@eqx.filter_jit
+def linear_start(
+    X: Float[Array, "N n"], r: Float[Array, " N"], train_masks: Bool[Array, "W N"]
+) -> FAPMParams:
+    """Each window's OLS linear model as FAPM parameters with ``V = 0`` (leading axis ``[W]``)."""
+    w0, w = jax.vmap(fit_ols, in_axes=(None, None, 0))(X, r, train_masks.astype(X.dtype))
+    return FAPMParams(w0=w0, w=w, V=jnp.zeros(w.shape + (1,), X.dtype))
+
+
+def run_rolling(
+    panel: Panel,
+    config: TrainConfig = TrainConfig(),
+    spec: WindowSpec = WindowSpec(),
+    *,
+    hyper: Hyper | None = None,
+    size_group: int | None = None,
+    progress: Callable[[int, int, TrainState], None] | None = None,
+    epochs_per_call: int | None = None,
+    checkpoint=None,
+    method: str = "rows",
+) -> RollingRun:
+    """Algorithm 2 on ``panel``: train all windows, choose per window the best epoch (and, with a
+    sweep ``hyper``, the best setting) on validation R², predict each test year, evaluate.
+
+    ``size_group`` is the ``n`` of the top/bottom-``n`` R² rows (default:
+    :func:`~fapm_jax.evaluation.metrics.default_size_group`). ``checkpoint``: see
+    :func:`~fapm_jax.core.fit.fit_windows` (an interrupted run resumes from it); ``method``: its
+    trainer (``"rows"``, ``"moments"`` or ``"auto"``).
+    """
+    t0 = time.perf_counter()
+    windows = rolling_windows(spec)
+    train_m, valid_m, test_m = window_masks(panel.year, windows)
+    X = jnp.asarray(panel.X)
+    result = fit_windows(
+        X,
+        panel.r,
+        train_m,
+        valid_m,
+        config,
+        hyper=hyper,
+        progress=progress,
+        epochs_per_call=epochs_per_call,
+        checkpoint=checkpoint,
+        method=method,
+    )
+    chosen, setting = result.select()
+    jax.block_until_ready(chosen)
+    t_train = time.perf_counter() - t0
+    r_hat = np.asarray(predict_test_rows(chosen, X, jnp.asarray(test_m)))
+    rows = test_m.any(axis=0)
+    predictions = pl.DataFrame(
+        {
+            "permno": panel.permno[rows],
+            "month": panel.month[rows],
+            "r": panel.r[rows],
+            "r_hat": r_hat[rows].astype(np.float32),
+            "mktcap": panel.mktcap[rows],
+        }
+    )
+    if size_group is None:
+        size_group = default_size_group(predictions)
+    r2 = r2_summary(predictions, size_group)
+    lin = linear_start(X, jnp.asarray(panel.r), jnp.asarray(train_m))
+    lin_hat = np.asarray(predict_test_rows(lin, X, jnp.asarray(test_m)))[rows]
+    linear_r2 = r2_summary(
+        predictions.with_columns(pl.Series("r_hat", lin_hat.astype(np.float32))), size_group
+    )
+    return RollingRun(
+        windows=windows,
+        result=result,
+        params=chosen,
+        setting=setting,
+        predictions=predictions,
+        test_rows=np.flatnonzero(rows),
+        r2=r2,
+        linear_r2=linear_r2,
+        size_group=size_group,
+        diverged=np.asarray(result.diverged),
+        seconds={"train": t_train, "total": time.perf_counter() - t0},
+    )
+
+
+def params_arrays(run: RollingRun, feature_names) -> dict[str, np.ndarray]:
+    """The chosen parameters of every window, with their labels, for ``np.savez``."""
+    res = run.result
+    W = len(run.windows)
+    pick = (run.setting, np.arange(W))
+    return {
+        "w0": np.asarray(run.params.w0),
+        "w": np.asarray(run.params.w),
+        "V": np.asarray(run.params.V),
+        "feature_names": np.asarray(feature_names),
+        "test_year": np.array([w.test for w in run.windows]),
+        "setting": run.setting,
+        "best_epoch": np.asarray(res.best_epoch)[pick],
+        "best_valid_r2": np.asarray(res.best_valid_r2)[pick],
+        "linear_valid_r2": np.asarray(res.linear_valid_r2)[pick],
+    }
+
+
+def training_table(run: RollingRun) -> pl.DataFrame:
+    """Per window: years, chosen setting, best epoch, validation R² of the linear start and of
+    the chosen model, last in-sample R², and divergence."""
+    res = run.result
+    W = len(run.windows)
+    pick = (run.setting, np.arange(W))
+    train_r2 = np.asarray(res.train_r2)[pick]  # [W, E]
+    best_epoch = np.asarray(res.best_epoch)[pick]
+    train_at_best = np.where(best_epoch > 0, train_r2[np.arange(W), np.maximum(best_epoch - 1, 0)], np.nan)
+    return pl.DataFrame(
+        {
+            "test_year": [w.test for w in run.windows],
+            "train": [f"{w.train[0]}-{w.train[1]}" for w in run.windows],
+            "valid": [f"{w.valid[0]}-{w.valid[1]}" for w in run.windows],
+            "setting": run.setting.astype(np.int64),
+            "best_epoch": best_epoch.astype(np.int64),
+            "linear_valid_r2": np.asarray(res.linear_valid_r2)[pick].astype(np.float64),
+            "best_valid_r2": np.asarray(res.best_valid_r2)[pick].astype(np.float64),
+            "train_r2_at_best": train_at_best.astype(np.float64),
+            "diverged": np.asarray(res.diverged)[pick],
+        }
+    )
