@@ -93,26 +93,43 @@ def test_one_pass_epochs_equal_evaluating_after_every_step(synth, x64):
     for budget in (None, 5):
         h = hyper_from_config(cfg)._replace(epochs=None if budget is None else jnp.asarray(budget))
         state = init_state(X, r, tm, vm, h, jax.random.key(3), config=cfg)
-        fused = train_epochs(state, X, r, tm, vm, h, config=cfg, n_epochs=cfg.epochs)
+        fused, fused_log = train_epochs(state, X, r, tm, vm, h, config=cfg, n_epochs=cfg.epochs)
 
         def r2_fn(q):
             rh = predict(q, X)
             return 1.0 - masked_sse_ratio(r, rh, tm), 1.0 - masked_sse_ratio(r, rh, vm)
 
-        plain = run_epochs(
+        def loss(q, b):
+            return masked_sse_ratio(r, predict(q, X), tm), jnp.sum(tm) > 0
+
+        plain, plain_log = run_epochs(
             state,
             h,
             config=cfg,
             n_epochs=cfg.epochs,
             r2_fn=r2_fn,
-            loss_fn=lambda q, b: (masked_sse_ratio(r, predict(q, X), tm), jnp.sum(tm) > 0),
+            value_and_grad_fn=jax.value_and_grad(loss, has_aux=True),
         )
         for a, b in zip(jax.tree_util.tree_leaves(fused), jax.tree_util.tree_leaves(plain)):
             if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
                 a, b = jax.random.key_data(a), jax.random.key_data(b)
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+        # the same R² paths, although the fused loop logs each epoch one step later
+        for what in ("valid_r2", "train_r2"):
+            np.testing.assert_allclose(
+                _history(fused_log, what, cfg.epochs), _history(plain_log, what, cfg.epochs), rtol=1e-9
+            )
         assert int(fused.epoch) == (budget or cfg.epochs) and int(fused.best_epoch) > 0
-        assert np.isnan(np.asarray(fused.valid_r2)[budget or cfg.epochs :]).all()
+        assert np.isnan(_history(fused_log, "valid_r2", cfg.epochs)[budget or cfg.epochs :]).all()
+        assert not np.isnan(_history(fused_log, "valid_r2", cfg.epochs)[: budget or cfg.epochs]).any()
+
+
+def _history(log, what: str, E: int) -> np.ndarray:
+    """A one-window log ``[n]`` as the R² after each epoch ``[E]`` (NaN where none)."""
+    out = np.full(E, np.nan)
+    e = np.asarray(log.epoch)
+    out[e[e > 0] - 1] = np.asarray(getattr(log, what))[e > 0]
+    return out
 
 
 def test_chunk_size_changes_nothing_but_rounding(synth, x64):

@@ -17,7 +17,7 @@ import pytest
 from helpers import count_compiles, one_line_error
 
 import fapm_jax as fj
-from fapm_jax.core.config import Hyper, TrainConfig, sweep_grid
+from fapm_jax.core.config import Hyper, TrainConfig, hyper_from_config, sweep_grid
 from fapm_jax.core.errors import ConfigError
 from fapm_jax.core.fit import fit_windows
 
@@ -90,7 +90,7 @@ def test_all_three_axes_with_factor_masks_and_huber(synth, x64):
     rng = np.random.default_rng(0)
     features = (rng.random((2, 3, X.shape[1])) < 0.7).astype(np.float32)
     features[..., 2:4] = 1  # keep the planted interaction
-    h = fj.train.hyper_from_config(cfg)
+    h = hyper_from_config(cfg)
     hyper = Hyper(
         learning_rate=jnp.stack([h.learning_rate] * 2),
         init_scale=jnp.stack([h.init_scale] * 2),

@@ -23,6 +23,7 @@ from fapm_jax.core.config import OPTIMIZERS, Hyper, TrainConfig, hyper_from_conf
 from fapm_jax.core.engine import make_optimizer
 from fapm_jax.core.errors import ConfigError
 from fapm_jax.core.fit import TrainResult, _check_masks, fit_window, fit_windows
+from fapm_jax.core.model import FAPMParams
 from fapm_jax.core.moments import window_correlations
 from fapm_jax.core.rows import init_windows
 
@@ -105,11 +106,11 @@ def _counting(fn, counts, name):
 @pytest.fixture(scope="module")
 def minibatch_runs(synth):
     """Mini-batch runs with trace counters on the functions the jitted trainers trace."""
-    counts = {"init_state": 0, "train_epochs": 0}
+    counts = {"init_state": 0, "epoch_fns": 0}
     snaps, progress = [], []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train_mod, "init_state", _counting(train_mod.init_state, counts, "init_state"))
-        mp.setattr(train_mod, "train_epochs", _counting(train_mod.train_epochs, counts, "train_epochs"))
+        mp.setattr(train_mod, "epoch_fns", _counting(train_mod.epoch_fns, counts, "epoch_fns"))
         first = _fit(synth, CFG_MB)
         snaps.append(dict(counts))
         second = _fit(  # same everything (plus a progress callback, which changes nothing)
@@ -500,7 +501,7 @@ def test_select_on_hand_made_result():
     S, Wn, n, k = 3, 4, 2, 1
     best = np.array([[0.1, 0.5, 0.2, 0.0], [0.3, 0.1, 0.2, -1.0], [0.2, 0.4, 0.9, -0.5]], np.float32)
     tag = np.arange(S * Wn, dtype=np.float32).reshape(S, Wn)  # identifies (s, w) in the params
-    params = fj.FAPMParams(
+    params = FAPMParams(
         w0=jnp.asarray(tag),
         w=jnp.asarray(np.repeat(tag[..., None], n, -1)),
         V=jnp.asarray(np.repeat(tag[..., None, None], n, -2).repeat(k, -1)),
@@ -527,8 +528,9 @@ def test_select_on_hand_made_result():
 
 def test_no_recompilation_on_repeat_calls(minibatch_runs):
     snaps = minibatch_runs["snaps"]
-    # The first call traced both jitted trainers once (the config is new to this session) ...
-    assert snaps[0] == {"init_state": 1, "train_epochs": 1}
+    # The first call traced each jitted program once (the config is new to this session): the
+    # start, and a window's epoch functions in the epochs program and in the finishing pass ...
+    assert snaps[0] == {"init_state": 1, "epoch_fns": 2}
     # ... the same call again, and a call with new values of the same shapes, trace nothing.
     assert snaps[1] == snaps[0]
     assert snaps[2] == snaps[0]

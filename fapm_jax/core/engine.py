@@ -1,10 +1,18 @@
-"""The one epoch engine of every trainer (Figure 3, Algorithm 2, lines 7–13).
+"""The one epoch engine of every FAPM trainer (Figure 3, Algorithm 2, lines 7–13).
 
-:func:`run_epochs` scans epochs of optimizer steps with one guarded step (a non-finite loss
-or update is discarded and freezes the model, ``diverged``) and one best-on-validation state
-(:class:`TrainState`). The row trainer (:mod:`~fapm_jax.core.rows`), the moment trainer
-(:mod:`~fapm_jax.core.moments`) and the sharded trainer (:mod:`~fapm_jax.core.sharding`)
-only supply the loss and the R² of a model."""
+One epoch (:func:`epoch_step`) is optimizer steps through one guarded step
+(:func:`guarded_update`: a non-finite loss or update is discarded and freezes the model,
+``diverged``), then one best-on-validation record (:func:`record`). The row trainer
+(:mod:`~fapm_jax.core.rows`), the moment trainer (:mod:`~fapm_jax.core.moments`) and the
+sharded trainer (:mod:`~fapm_jax.core.sharding`) only supply the loss, its gradient and the R²
+of a model; the networks of the comparison suite (:mod:`~fapm_jax.baselines.nn`) share the
+guarded step and the record. :func:`scan_epochs` runs a chunk of epochs of any batch of models
+with the epoch count as a value (epochs past it are skipped), so the compiled program depends on
+neither the learning rate, the init scale, the seed nor the number of epochs.
+
+The R² after each epoch leaves the compiled program as an :class:`EpochLog` per epoch (the scan's
+outputs), not as a history inside the state: the state is the same size whatever the epochs.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +23,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from .config import OPTIMIZERS, Hyper, TrainConfig
 from .errors import ConfigError
 from .model import FAPMParams, init_params, with_feature_mask, with_rank_mask
+
+tree_where = optax.tree_utils.tree_where
 
 
 class TrainState(NamedTuple):
@@ -35,8 +45,15 @@ class TrainState(NamedTuple):
     diverged_epoch: Int[Array, ""]  # first epoch whose update was non-finite, -1 if none
     huber_delta: Float[Array, ""]
     key: PRNGKeyArray
-    valid_r2: Float[Array, " E"]  # validation R² after each epoch
-    train_r2: Float[Array, " E"]  # in-sample R² after each epoch
+    pending: Bool[Array, ""]  # params is an epoch's model not evaluated yet (fused passes)
+
+
+class EpochLog(NamedTuple):
+    """What one epoch evaluated: ``epoch`` (1-based; 0: nothing this epoch) and its R²."""
+
+    epoch: Int[Array, ""]
+    train_r2: Float[Array, ""]
+    valid_r2: Float[Array, ""]
 
 
 def make_optimizer(name: str) -> optax.GradientTransformation:
@@ -83,7 +100,6 @@ def start_state(
     dtype = params.w.dtype
     opt_state = make_optimizer(config.optimizer).init(params)
     opt_state.hyperparams["learning_rate"] = hyper.learning_rate.astype(dtype)
-    E = config.epochs
     return TrainState(
         params=params,
         opt_state=opt_state,
@@ -95,143 +111,198 @@ def start_state(
         diverged_epoch=jnp.asarray(-1, jnp.int32),
         huber_delta=jnp.asarray(huber_delta, dtype),
         key=key,
-        valid_r2=jnp.full((E,), jnp.nan, dtype),
-        train_r2=jnp.full((E,), jnp.nan, dtype),
+        pending=jnp.asarray(False),
     )
 
 
-def _all_finite(tree) -> Bool[Array, ""]:
+def all_finite(tree: PyTree) -> Bool[Array, ""]:
+    """Whether every leaf of ``tree`` is finite."""
     leaves = jax.tree_util.tree_leaves(tree)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def run_epochs(
+def guarded_update(
+    tx: optax.GradientTransformation,
+    params: PyTree,
+    opt_state: optax.OptState,
+    grads: PyTree,
+    loss: Float[Array, ""],
+    ok: Bool[Array, ""],
+    has_rows: Bool[Array, ""] = True,
+    project: Callable[[PyTree], PyTree] | None = None,
+    scale: Callable[[PyTree], PyTree] | None = None,
+) -> tuple[PyTree, optax.OptState, Bool[Array, ""]]:
+    """One optimizer step that can never corrupt a model: the update (``scale``-d, then
+    ``project``-ed: masks) is taken only while ``ok`` and when the loss and the new parameters
+    are finite; a non-finite one leaves params and optimizer state as they were and returns
+    ``ok = False`` for good (the model is frozen at its last finite value: ``diverged``). A batch
+    without rows (``has_rows`` False) is a no-op, not a divergence. optax's ``apply_if_finite``
+    would retry later steps; a diverged window here stays frozen, as the paper's early stopping
+    keeps the best model seen."""
+    updates, new_opt = tx.update(grads, opt_state, params)
+    if scale is not None:
+        updates = scale(updates)
+    new_params = optax.apply_updates(params, updates)
+    if project is not None:
+        new_params = project(new_params)
+    finite = jnp.isfinite(loss) & all_finite(new_params)
+    take = ok & has_rows & finite
+    return (
+        tree_where(take, new_params, params),
+        tree_where(take, new_opt, opt_state),
+        ok & (finite | ~has_rows),
+    )
+
+
+def improved(score: Float[Array, ""], best: Float[Array, ""], ok: Bool[Array, ""]) -> Bool[Array, ""]:
+    """The best-on-validation rule: a finite ``score`` of a model that did not diverge, strictly
+    above the ``best`` so far (higher is better: validation R², or minus an MSE)."""
+    return ok & jnp.isfinite(score) & (score > best)
+
+
+def record(state: TrainState, train_r2, valid_r2, ok) -> tuple[TrainState, EpochLog]:
+    """Evaluate the model of epoch ``state.epoch`` (the best-on-validation rule of Algorithm 2):
+    keep it when its validation R² beats the best so far; log its R² (NaN when it diverged)."""
+    e = state.epoch
+    better = improved(valid_r2, state.best_valid_r2, ok)
+    state = state._replace(
+        best_params=tree_where(better, state.params, state.best_params),
+        best_valid_r2=jnp.where(better, valid_r2, state.best_valid_r2),
+        best_epoch=jnp.where(better, e, state.best_epoch),
+    )
+    nan = jnp.asarray(jnp.nan, state.best_valid_r2.dtype)
+    log = EpochLog(
+        e, jnp.where(ok, train_r2, nan).astype(nan.dtype), jnp.where(ok, valid_r2, nan).astype(nan.dtype)
+    )
+    return state, log
+
+
+def no_log(state: TrainState) -> EpochLog:
+    """The log of an epoch that evaluated nothing (of one model or of a batch of them)."""
+    nan = jnp.full_like(state.best_valid_r2, jnp.nan)
+    return EpochLog(jnp.zeros_like(state.epoch), nan, nan)
+
+
+def fapm_update_rules(hyper: Hyper, config: TrainConfig, dtype):
+    """FAPM's update rules around the optimizer: the linear part's steps scaled by
+    ``config.linear_lr_scale`` (it starts at its OLS optimum), rank and factor masks re-applied."""
+    rank_mask = hyper.rank_mask.astype(dtype)
+    features = None if hyper.features is None else hyper.features.astype(dtype)
+
+    def scale(u):
+        if config.linear_lr_scale == 1.0:
+            return u
+        c = jnp.asarray(config.linear_lr_scale, dtype)
+        return eqx.tree_at(lambda t: (t.w0, t.w), u, (u.w0 * c, u.w * c))
+
+    def project(p):
+        p = with_rank_mask(p, rank_mask)
+        return p if features is None else with_feature_mask(p, features)
+
+    return scale, project
+
+
+def epoch_step(
     state: TrainState,
     hyper: Hyper,
     *,
     config: TrainConfig,
-    n_epochs: int,
-    loss_fn: Callable | None = None,
+    value_and_grad_fn: Callable,
     r2_fn: Callable,
     batches_fn: Callable | None = None,
     n_steps: int = 1,
-    value_and_grad_fn: Callable | None = None,
-    r2_in_step: bool = False,
-) -> TrainState:
-    """The epoch loop of every FAPM trainer (rows: :func:`train_epochs`; moments:
-    :mod:`~fapm_jax.core.moments`). ``loss_fn(params, batch) -> (loss, has_rows)``;
-    ``r2_fn(params) -> (train_r2, valid_r2)``; ``batches_fn(key)``: the ``n_steps`` batches
-    an epoch scans over (``None``: one step with ``batch=None``).
+    fused: bool = False,
+) -> tuple[TrainState, EpochLog]:
+    """One epoch of one window and setting: the epoch body of every FAPM trainer.
 
-    Each step: gradient, optax update (linear part scaled by ``config.linear_lr_scale``),
-    rank and factor masks re-applied; a non-finite loss or update is discarded and freezes the
-    window (``diverged``). Each epoch: train and validation R², best model kept; a setting
-    whose ``hyper.epochs`` budget is spent keeps its state.
+    ``value_and_grad_fn(params, batch) -> ((loss, aux), grads)`` with ``aux = has_rows`` or,
+    when ``fused``, ``aux = (has_rows, train_r2, valid_r2)`` of the parameters the gradient is
+    taken at; ``r2_fn(params) -> (train_r2, valid_r2)``; ``batches_fn(key)``: the ``n_steps``
+    batches of the epoch (``None``: one full-batch step, ``batch=None``).
 
-    ``value_and_grad_fn(params, batch) -> ((loss, aux), grads)`` replaces ``loss_fn`` where
-    the gradient is accumulated by hand (:func:`~fapm_jax.core.rowpass.row_pass`). With
-    ``r2_in_step`` (one full-batch step per epoch), ``aux = (has_rows, train_r2, valid_r2)``
-    of the parameters the gradient is taken at: epoch ``e``'s pass evaluates the model of epoch
-    ``e − 1``, so each epoch reads the data once, and one forward pass (``r2_fn``) after the
-    last epoch evaluates the last model — the same evaluations, in the same order, as
-    evaluating after each step.
-    """
+    Without ``fused``, the epoch's steps run and the new model is evaluated (:func:`r2_fn`).
+    With ``fused`` (one full-batch step that reads the data once: :mod:`~fapm_jax.core.rowpass`),
+    the pass of epoch ``e`` evaluates the model of epoch ``e − 1`` (``state.pending``) before
+    its step, and :func:`finish` evaluates the last — the same evaluations in the same order. A
+    setting whose ``hyper.epochs`` budget is spent keeps its state."""
+    if fused and (batches_fn is not None or n_steps != 1):
+        raise ConfigError("epoch_step: a fused pass needs one full-batch step per epoch")
     tx = make_optimizer(config.optimizer)
-    dtype = state.params.w.dtype
-    rank_mask = hyper.rank_mask.astype(dtype)
-    features = None if hyper.features is None else hyper.features.astype(dtype)
-    grad_fn = (
-        value_and_grad_fn if value_and_grad_fn is not None else jax.value_and_grad(loss_fn, has_aux=True)
-    )
-    if r2_in_step and (batches_fn is not None or n_steps != 1):
-        raise ConfigError("run_epochs: r2_in_step needs one full-batch step per epoch")
-
-    def step(carry, batch):
-        params, opt_state, ok = carry
-        (loss, has_rows), grads = grad_fn(params, batch)
-        return apply(params, opt_state, ok, loss, has_rows, grads), None
-
-    def apply(params, opt_state, ok, loss, has_rows, grads):
-        updates, new_opt = tx.update(grads, opt_state, params)
-        if config.linear_lr_scale != 1.0:
-            c = jnp.asarray(config.linear_lr_scale, dtype)
-            updates = eqx.tree_at(lambda u: (u.w0, u.w), updates, (updates.w0 * c, updates.w * c))
-        new_params = with_rank_mask(optax.apply_updates(params, updates), rank_mask)
-        if features is not None:
-            new_params = with_feature_mask(new_params, features)
-        finite = jnp.isfinite(loss) & _all_finite(new_params)
-        take = ok & has_rows & finite
-        params = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new_params, params)
-        opt_state = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new_opt, opt_state)
-        return params, opt_state, ok & (finite | ~has_rows)
-
-    def record(state: TrainState, train_r2, valid_r2, ok) -> TrainState:
-        """Evaluate the model of epoch ``state.epoch``: its R² and the best model so far."""
-        e = state.epoch
-        better = ok & jnp.isfinite(valid_r2) & (valid_r2 > state.best_valid_r2)
-        idx = jnp.clip(e - 1, 0, state.valid_r2.shape[0] - 1)
-        return state._replace(
-            best_params=jax.tree_util.tree_map(
-                lambda a, b: jnp.where(better, a, b), state.params, state.best_params
-            ),
-            best_valid_r2=jnp.where(better, valid_r2, state.best_valid_r2),
-            best_epoch=jnp.where(better, e, state.best_epoch),
-            valid_r2=state.valid_r2.at[idx].set(jnp.where(ok, valid_r2, jnp.nan)),
-            train_r2=state.train_r2.at[idx].set(jnp.where(ok, train_r2, jnp.nan)),
+    scale, project = fapm_update_rules(hyper, config, state.params.w.dtype)
+    key, k_epoch = jax.random.split(state.key)
+    log = no_log(state)
+    if fused:
+        (loss, (has_rows, train_r2, valid_r2)), grads = value_and_grad_fn(state.params, None)
+        state, log = jax.lax.cond(
+            state.pending,
+            lambda: record(state._replace(pending=jnp.asarray(False)), train_r2, valid_r2, ~state.diverged),
+            lambda: (state, log),
         )
+        params, opt_state, ok = guarded_update(
+            tx, state.params, state.opt_state, grads, loss, ~state.diverged, has_rows, project, scale
+        )
+    else:
 
-    def epoch(state: TrainState, _):
-        old = state
-        key, k_epoch = jax.random.split(state.key)
+        def step(carry, batch):
+            params, opt_state, ok = carry
+            (loss, has_rows), grads = value_and_grad_fn(params, batch)
+            return guarded_update(tx, params, opt_state, grads, loss, ok, has_rows, project, scale), None
+
         batches = None if batches_fn is None else batches_fn(k_epoch)
         (params, opt_state, ok), _ = jax.lax.scan(
             step, (state.params, state.opt_state, ~state.diverged), batches, length=n_steps
         )
-        e = state.epoch + 1
-        newly_diverged = ~ok & ~state.diverged
-        state = state._replace(
-            params=params,
-            opt_state=opt_state,
-            epoch=e,
-            diverged=state.diverged | ~ok,
-            diverged_epoch=jnp.where(newly_diverged, e, state.diverged_epoch),
-            key=key,
-        )
-        state = record(state, *r2_fn(params), ok)
-        if hyper.epochs is not None:  # this setting's epoch budget is spent: keep its state
-            active = old.epoch < hyper.epochs
-            state = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), state, old)
-        return state, None
+    e = state.epoch + 1
+    new = state._replace(
+        params=params,
+        opt_state=opt_state,
+        epoch=e,
+        diverged=state.diverged | ~ok,
+        diverged_epoch=jnp.where(~ok & ~state.diverged, e, state.diverged_epoch),
+        key=key,
+        pending=jnp.asarray(fused),
+    )
+    new_log = log
+    if not fused:
+        new, new_log = record(new, *r2_fn(params), ok)
+    active = jnp.asarray(True) if hyper.epochs is None else state.epoch < hyper.epochs
+    return tree_where(active, new, state), tree_where(active, new_log, log)
 
-    if not r2_in_step:
-        state, _ = jax.lax.scan(epoch, state, None, length=n_epochs)
-        return state
 
-    def pick(flag, a, b):
-        return jax.tree_util.tree_map(lambda x, y: jnp.where(flag, x, y), a, b)
+def finish(state: TrainState, r2_fn: Callable) -> tuple[TrainState, EpochLog]:
+    """Evaluate a model the last fused pass left pending (one forward pass)."""
+    return jax.lax.cond(
+        state.pending,
+        lambda: record(state._replace(pending=jnp.asarray(False)), *r2_fn(state.params), ~state.diverged),
+        lambda: (state, no_log(state)),
+    )
 
-    def epoch_fused(carry, _):
-        state, pending = carry  # pending: state.params is an unevaluated epoch's model
-        (loss, (has_rows, train_r2, valid_r2)), grads = grad_fn(state.params, None)
-        state = jax.lax.cond(
-            pending, lambda: record(state, train_r2, valid_r2, ~state.diverged), lambda: state
-        )
-        key, _ = jax.random.split(state.key)
-        params, opt_state, ok = apply(state.params, state.opt_state, ~state.diverged, loss, has_rows, grads)
-        e = state.epoch + 1
-        new = state._replace(
-            params=params,
-            opt_state=opt_state,
-            epoch=e,
-            diverged=state.diverged | ~ok,
-            diverged_epoch=jnp.where(~ok & ~state.diverged, e, state.diverged_epoch),
-            key=key,
-        )
-        active = jnp.asarray(True) if hyper.epochs is None else state.epoch < hyper.epochs
-        return (pick(active, new, state), active), None
 
-    (state, pending), _ = jax.lax.scan(epoch_fused, (state, jnp.asarray(False)), None, length=n_epochs)
-    return jax.lax.cond(pending, lambda: record(state, *r2_fn(state.params), ~state.diverged), lambda: state)
+def run_epochs(state: TrainState, hyper: Hyper, *, n_epochs: int, **step_kw) -> tuple[TrainState, EpochLog]:
+    """``n_epochs`` epochs of one window (:func:`epoch_step` in a ``lax.scan``), the pending
+    evaluation included; the log is ``[n_epochs + 1]`` (the last entry: :func:`finish`)."""
+    state, logs = jax.lax.scan(lambda s, _: epoch_step(s, hyper, **step_kw), state, None, length=n_epochs)
+    state, last = finish(state, step_kw["r2_fn"])
+    return state, jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), logs, last)
+
+
+def scan_epochs(
+    step_all: Callable[[TrainState], tuple[TrainState, EpochLog]],
+    state: TrainState,
+    n_epochs: int,
+    start: Int[Array, ""],
+    limit: Int[Array, ""],
+) -> tuple[TrainState, EpochLog]:
+    """A chunk of ``n_epochs`` epochs of a batch of models (``step_all``: one epoch of all of
+    them) in which the epochs ``start + i ≥ limit`` are skipped (``lax.cond`` on an unbatched
+    count: no work). Equal chunks of a run of any length run one compiled program. The log's
+    epoch axis is last: ``[..., n_epochs]``."""
+
+    def body(s, i):
+        return jax.lax.cond(start + i < limit, step_all, lambda s: (s, no_log(s)), s)
+
+    state, logs = jax.lax.scan(body, state, jnp.arange(n_epochs))
+    return state, jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 0, -1), logs)
 
 
 def window_keys(seed: Int[Array, ""], n_windows: int) -> PRNGKeyArray:

@@ -15,13 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from . import moments, sharding
 from .checkpoint import fingerprint, load_state, save_state
 from .config import METHODS, Hyper, TrainConfig, hyper_from_config, n_batches_for
-from .engine import TrainState, all_window_keys, window_keys
+from .engine import EpochLog, TrainState, all_window_keys, window_keys
 from .errors import ConfigError
 from .model import FAPMParams
 from .rowpass import chunk_layout
-from .rows import init_state, init_windows, train_epochs, train_windows
+from .rows import finish_windows, init_state, init_windows, train_epochs, train_windows
 
 
 class TrainResult(NamedTuple):
@@ -36,6 +37,7 @@ class TrainResult(NamedTuple):
     valid_r2: Float[Array, "S W E"]
     train_r2: Float[Array, "S W E"]
     hyper: Hyper
+    linear_params: FAPMParams | None = None  # the OLS start of each (setting, window), V = 0
 
     def select(self) -> tuple[FAPMParams, np.ndarray]:
         """Per window, the setting with the best validation R²: ``(params [W], index [W])``."""
@@ -43,6 +45,38 @@ class TrainResult(NamedTuple):
         W = idx.shape[0]
         chosen = jax.tree_util.tree_map(lambda a: a[idx, jnp.arange(W)], self.params)
         return chosen, np.asarray(idx)
+
+
+#: Epochs per compiled call when ``fit_windows`` is not told (``epochs_per_call``): the chunk
+#: does not depend on the number of epochs, so a run of any length compiles one program.
+EPOCHS_PER_CALL = 25
+
+
+def static_config(config: TrainConfig) -> TrainConfig:
+    """``config`` with the fields that are values, not program structure, set to their
+    defaults: the static argument of the compiled trainers. The learning rate, init scale and
+    seed travel in :class:`Hyper` as arrays and the epoch count as a loop bound
+    (:func:`~fapm_jax.core.engine.scan_epochs`), so changing them compiles nothing."""
+    d = TrainConfig()
+    return dataclasses.replace(
+        config, learning_rate=d.learning_rate, init_scale=d.init_scale, seed=d.seed, epochs=d.epochs
+    )
+
+
+class _History:
+    """The R² after every epoch, ``[S, W, E]`` on the host, filled from each call's
+    :class:`~fapm_jax.core.engine.EpochLog` (``[S, W, n]``: which epoch was evaluated, 0 for none)."""
+
+    def __init__(self, shape, dtype):
+        self.valid = np.full(shape, np.nan, dtype)
+        self.train = np.full(shape, np.nan, dtype)
+
+    def add(self, log: EpochLog) -> None:
+        e = np.asarray(log.epoch)
+        s, w, i = np.nonzero(e > 0)
+        idx = (s, w, e[s, w, i] - 1)
+        self.valid[idx] = np.asarray(log.valid_r2)[s, w, i]
+        self.train[idx] = np.asarray(log.train_r2)[s, w, i]
 
 
 def fit_windows(
@@ -64,77 +98,58 @@ def fit_windows(
     ``X`` and ``r`` are placed on the device once and shared by all ``W`` windows, which
     differ only by their ``train_masks``/``valid_masks``. ``hyper`` is a batched
     :class:`Hyper` of ``S`` settings (see :func:`sweep_grid`); by default the single setting of
-    ``config``. ``epochs_per_call`` splits the epochs into equal chunks of the same compiled
-    program, so that ``progress(epochs_done, epochs_total, state)`` can report between them.
+    ``config``. The epochs run in calls of ``epochs_per_call`` epochs (default
+    :data:`EPOCHS_PER_CALL`; the last call skips what is past ``config.epochs``), so that
+    ``progress(epochs_done, epochs_total, state)`` can report between them and no epoch count
+    needs a program of its own.
 
-    ``checkpoint``: a file where the state is saved (atomically) after every chunk; a later
+    ``checkpoint``: a file where the state is saved (atomically) after every call; a later
     call with the same data, masks, configuration and settings resumes from it and gives the
     same result as an uninterrupted run. It is removed when training completes.
 
     ``method="moments"`` (full batch, R² loss) trains from each window's feature moments,
     computed in one pass (:mod:`~fapm_jax.core.moments`): the same models, each epoch ``O(p²)``
     instead of ``O(N n k)`` — for small factor sets such as FAPM-m sweeps. ``"auto"``: moments
-    when the configuration allows them and they fit 2 GiB (:func:`~fapm_jax.core.moments.choose_method`).
+    when the configuration allows them and they fit 2 GiB
+    (:func:`~fapm_jax.core.moments.choose_method`).
 
     ``mesh`` (:func:`~fapm_jax.core.sharding.make_mesh`): train on several devices, the panel's
     rows, the windows and the settings split over the mesh's axes (:mod:`~fapm_jax.core.sharding`;
     row trainer only). The same models as on one device, up to float rounding.
     """
+    if method not in METHODS:
+        raise ConfigError(f"fit_windows: method must be one of {METHODS}, got {method!r}")
+    if epochs_per_call is not None and (not isinstance(epochs_per_call, int) or epochs_per_call < 1):
+        raise ConfigError(f"fit_windows: epochs_per_call={epochs_per_call!r}: must be a positive integer")
     if mesh is not None and checkpoint is not None and jax.process_count() > 1:
         raise ConfigError(
-            "fit_windows: checkpoints are saved by one process; on a multi-host mesh use epochs_per_call and progress"
+            "fit_windows: checkpoints are saved by one process; on a multi-host mesh use "
+            "epochs_per_call and progress"
         )
     if mesh is not None:  # the panel stays on the host until it is split over the devices
-        X = np.asarray(X)
-        r = np.asarray(r, X.dtype)
         if method != "rows":
             raise ConfigError(
                 f"fit_windows: mesh= splits the row trainer (method='rows'), got method={method!r}"
             )
+        X = np.asarray(X)
+        r = np.asarray(r, X.dtype)
     else:
         X = jnp.asarray(X)
         r = jnp.asarray(r, X.dtype)
-        tm = jnp.asarray(train_masks, bool)  # 1 byte per row and window; widened chunk by chunk
-        vm = jnp.asarray(valid_masks, bool)
     _check_masks(np.asarray(train_masks), np.asarray(valid_masks), X.shape[0])
     _check_finite(X, r)
     if hyper is None:
         hyper = jax.tree_util.tree_map(lambda a: a[None], hyper_from_config(config))
-    from . import moments
-
     if method == "auto":
         method = moments.choose_method(config, X.shape[1], train_masks, valid_masks)
-    if method == "moments":
-        moments.check_config(config)
-        mtr, mva = moments.window_moments(
-            X, r, train_masks, valid_masks, self_interactions=config.self_interactions
-        )
-        state = moments.init_all(mtr, mva, hyper, config=config, n=X.shape[1])
-
-        def advance(state, n):
-            return moments.epochs_all(state, mtr, mva, hyper, config=config, n_epochs=n)
-    elif method == "rows" and mesh is not None:
-        from . import sharding
-
-        n_batches = n_batches_for(config, np.asarray(train_masks))
-        starts = moments.window_correlations(X, r, train_masks)
-        keys = all_window_keys(hyper, np.shape(train_masks)[0])
-        placed = sharding.place(mesh, X, r, train_masks, valid_masks, hyper, starts, keys, config=config)
-        state = sharding.init_sharded(mesh, placed, config=config)
-
-        def advance(state, n):
-            return sharding.train_sharded(mesh, state, placed, config=config, n_epochs=n, n_batches=n_batches)
-    elif method == "rows":
-        n_batches = n_batches_for(config, np.asarray(train_masks))
-        starts = moments.window_correlations(X, r, train_masks)
-        state = init_windows(X, r, tm, vm, hyper, starts, config=config)
-
-        def advance(state, n):
-            return train_windows(state, X, r, tm, vm, hyper, config=config, n_epochs=n, n_batches=n_batches)
-    else:
-        raise ConfigError(f"fit_windows: method must be one of {METHODS}, got {method!r}")
-    linear_valid_r2 = state.best_valid_r2
-    chunk = config.epochs if not epochs_per_call else min(epochs_per_call, config.epochs)
+    init, advance, finish, unpad = _trainer(method, X, r, train_masks, valid_masks, hyper, config, mesh)
+    E = config.epochs
+    chunk = epochs_per_call or EPOCHS_PER_CALL
+    limit = jnp.asarray(E, jnp.int32)
+    state = init()
+    linear_valid_r2, linear_params = state.best_valid_r2, state.best_params
+    S, W = np.shape(hyper.seed)[0], np.shape(train_masks)[0]
+    history = _History((S, W, E), np.dtype(X.dtype))
     done = 0
     if checkpoint is not None:
         fp = _fingerprint(
@@ -147,50 +162,124 @@ def fit_windows(
             method,
             None if mesh is None else tuple(mesh.shape.items()),
         )
-        resumed = load_state(checkpoint, (state, linear_valid_r2), fingerprint=fp)
+        like = (
+            state,
+            linear_valid_r2,
+            linear_params,
+            jax.device_put(history.valid),
+            jax.device_put(history.train),
+        )
+        resumed = load_state(checkpoint, like, fingerprint=fp)
         if resumed is not None:
-            (state, linear_valid_r2), done = resumed
+            (state, linear_valid_r2, linear_params, hv, ht), done = resumed
+            history.valid, history.train = np.array(hv), np.array(ht)
             if progress is not None:
-                progress(done, config.epochs, state)
-    while done < config.epochs:
-        n = min(chunk, config.epochs - done)
-        state = advance(state, n)
-        done += n
-        if checkpoint is not None and done < config.epochs:
-            save_state(checkpoint, (state, linear_valid_r2), fingerprint=fp, epochs_done=done)
+                progress(done, E, state)
+    while done < E:
+        state, log = advance(state, jnp.asarray(done, jnp.int32), limit, chunk)
+        history.add(log)
+        done = min(done + chunk, E)
+        if checkpoint is not None and done < E:
+            save_state(
+                checkpoint,
+                (state, linear_valid_r2, linear_params, history.valid, history.train),
+                fingerprint=fp,
+                epochs_done=done,
+            )
         if progress is not None:
-            progress(done, config.epochs, state)
+            progress(done, E, state)
+    state, log = finish(state)
+    history.add(jax.tree_util.tree_map(lambda a: np.asarray(a)[..., None], log))
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
-    result = TrainResult(
-        params=state.best_params,
-        best_valid_r2=state.best_valid_r2,
-        best_epoch=state.best_epoch,
-        linear_valid_r2=linear_valid_r2,
-        diverged=state.diverged,
-        diverged_epoch=state.diverged_epoch,
-        valid_r2=state.valid_r2,
-        train_r2=state.train_r2,
-        hyper=None,
+    best = unpad(
+        (
+            state.best_params,
+            state.best_valid_r2,
+            state.best_epoch,
+            linear_valid_r2,
+            state.diverged,
+            state.diverged_epoch,
+            linear_params,
+        )
     )
+    return TrainResult(
+        *best[:6],
+        valid_r2=jax.device_put(history.valid),
+        train_r2=jax.device_put(history.train),
+        hyper=hyper,
+        linear_params=best[6],
+    )
+
+
+def _trainer(method, X, r, train_masks, valid_masks, hyper, config, mesh):
+    """``(init(), advance(state, start, limit, n), finish(state), unpad(tree))`` of the chosen
+    trainer, each a compiled program of every (setting, window). On a mesh the state is padded to
+    the mesh's shape; the logs come back without the padding, and ``unpad`` drops it from the
+    final state's arrays."""
+    cfg = static_config(config)
+    if method == "moments":
+        moments.check_config(config)
+        mtr, mva = moments.window_moments(
+            X, r, train_masks, valid_masks, self_interactions=config.self_interactions
+        )
+        return (
+            lambda: moments.init_all(mtr, mva, hyper, config=cfg, n=X.shape[1]),
+            lambda st, a, b, n: moments.epochs_all(st, mtr, mva, hyper, a, b, config=cfg, n_epochs=n),
+            lambda st: moments.finish_all(st, mtr, mva, hyper),
+            lambda tree: tree,
+        )
+    n_batches = n_batches_for(config, np.asarray(train_masks))
+    starts = moments.window_correlations(X, r, train_masks)
     if mesh is not None:
-        result = sharding.unpad(mesh, result, placed)
-    return result._replace(hyper=hyper)
+        keys = all_window_keys(hyper, np.shape(train_masks)[0])
+        placed = sharding.place(mesh, X, r, train_masks, valid_masks, hyper, starts, keys, config=cfg)
+
+        def advance(st, a, b, n):
+            st, log = sharding.train_sharded(
+                mesh, st, placed, a, b, config=cfg, n_epochs=n, n_batches=n_batches
+            )
+            return st, sharding.unpad(mesh, log, placed)
+
+        def finish(st):
+            st, log = sharding.finish_sharded(mesh, st, placed, config=cfg)
+            return st, sharding.unpad(mesh, log, placed)
+
+        return (
+            lambda: sharding.init_sharded(mesh, placed, config=cfg),
+            advance,
+            finish,
+            lambda tree: sharding.unpad(mesh, tree, placed),
+        )
+    tm = jnp.asarray(train_masks, bool)  # 1 byte per row and window; widened chunk by chunk
+    vm = jnp.asarray(valid_masks, bool)
+    return (
+        lambda: init_windows(X, r, tm, vm, hyper, starts, config=cfg),
+        lambda st, a, b, n: train_windows(
+            st, X, r, tm, vm, hyper, a, b, config=cfg, n_epochs=n, n_batches=n_batches
+        ),
+        lambda st: finish_windows(st, X, r, tm, vm, hyper, config=cfg),
+        lambda tree: tree,
+    )
+
+
+class WindowFit(NamedTuple):
+    """:func:`fit_window`'s outcome: one window's final state and its R² after each epoch.
+    The state's fields read through (``fit.best_params`` is ``fit.state.best_params``)."""
+
+    state: TrainState
+    valid_r2: Float[Array, " E"]
+    train_r2: Float[Array, " E"]
+
+    def __getattr__(self, name):
+        return getattr(self.state, name)
 
 
 @eqx.filter_jit
-def _fit_one(X, r, train_mask, valid_mask, hyper, key, start, *, config, n_batches):
+def _fit_one(X, r, train_mask, valid_mask, hyper, key, start, *, config, n_epochs, n_batches):
     state = init_state(X, r, train_mask, valid_mask, hyper, key, config=config, start=start)
     return train_epochs(
-        state,
-        X,
-        r,
-        train_mask,
-        valid_mask,
-        hyper,
-        config=config,
-        n_epochs=config.epochs,
-        n_batches=n_batches,
+        state, X, r, train_mask, valid_mask, hyper, config=config, n_epochs=n_epochs, n_batches=n_batches
     )
 
 
@@ -205,8 +294,9 @@ def fit_window(
     n_windows: int = 1,
     hyper: Hyper | None = None,
     n_batches: int | None = None,
-) -> TrainState:
-    """Train a single window (no ``vmap``): the reference the vmapped trainer must match.
+) -> WindowFit:
+    """Train a single window (no ``vmap``, all epochs in one ``lax.scan``): the reference the
+    vmapped trainer must match.
 
     ``window``/``n_windows`` pick the same random key as window ``window`` of
     :func:`fit_windows`; ``n_batches`` must match too when mini-batching.
@@ -216,10 +306,10 @@ def fit_window(
     key = window_keys(hyper.seed, n_windows)[window]
     if n_batches is None:
         n_batches = n_batches_for(config, np.asarray(train_mask)[None])
-    from .moments import window_correlations
-
-    start = jax.tree_util.tree_map(lambda a: a[0], window_correlations(X, r, np.asarray(train_mask)[None]))
-    return _fit_one(
+    start = jax.tree_util.tree_map(
+        lambda a: a[0], moments.window_correlations(X, r, np.asarray(train_mask)[None])
+    )
+    state, log = _fit_one(
         X,
         jnp.asarray(r, X.dtype),
         jnp.asarray(train_mask, bool),
@@ -227,9 +317,14 @@ def fit_window(
         hyper,
         key,
         start,
-        config=config,
+        config=static_config(config),
+        n_epochs=config.epochs,
         n_batches=n_batches,
     )
+    E = config.epochs
+    history = _History((1, 1, E), np.asarray(state.best_valid_r2).dtype)
+    history.add(jax.tree_util.tree_map(lambda a: np.asarray(a)[None, None], log))
+    return WindowFit(state, jax.device_put(history.valid[0, 0]), jax.device_put(history.train[0, 0]))
 
 
 def _fingerprint(X, r, train_masks, valid_masks, config, hyper, method="rows", mesh_shape=None) -> str:

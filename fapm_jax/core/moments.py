@@ -35,7 +35,17 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .config import Hyper, TrainConfig
-from .engine import TrainState, initial_params, run_epochs, start_state, window_keys
+from .engine import (
+    EpochLog,
+    TrainState,
+    epoch_step,
+    finish,
+    initial_params,
+    run_epochs,
+    scan_epochs,
+    start_state,
+    window_keys,
+)
 from .errors import ConfigError
 from .linear import Correlations, correlations_from_moments, ols_from_moments
 from .model import FAPMParams
@@ -273,18 +283,24 @@ def init_state_moments(
     return start_state(params, linear, moment_r2(linear, valid), jnp.nan, hyper, k_shuffle, config=config)
 
 
-def train_epochs_moments(
-    state: TrainState, train: Moments, valid: Moments, hyper: Hyper, *, config: TrainConfig, n_epochs: int
-) -> TrainState:
-    """:func:`~fapm_jax.core.rows.train_epochs` (full batch, R² loss) from one window's moments."""
-    return run_epochs(
-        state,
-        hyper,
-        config=config,
-        n_epochs=n_epochs,
-        loss_fn=lambda p, _: (1.0 - moment_r2(p, train), train.c > 0),
+def moment_fns(train: Moments, valid: Moments) -> dict:
+    """The epoch keywords of :func:`~fapm_jax.core.engine.epoch_step` from one window's moments
+    (full batch, R² loss: the gradient of ``1 − R²`` by autodiff of the quadratic form)."""
+
+    def loss(p, _):
+        return 1.0 - moment_r2(p, train), train.c > 0
+
+    return dict(
+        value_and_grad_fn=jax.value_and_grad(loss, has_aux=True),
         r2_fn=lambda p: (moment_r2(p, train), moment_r2(p, valid)),
     )
+
+
+def train_epochs_moments(
+    state: TrainState, train: Moments, valid: Moments, hyper: Hyper, *, config: TrainConfig, n_epochs: int
+) -> tuple[TrainState, EpochLog]:
+    """:func:`~fapm_jax.core.rows.train_epochs` (full batch, R² loss) from one window's moments."""
+    return run_epochs(state, hyper, n_epochs=n_epochs, config=config, **moment_fns(train, valid))
 
 
 @eqx.filter_jit
@@ -300,15 +316,30 @@ def init_all(train: Moments, valid: Moments, hyper: Hyper, *, config: TrainConfi
     return jax.vmap(one_setting)(hyper)
 
 
-@eqx.filter_jit
-def epochs_all(state, train: Moments, valid: Moments, hyper: Hyper, *, config: TrainConfig, n_epochs: int):
-    """``n_epochs`` epochs of every (setting, window), vmapped."""
-
+def _all(fn, state, train: Moments, valid: Moments, hyper: Hyper):
     def one_setting(st, h):
-        return jax.vmap(
-            lambda s, tr, va, f: train_epochs_moments(
-                s, tr, va, h._replace(features=f), config=config, n_epochs=n_epochs
-            )
-        )(st, train, valid, h.features)
+        return jax.vmap(lambda s, tr, va, f: fn(s, tr, va, h._replace(features=f)))(
+            st, train, valid, h.features
+        )
 
     return jax.vmap(one_setting)(state, hyper)
+
+
+@eqx.filter_jit
+def epochs_all(
+    state, train: Moments, valid: Moments, hyper: Hyper, start, limit, *, config: TrainConfig, n_epochs: int
+):
+    """A chunk of ``n_epochs`` epochs of every (setting, window), vmapped
+    (:func:`~fapm_jax.core.engine.scan_epochs`: epochs from ``limit`` on are skipped)."""
+
+    def one(s, tr, va, h):
+        return epoch_step(s, h, config=config, **moment_fns(tr, va))
+
+    return scan_epochs(lambda st: _all(one, st, train, valid, hyper), state, n_epochs, start, limit)
+
+
+@eqx.filter_jit
+def finish_all(state, train: Moments, valid: Moments, hyper: Hyper):
+    """No model is left pending by the moment trainer (it evaluates after each step); kept so
+    that every trainer ends the same way."""
+    return _all(lambda s, tr, va, h: finish(s, moment_fns(tr, va)["r2_fn"]), state, train, valid, hyper)

@@ -12,10 +12,20 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .config import Hyper, TrainConfig
-from .engine import TrainState, all_window_keys, initial_params, run_epochs, start_state
+from .engine import (
+    EpochLog,
+    TrainState,
+    all_window_keys,
+    epoch_step,
+    finish,
+    initial_params,
+    run_epochs,
+    scan_epochs,
+    start_state,
+)
 from .errors import ConfigError
 from .linear import Correlations, fit_ols, ols_from_correlations
 from .losses import masked_huber_ratio, masked_sse_ratio
@@ -86,6 +96,78 @@ def _total(x, axis_name: str | None):
     return x if axis_name is None else jax.lax.psum(x, axis_name)
 
 
+def epoch_fns(
+    state: TrainState,
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    train_mask: Float[Array, " N"],
+    valid_mask: Float[Array, " N"],
+    *,
+    config: TrainConfig,
+    n_batches: int = 1,
+    axis_name: str | None = None,
+) -> dict:
+    """What one window's epochs need from its rows (the keywords of
+    :func:`~fapm_jax.core.engine.epoch_step`).
+
+    Full batch (``config.batch_size`` ``None``): one chunked pass per epoch
+    (:func:`~fapm_jax.core.rowpass.row_pass`) gives the loss, its gradient and both R² — a
+    fused epoch. Mini-batches: ``n_batches`` steps over shuffled training rows, then train and
+    validation R² of the new model. ``axis_name``: the rows are one shard of the panel along that
+    mesh axis (:mod:`~fapm_jax.core.sharding`); each epoch's sums are summed over it, so every
+    shard takes the same step (full batch only)."""
+    dtype = X.dtype
+    if axis_name is not None and config.batch_size is not None:
+        raise ConfigError("train_epochs: mini-batches (batch_size) need all rows on each device")
+    if config.batch_size is None:
+        delta = state.huber_delta if config.loss == "huber" else None
+        den_t = _total(masked_sum(train_mask, r * r), axis_name)
+        den_v = _total(masked_sum(valid_mask, r * r), axis_name)
+
+        def r2s(s: PassSums):
+            return 1.0 - s.sse_train / den_t, 1.0 - s.sse_valid / den_v
+
+        def pass_sums(params, grad):
+            return row_pass(
+                params,
+                X,
+                r,
+                train_mask,
+                valid_mask,
+                delta,
+                chunk_rows=config.chunk_rows,
+                grad=grad,
+                axis_name=axis_name,
+                precision=config.precision,
+            )
+
+        def value_and_grad_fn(params, batch):
+            s, g = pass_sums(params, True)
+            g = jax.tree_util.tree_map(lambda a: a / den_t, g)
+            return (s.loss / den_t, (den_t > 0, *r2s(s))), g
+
+        return dict(
+            value_and_grad_fn=value_and_grad_fn, r2_fn=lambda p: r2s(pass_sums(p, False)[0]), fused=True
+        )
+
+    def loss_fn(params, batch):
+        idx, slot_ok = batch
+        mb = (slot_ok & (train_mask[idx] > 0)).astype(dtype)
+        loss = _window_loss(params, X[idx], r[idx], mb, state.huber_delta, config.loss, config.precision)
+        return loss, jnp.sum(mb) > 0
+
+    def r2_fn(params):
+        r_hat = predict(params, X, config.precision)
+        return 1.0 - masked_sse_ratio(r, r_hat, train_mask), 1.0 - masked_sse_ratio(r, r_hat, valid_mask)
+
+    return dict(
+        value_and_grad_fn=jax.value_and_grad(loss_fn, has_aux=True),
+        r2_fn=r2_fn,
+        batches_fn=lambda k: shuffled_batches(k, train_mask, config.batch_size, n_batches),
+        n_steps=n_batches,
+    )
+
+
 def train_epochs(
     state: TrainState,
     X: Float[Array, "N n"],
@@ -97,97 +179,12 @@ def train_epochs(
     config: TrainConfig,
     n_epochs: int,
     n_batches: int = 1,
-    axis_name: str | None = None,
-) -> TrainState:
-    """Run ``n_epochs`` epochs of one window in a ``lax.scan`` (Algorithm 2, lines 7–13).
-
-    Each epoch takes ``n_batches`` optimizer steps (one, on all training rows, when
-    ``config.batch_size`` is ``None``), then evaluates train and validation R² and keeps the
-    best model. A step whose loss or update is non-finite is discarded and the window is
-    frozen at its last finite model and flagged ``diverged``.
-
-    ``axis_name``: the rows are one shard of the panel along that mesh axis
-    (:mod:`~fapm_jax.core.sharding`); each epoch's sums are summed over it, so every shard takes
-    the same step (full batch only).
-    """
-    dtype = X.dtype
-    if axis_name is not None and config.batch_size is not None:
-        raise ConfigError("train_epochs: mini-batches (batch_size) need all rows on each device")
-
-    def loss_fn(params, batch):
-        if batch is None:
-            Xb, rb, mb = X, r, train_mask
-        else:
-            idx, slot_ok = batch
-            Xb, rb = X[idx], r[idx]
-            mb = (slot_ok & (train_mask[idx] > 0)).astype(dtype)
-        return _window_loss(params, Xb, rb, mb, state.huber_delta, config.loss, config.precision), jnp.sum(
-            mb
-        ) > 0
-
-    def r2_fn(params):
-        r_hat = predict(params, X, config.precision)
-        return 1.0 - masked_sse_ratio(r, r_hat, train_mask), 1.0 - masked_sse_ratio(r, r_hat, valid_mask)
-
-    if config.batch_size is None:
-        # One chunked pass per epoch gives the loss, its gradient and both R² (rowpass.py).
-        delta = state.huber_delta if config.loss == "huber" else None
-        den_t = _total(masked_sum(train_mask, r * r), axis_name)
-        den_v = _total(masked_sum(valid_mask, r * r), axis_name)
-
-        def r2s(s: PassSums):
-            return 1.0 - s.sse_train / den_t, 1.0 - s.sse_valid / den_v
-
-        def value_and_grad_fn(params, batch):
-            s, g = row_pass(
-                params,
-                X,
-                r,
-                train_mask,
-                valid_mask,
-                delta,
-                chunk_rows=config.chunk_rows,
-                axis_name=axis_name,
-                precision=config.precision,
-            )
-            g = jax.tree_util.tree_map(lambda a: a / den_t, g)
-            return (s.loss / den_t, (den_t > 0, *r2s(s))), g
-
-        def pass_r2(params):
-            return r2s(
-                row_pass(
-                    params,
-                    X,
-                    r,
-                    train_mask,
-                    valid_mask,
-                    delta,
-                    chunk_rows=config.chunk_rows,
-                    grad=False,
-                    axis_name=axis_name,
-                    precision=config.precision,
-                )[0]
-            )
-
-        return run_epochs(
-            state,
-            hyper,
-            config=config,
-            n_epochs=n_epochs,
-            value_and_grad_fn=value_and_grad_fn,
-            r2_fn=pass_r2,
-            r2_in_step=True,
-        )
-    return run_epochs(
-        state,
-        hyper,
-        config=config,
-        n_epochs=n_epochs,
-        loss_fn=loss_fn,
-        r2_fn=r2_fn,
-        n_steps=n_batches,
-        batches_fn=lambda k: shuffled_batches(k, train_mask, config.batch_size, n_batches),
-    )
+) -> tuple[TrainState, EpochLog]:
+    """``n_epochs`` epochs of one window (Algorithm 2, lines 7–13), the last model evaluated:
+    the per-window reference of the batched trainer. Returns the state and the log
+    ``[n_epochs + 1]`` (:class:`~fapm_jax.core.engine.EpochLog`)."""
+    fns = epoch_fns(state, X, r, train_mask, valid_mask, config=config, n_batches=n_batches)
+    return run_epochs(state, hyper, n_epochs=n_epochs, config=config, **fns)
 
 
 def init_block(
@@ -216,6 +213,18 @@ def init_block(
     return jax.vmap(one_setting)(hyper, keys)
 
 
+def _block(fn, state, train_masks, valid_masks, hyper):
+    """``fn(state, train_mask, valid_mask, hyper)`` of one (setting, window), vmapped over
+    settings (outer) and windows (inner; ``hyper.features`` is per window)."""
+
+    def one_setting(st, h):
+        return jax.vmap(lambda s, tm, vm, f: fn(s, tm, vm, h._replace(features=f)))(
+            st, train_masks, valid_masks, h.features
+        )
+
+    return jax.vmap(one_setting)(state, hyper)
+
+
 def epochs_block(
     state: TrainState,
     X: Float[Array, "N n"],
@@ -223,39 +232,42 @@ def epochs_block(
     train_masks: Bool[Array, "W N"],
     valid_masks: Bool[Array, "W N"],
     hyper: Hyper,
+    start: Int[Array, ""],
+    limit: Int[Array, ""],
     *,
     config: TrainConfig,
     n_epochs: int,
     n_batches: int = 1,
     axis_name: str | None = None,
-) -> TrainState:
-    """:func:`train_epochs` of ``S`` settings × ``W`` windows (state ``[S, W]``), batched with
-    ``vmap``, as :func:`init_block`."""
+) -> tuple[TrainState, EpochLog]:
+    """A chunk of ``n_epochs`` epochs (epochs ``start …``; those from ``limit`` on are skipped)
+    of ``S`` settings × ``W`` windows (state ``[S, W]``, log ``[S, W, n_epochs]``), as
+    :func:`init_block`."""
 
-    def one_setting(st, h):
-        return jax.vmap(
-            lambda s, tm, vm, f: train_epochs(
-                s,
-                X,
-                r,
-                tm,
-                vm,
-                h._replace(features=f),
-                config=config,
-                n_epochs=n_epochs,
-                n_batches=n_batches,
-                axis_name=axis_name,
-            )
-        )(st, train_masks, valid_masks, h.features)
+    def one(s, tm, vm, h):
+        fns = epoch_fns(s, X, r, tm, vm, config=config, n_batches=n_batches, axis_name=axis_name)
+        return epoch_step(s, h, config=config, **fns)
 
-    return jax.vmap(one_setting)(state, hyper)
+    return scan_epochs(
+        lambda st: _block(one, st, train_masks, valid_masks, hyper), state, n_epochs, start, limit
+    )
+
+
+def finish_block(state, X, r, train_masks, valid_masks, hyper, *, config, axis_name=None):
+    """Evaluate every model a fused pass left pending (:func:`~fapm_jax.core.engine.finish`)."""
+
+    def one(s, tm, vm, h):
+        fns = epoch_fns(s, X, r, tm, vm, config=config, axis_name=axis_name)
+        return finish(s, fns["r2_fn"])
+
+    return _block(one, state, train_masks, valid_masks, hyper)
 
 
 @eqx.filter_jit
 def init_windows(X, r, train_masks, valid_masks, hyper: Hyper, starts: Correlations, *, config: TrainConfig):
     """The start of every (setting, window) on one device, in one compiled program: the state
-    :func:`train_windows` advances (what :func:`fit_windows` runs; ``starts`` from
-    :func:`~fapm_jax.core.moments.window_correlations`)."""
+    :func:`train_windows` advances (what :func:`~fapm_jax.core.fit.fit_windows` runs; ``starts``
+    from :func:`~fapm_jax.core.moments.window_correlations`)."""
     keys = all_window_keys(hyper, train_masks.shape[0])
     return init_block(X, r, train_masks, valid_masks, hyper, starts, keys, config=config)
 
@@ -268,13 +280,31 @@ def train_windows(
     train_masks,
     valid_masks,
     hyper: Hyper,
+    start,
+    limit,
     *,
     config: TrainConfig,
     n_epochs: int,
     n_batches: int = 1,
 ):
-    """``n_epochs`` more epochs of every (setting, window) in one compiled program; a second
-    call with arrays of the same shapes compiles nothing."""
+    """A chunk of ``n_epochs`` epochs of every (setting, window) in one compiled program; a
+    second call with arrays of the same shapes (any ``start``/``limit``) compiles nothing."""
     return epochs_block(
-        state, X, r, train_masks, valid_masks, hyper, config=config, n_epochs=n_epochs, n_batches=n_batches
+        state,
+        X,
+        r,
+        train_masks,
+        valid_masks,
+        hyper,
+        start,
+        limit,
+        config=config,
+        n_epochs=n_epochs,
+        n_batches=n_batches,
     )
+
+
+@eqx.filter_jit
+def finish_windows(state, X, r, train_masks, valid_masks, hyper: Hyper, *, config: TrainConfig):
+    """:func:`finish_block` on one device."""
+    return finish_block(state, X, r, train_masks, valid_masks, hyper, config=config)

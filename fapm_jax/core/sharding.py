@@ -44,10 +44,10 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Float
 
 from .config import Hyper, TrainConfig
-from .engine import TrainState
+from .engine import EpochLog, TrainState
 from .errors import ConfigError
 from .linear import Correlations
-from .rows import epochs_block, init_block
+from .rows import epochs_block, finish_block, init_block
 
 #: The mesh axes, outermost first: sweep settings, windows, the panel's rows.
 AXES = ("settings", "windows", "rows")
@@ -68,7 +68,8 @@ def make_mesh(*, rows: int = 1, windows: int = 1, settings: int = 1, devices=Non
         )
     if jax.process_count() > 1 and need != len(devices):
         raise ConfigError(
-            f"make_mesh: on {jax.process_count()} hosts the mesh must hold all {len(devices)} devices, got {need}"
+            f"make_mesh: on {jax.process_count()} hosts the mesh must hold all {len(devices)} "
+            f"devices, got {need}"
         )
     return Mesh(np.asarray(devices[:need], dtype=object).reshape(shape), AXES)
 
@@ -193,12 +194,20 @@ def init_sharded(mesh: Mesh, placed: Placed, *, config: TrainConfig) -> TrainSta
 
 @eqx.filter_jit
 def train_sharded(
-    mesh: Mesh, state: TrainState, placed: Placed, *, config: TrainConfig, n_epochs: int, n_batches: int = 1
-) -> TrainState:
-    """``n_epochs`` epochs of :func:`~fapm_jax.core.rows.epochs_block` on every device's block; the
-    row devices add their sums once per epoch."""
+    mesh: Mesh,
+    state: TrainState,
+    placed: Placed,
+    start,
+    limit,
+    *,
+    config: TrainConfig,
+    n_epochs: int,
+    n_batches: int = 1,
+) -> tuple[TrainState, EpochLog]:
+    """A chunk of :func:`~fapm_jax.core.rows.epochs_block` on every device's block; the row
+    devices add their sums once per epoch."""
 
-    def block(st, X, r, tm, vm, hyper):
+    def block(st, X, r, tm, vm, hyper, start, limit):
         return epochs_block(
             st,
             X,
@@ -206,11 +215,31 @@ def train_sharded(
             tm,
             vm,
             hyper,
+            start,
+            limit,
             config=config,
             n_epochs=n_epochs,
             n_batches=n_batches,
             axis_name=_rows_axis(mesh),
         )
+
+    f = jax.shard_map(
+        block,
+        mesh=mesh,
+        in_specs=(P("settings", "windows"), *_in_specs(placed), P(), P()),
+        out_specs=P("settings", "windows"),
+        check_vma=False,
+    )
+    p = placed
+    return f(state, p.X, p.r, p.train_masks, p.valid_masks, p.hyper, start, limit)
+
+
+@eqx.filter_jit
+def finish_sharded(mesh: Mesh, state: TrainState, placed: Placed, *, config: TrainConfig):
+    """:func:`~fapm_jax.core.rows.finish_block` on every device's block."""
+
+    def block(st, X, r, tm, vm, hyper):
+        return finish_block(st, X, r, tm, vm, hyper, config=config, axis_name=_rows_axis(mesh))
 
     f = jax.shard_map(
         block,
