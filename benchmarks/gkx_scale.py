@@ -197,7 +197,7 @@ def run(scale: float = 1.0, ranks=(8, 32), epochs: int = 2, full: bool = False) 
 
 
 def describe(rows: list[dict]) -> str:
-    from fapm_jax.reporting.report import md_table
+    from fapm_jax.reporting.markdown import md_table
 
     r0 = rows[0]
     head = [
@@ -230,10 +230,12 @@ def describe(rows: list[dict]) -> str:
         for t in rows
     ]
     return (
-        f"GKX-shaped panel on {r0['platform']} ({r0['device']}): {r0['rows']:,} rows × {r0['factors']} factors "
+        f"GKX-shaped panel on {r0['platform']} ({r0['device']}): {r0['rows']:,} rows × "
+        f"{r0['factors']} factors "
         f"({r0['panel_gb']:.2f} GB float32), {r0['windows']} windows vmapped, full batch.\n\n"
         + md_table(head, body)
-        + f"\n\nDevice limits measured in the same run: float32 matmul {r0['matmul_peak_gflops']:.0f} GFLOP/s, "
+        + "\n\nDevice limits measured in the same run: float32 matmul "
+        f"{r0['matmul_peak_gflops']:.0f} GFLOP/s, "
         f"array read {r0['read_gb_per_s']:.1f} GB/s. Peak memory {r0['peak_memory_gb']:.2f} GB = "
         f"{r0['peak_over_panel']:.2f}× the panel's float32 size, from the moment the panel is on the device "
         f"(training adds {r0['peak_over_panel_net']:.2f}× the panel to what the process held then).\n"

@@ -13,7 +13,8 @@ Each measurement runs in a fresh child process that reports its own peak residen
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, stdlib), so the numbers include everything
 the process touched: the Python interpreter, JAX (imported by ``fapm_jax``), polars' buffers
 and the file pages it mapped. (The data is generated in another child, so that the parent
-stays small: a forked child's ``ru_maxrss`` starts at its parent's resident set.) The generated data is kept in ``--out`` (never in the repo) and
+stays small: a forked child's ``ru_maxrss`` starts at its parent's resident set.) The generated data is
+kept in ``--out`` (never in the repo) and
 reused by later runs of the same size.
 """
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from fapm_jax import SimConfig, TrainConfig, WindowSpec, simulate_panel
 from fapm_jax.core import moments as mom
-from fapm_jax.core.rows import init_windows, train_windows
+from fapm_jax.core.rows import finish_windows, init_windows, train_windows
 from fapm_jax.data.windows import rolling_windows, window_masks
 from fapm_jax.studies.fapm_m import fapm_m_hyper, subset_masks
 
@@ -34,6 +34,7 @@ def run(
     X, r = jax.device_put(panel.X), jax.device_put(panel.r)
     tmj, vmj = jnp.asarray(tm, X.dtype), jnp.asarray(vm, X.dtype)
     S, W = len(ms), windows
+    e0, e1 = jnp.asarray(0, jnp.int32), jnp.asarray(epochs, jnp.int32)
 
     t_mom, (mtr, mva) = _timed(lambda: mom.window_moments(panel.X, panel.r, tm, vm))
     out = {}
@@ -43,12 +44,20 @@ def run(
             lambda: init_windows(
                 X, r, tmj, vmj, hyper, mom.window_correlations(panel.X, panel.r, tm), config=cfg
             ),
-            lambda st: train_windows(st, X, r, tmj, vmj, hyper, config=cfg, n_epochs=epochs, n_batches=1),
+            lambda st: finish_windows(
+                train_windows(st, X, r, tmj, vmj, hyper, e0, e1, config=cfg, n_epochs=epochs)[0],
+                X,
+                r,
+                tmj,
+                vmj,
+                hyper,
+                config=cfg,
+            )[0],
         ),
         (
             "moments",
             lambda: mom.init_all(mtr, mva, hyper, config=cfg, n=panel.n_features),
-            lambda st: mom.epochs_all(st, mtr, mva, hyper, config=cfg, n_epochs=epochs),
+            lambda st: mom.epochs_all(st, mtr, mva, hyper, e0, e1, config=cfg, n_epochs=epochs)[0],
         ),
     ):
         first_init, st = _timed(init)
@@ -89,7 +98,7 @@ def run(
 
 
 def describe(rows: list[dict]) -> str:
-    from fapm_jax.reporting.report import md_table
+    from fapm_jax.reporting.markdown import md_table
 
     table = md_table(
         [
@@ -121,8 +130,10 @@ def describe(rows: list[dict]) -> str:
         ],
     )
     return (
-        f"{table}\n\nrows / moments per epoch (steady state): **{rows[0]['rows_over_moments_per_epoch']:.0f}x**; "
-        f"largest difference in best validation R² after the timed epochs: {rows[0]['max_valid_r2_diff']:.1e}\n"
+        f"{table}\n\nrows / moments per epoch (steady state): "
+        f"**{rows[0]['rows_over_moments_per_epoch']:.0f}x**; "
+        "largest difference in best validation R² after the timed epochs: "
+        f"{rows[0]['max_valid_r2_diff']:.1e}\n"
     )
 
 

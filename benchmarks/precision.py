@@ -72,7 +72,7 @@ def run(
 
 
 def describe(rows: list[dict]) -> str:
-    from fapm_jax.reporting.report import md_table
+    from fapm_jax.reporting.markdown import md_table
 
     r0 = rows[0]
     table = md_table(
@@ -103,7 +103,8 @@ def describe(rows: list[dict]) -> str:
     note = (
         ""
         if r0["platform"] == "gpu"
-        else f"\nOn this {r0['platform']} TF32 is emulated (operands rounded, float32 products): its R² effect is "
+        else f"\nOn this {r0['platform']} TF32 is emulated (operands rounded, float32 products): "
+        "its R² effect is "
         "TF32's, its time is not; bfloat16 products are converted to float32 by XLA:CPU.\n"
     )
     return (

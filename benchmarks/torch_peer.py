@@ -16,12 +16,13 @@ from __future__ import annotations
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fapm_jax import SimConfig, TrainConfig, WindowSpec, simulate_panel
 from fapm_jax.core.config import hyper_from_config
 from fapm_jax.core.moments import window_correlations
-from fapm_jax.core.rows import init_windows, train_windows
+from fapm_jax.core.rows import finish_windows, init_windows, train_windows
 from fapm_jax.data.windows import rolling_windows, window_masks
 
 
@@ -78,10 +79,11 @@ def run(stocks: int = 100, chars: int = 30, rank: int = 4, epochs: int = 50, win
     # Both sides are timed from the same start state (OLS starts and V draws computed once).
     start = init_windows(X, r, tmj, vmj, hyper, window_correlations(panel.X, panel.r, tm), config=cfg)
 
-    def jax_fit():
-        return jax.block_until_ready(
-            train_windows(start, X, r, tmj, vmj, hyper, config=cfg, n_epochs=epochs, n_batches=1)
-        )
+    e0, e1 = jnp.asarray(0, jnp.int32), jnp.asarray(epochs, jnp.int32)
+
+    def jax_fit():  # the epochs, then the last epoch's evaluation (as fit_windows runs them)
+        st, _ = train_windows(start, X, r, tmj, vmj, hyper, e0, e1, config=cfg, n_epochs=epochs, n_batches=1)
+        return jax.block_until_ready(finish_windows(st, X, r, tmj, vmj, hyper, config=cfg)[0])
 
     p = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], start.params)
     args = (panel.X, panel.r, tm, vm, p.w0, p.w, p.V, np.asarray(start.best_valid_r2)[0], cfg)
@@ -120,7 +122,7 @@ def run(stocks: int = 100, chars: int = 30, rank: int = 4, epochs: int = 50, win
 
 
 def describe(rows: list[dict]) -> str:
-    from fapm_jax.reporting.report import md_table
+    from fapm_jax.reporting.markdown import md_table
 
     r0 = rows[0]
     table = md_table(

@@ -72,7 +72,7 @@ def run(
 
 
 def describe(rows: list[dict]) -> str:
-    from fapm_jax.reporting.report import md_table
+    from fapm_jax.reporting.markdown import md_table
 
     table = md_table(
         [

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import fapm_jax as fj
 from fapm_jax.cli import build_parser, load_data
-from fapm_jax.reporting.analysis_sections import default_ms, fapm_m_sections
-from fapm_jax.reporting.report import write_report
+from fapm_jax.cli.output import write_report
+from fapm_jax.reporting.fapm_m_sections import default_ms, fapm_m_sections
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
             print(f"  m={m:>3}  R²_oos with SIC2 {100 * o:6.3f}%")
     out = Path(a.out)
     years = [w.test for w in fj.rolling_windows(spec)]
-    sections = fapm_m_sections(s, out, years, sic2=s2, sic2_note="" if a.sic2 else "Not run (no --sic2).")
+    sections = fapm_m_sections(s, years, sic2=s2, sic2_note="" if a.sic2 else "Not run (no --sic2).")
     write_report(out / "FAPM_M.md", f"FAPM-m — {panel.name} data", sections)
     print(f"wrote {out}/FAPM_M.md and its tables and figures")
 

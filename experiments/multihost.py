@@ -147,8 +147,10 @@ def local_check(args) -> int:
     same_epochs = bool((np.asarray(one.best_epoch) == got["best_epoch"]).all())
     r2 = float(np.max(np.abs(np.asarray(one.best_valid_r2) - got["best_valid_r2"])))
     print(
-        f"{args.num_processes} processes × {args.local_devices} devices against one device ({jax.devices()[0]}): "
-        f"largest parameter difference {diff:.2e}, best validation R² {r2:.2e}, same best epochs: {same_epochs}"
+        f"{args.num_processes} processes × {args.local_devices} devices against one device "
+        f"({jax.devices()[0]}): "
+        f"largest parameter difference {diff:.2e}, best validation R² {r2:.2e}, same best epochs: "
+        f"{same_epochs}"
     )
     return 0 if same_epochs and diff < 1e-4 else 1
 

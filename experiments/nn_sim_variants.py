@@ -5,7 +5,8 @@ changed at a time) on one design of the GKX Monte Carlo and print mean R² in an
         --variant "patience=20" --variant "batch_size=256" --variant "l1=(1e-5,)"
 
 Each ``--variant`` is ``field=value[;field=value]`` over :class:`fapm_jax.baselines.NN`
-(values are Python literals), applied to the study's network (:func:`~fapm_jax.studies.simulation_study.sim_models`);
+(values are Python literals), applied to the study's network
+(:func:`~fapm_jax.studies.simulation_study.sim_models`);
 the unchanged network is always run first. Runs where polars is missing (a bare accelerator).
 """
 

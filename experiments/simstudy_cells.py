@@ -63,7 +63,8 @@ def main() -> None:
                     model, data[dm, pc], dm, pc, seeds, chunk=a.chunk, checkpoint_dir=a.out
                 )
                 print(
-                    f"{dm}{pc} {model.name:<8} {time.perf_counter() - t0:7.1f} s  is {100 * r2_is.mean():6.2f}"
+                    f"{dm}{pc} {model.name:<8} {time.perf_counter() - t0:7.1f} s  is "
+                    f"{100 * r2_is.mean():6.2f}"
                     f"  oos {100 * r2_oos.mean():6.2f}{'  reused' if reused else ''}",
                     flush=True,
                 )

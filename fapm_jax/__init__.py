@@ -34,13 +34,13 @@ from .core.rows import train_windows as train_windows
 from .core.sharding import make_mesh as make_mesh
 from .data.covariates import gkx_covariate_names as gkx_covariate_names
 from .data.covariates import gkx_covariates as gkx_covariates
+from .data.crsp_returns import load_returns as load_returns
 from .data.embedded import SimConfig as SimConfig
 from .data.embedded import SimTruth as SimTruth
 from .data.embedded import simulate_panel as simulate_panel
 from .data.french import french_factors as french_factors
 from .data.french import french_panel as french_panel
 from .data.gkx_files import load_characteristics as load_characteristics
-from .data.gkx_files import load_returns as load_returns
 from .data.gkx_files import scan_characteristics as scan_characteristics
 from .data.macro import load_welch_goyal as load_welch_goyal
 from .data.macro import MACRO_NAMES as MACRO_NAMES

@@ -50,6 +50,16 @@ def x64():
     assert bool(jax.config.jax_enable_x64) == was, "x64 mode leaked out of the fixture"
 
 
+@pytest.fixture
+def strict_promotion():
+    """JAX's strict dtype promotion for one test: mixing float32 with float64 (or ints with
+    floats) is an error instead of a silent widening. The numerics tests of the model, losses,
+    OLS and masks use it; the trainers' tests cannot, as optax's Adam mixes its int32 step
+    count with float64 parameters."""
+    with jax.numpy_dtype_promotion("strict"):
+        yield
+
+
 # The small rolling scheme the synthetic panel covers:
 #   window 0: train 2000-2001 / valid 2002-2003 / test 2004
 #   window 1: train 2000-2002 / valid 2003-2004 / test 2005

@@ -7,6 +7,8 @@ Huber threshold, and per-window loops for the vmapped driver.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +25,8 @@ from fapm_jax.baselines import (
     predict_rolling,
 )
 from fapm_jax.core.losses import huber
+
+KEY2 = jax.random.key(2)
 
 
 @pytest.fixture
@@ -131,3 +135,35 @@ def test_vmapped_windows_equal_a_loop(synth, model):
         ref = np.asarray(linear_predict(jax.tree_util.tree_map(lambda a: a[w], rf.params), X))[rows]
         np.testing.assert_allclose(out[rows], ref, rtol=1e-6, atol=1e-7)
     assert np.all(out[~synth.test.any(axis=0)] == 0.0)
+
+
+TRACES: list[str] = []
+
+
+class CountingOLS(OLS):
+    """OLS that records every trace of its ``fit`` and ``predict``."""
+
+    def fit(self, X, y, train, valid, key=None):
+        TRACES.append("fit")
+        return super().fit(X, y, train, valid, key)
+
+    def predict(self, params, X):
+        TRACES.append("predict")
+        return super().predict(params, X)
+
+
+def test_an_equal_model_reuses_the_compiled_programs(synth):
+    """Models are static under ``eqx.filter_jit``: fitting a fresh but equal model on new data of
+    the same shape compiles nothing (windows, forecasts, data sets); another grid point does."""
+    TRACES.clear()
+    X = jnp.asarray(synth.X)
+    for seed, y in ((0, synth.r), (1, synth.r[::-1].copy())):
+        model = CountingOLS(name="counted")  # a new instance each time, equal to the last
+        rf = model.fit_windows(X, jnp.asarray(y), synth.train, synth.valid, jax.random.key(seed))
+        model.predict_windows(rf.params, X, synth.test)
+        model.fit_predict_datasets(
+            jnp.stack([X, X]), jnp.stack([y, y]), synth.train[0], synth.valid[0], jax.random.split(KEY2, 2)
+        )
+    assert TRACES.count("fit") == 2 and TRACES.count("predict") == 2  # windows + data sets, once each
+    dataclasses.replace(model, huber=True).fit_windows(X, jnp.asarray(y), synth.train, synth.valid, KEY2)
+    assert TRACES.count("fit") == 3

@@ -6,19 +6,28 @@ from __future__ import annotations
 
 import dataclasses
 
+import equinox as eqx
+import jax
 import numpy as np
 import polars as pl
 import pytest
 from sklearn.linear_model import LinearRegression
 
 from fapm_jax import SimConfig, WindowSpec, rolling_windows, simulate_panel, window_masks
-from fapm_jax.baselines import OLS, PCR
+from fapm_jax.baselines import OLS, PCR, AbstractHostModel, AbstractJaxModel, AbstractModel
 from fapm_jax.baselines.expand import OnGKXCovariates
-from fapm_jax.core.errors import StudyError
+from fapm_jax.core.errors import ConfigError, StudyError
 from fapm_jax.data.covariates import covariate_blocks, gkx_covariates
 from fapm_jax.evaluation.diebold_mariano import dm_test
 from fapm_jax.evaluation.metrics import r2_table
-from fapm_jax.studies.comparison import make_model, run_comparison, window_chunk_for
+from fapm_jax.studies.comparison import (
+    PROFILES,
+    TABLE1_MODELS,
+    make_model,
+    run_comparison,
+    window_chunk_for,
+)
+from fapm_jax.studies.simulation_study import SIM_MODELS, sim_models
 
 SPEC = WindowSpec(first_year=1957, valid_years=6, first_test_year=1970, n_windows=3)
 
@@ -157,3 +166,51 @@ def test_importance_is_computed_with_the_fit_and_saved(panel, tmp_path):
     )
     np.testing.assert_array_equal(again.importance["OLS"], d)
     assert run_comparison(panel, [OLS()], SPEC).importance == {}
+
+
+#: Every name ``make_model`` accepts: GKX's models, ``+H`` where a loss applies.
+SUITE = (
+    *("OLS", "OLS-3", "PLS", "PCR", "ENet", "Lasso", "Ridge", "GLM", "RF", "GBRT"),
+    *(f"NN{k}" for k in range(1, 6)),
+    *(f"{m}+H" for m in ("OLS", "OLS-3", "ENet", "Lasso", "Ridge", "GLM", "GBRT")),
+)
+CONTRACT = ("fit", "predict", "fit_windows", "predict_windows", "fit_predict_datasets", "window_bytes")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_suite_model_implements_the_contract(profile):
+    """Every model of the suite (and FAPM, and each on GKX covariates) is a concrete
+    AbstractModel of exactly one family — trees on the host, the rest in JAX — with no array
+    among its leaves (static under filter_jit), hashable, equal to its rebuild."""
+    assert set(TABLE1_MODELS) <= set(SUITE) and set(SIM_MODELS) <= set(SUITE)
+    names = ("mvel1", "bm", "mom12m", "x")
+    models = [make_model(n, names, profile=profile) for n in SUITE]
+    models += sim_models((), profile=profile)  # FAPM, FAPM+SI
+    models += [OnGKXCovariates(m, (0,), (1, 2), (3,)) for m in models]
+    for m in models:
+        assert isinstance(m, AbstractModel) and not type(m).__abstractmethods__, m.name
+        host = m.name.startswith(("RF", "GBRT"))
+        assert isinstance(m, AbstractHostModel) == host and isinstance(m, AbstractJaxModel) == (not host)
+        assert m.is_jax == (not host)
+        assert all(callable(getattr(m, f)) for f in CONTRACT)
+        assert jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_array)) == []
+        again = dataclasses.replace(m)
+        assert again == m and hash(again) == hash(m) and repr(again) == repr(m)
+    assert dataclasses.replace(models[0], name="other").name == "other"
+    with pytest.raises(ConfigError, match="comparison model"):
+        OnGKXCovariates(object(), (0,), (1,))
+
+
+def test_gkx_covariates_for_a_host_model(panel):
+    """A tree on GKX covariates is a host model (numpy expansion, a loop over windows) and
+    forecasts exactly as on a panel whose factors are the expansion."""
+    rf = make_model("RF", panel.feature_names, profile="quick")
+    rf = dataclasses.replace(rf, n_estimators=5, max_depth=(2,), max_features=(3,), n_jobs=1)
+    comp = run_comparison(panel, [rf], SPEC, covariates="gkx")
+    c, m, s = covariate_blocks(list(panel.feature_names), list(panel.macro_names))
+    Z = np.asarray(gkx_covariates(panel.X[:, c], panel.X[:, m])).astype(np.float32)
+    names = tuple(f"z{i}" for i in range(Z.shape[1]))
+    explicit = dataclasses.replace(panel, X=Z, feature_names=names, macro_names=())
+    np.testing.assert_array_equal(
+        comp.frame["RF"].to_numpy(), run_comparison(explicit, [rf], SPEC).frame["RF"]
+    )

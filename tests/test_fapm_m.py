@@ -176,10 +176,24 @@ def test_sweep_r2_matches_numpy(panel, masks, sweep):
 
 
 def test_figure5_is_written(sweep, tmp_path):
-    from fapm_jax.reporting.report import fapm_m_figure
+    from fapm_jax.core.io import save_figure
+    from fapm_jax.reporting.figures import fapm_m_figure
 
-    path = fapm_m_figure(sweep.ms, sweep.r2_oos, sweep.r2_is, tmp_path / "f5.png", "FAPM-m")
+    path = save_figure(tmp_path / "f5.png", fapm_m_figure(sweep.ms, sweep.r2_oos, sweep.r2_is, "FAPM-m"))
     assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_test_forecasts_are_the_sweeps_models(sweep, panel):
+    """Table 1's FAPM-m row: each test row forecast by its window's FAPM-m, 0 outside the test
+    years, and the pooled R²_oos of those forecasts is the sweep's."""
+    _, _, test = window_masks(panel.year, rolling_windows(SPEC))
+    rows = test.any(axis=0)
+    y = np.asarray(panel.r, np.float64)
+    for i, m in enumerate(sweep.ms):
+        r_hat = sweep.test_forecasts(m, panel, SPEC)
+        assert r_hat.shape == (panel.n_rows,) and (r_hat[~rows] == 0).all()
+        e = (y - r_hat)[rows]
+        assert 1 - (e @ e) / (y[rows] @ y[rows]) == pytest.approx(sweep.r2_oos[i], abs=1e-5)
 
 
 def test_full_sample_ranking_and_bad_requests(panel):

@@ -47,7 +47,9 @@ def test_values_compile_nothing(synth, method):
 
 
 def test_static_config_keeps_structure_only():
-    cfg = TrainConfig(rank=5, learning_rate=0.3, init_scale=0.2, seed=9, epochs=3, loss="huber", batch_size=64)
+    cfg = TrainConfig(
+        rank=5, learning_rate=0.3, init_scale=0.2, seed=9, epochs=3, loss="huber", batch_size=64
+    )
     s = static_config(cfg)
     assert (s.rank, s.loss, s.batch_size) == (5, "huber", 64)
     assert s == static_config(dataclasses.replace(cfg, learning_rate=0.1, init_scale=0.0, seed=1, epochs=50))

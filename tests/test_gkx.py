@@ -13,13 +13,8 @@ import pytest
 from helpers import one_line_error
 
 from fapm_jax.core.errors import DataError
-from fapm_jax.data.gkx_files import (
-    GKX_CHARS,
-    check_returns,
-    load_characteristics,
-    load_returns,
-    scan_characteristics,
-)
+from fapm_jax.data.crsp_returns import check_returns, load_returns
+from fapm_jax.data.gkx_files import GKX_CHARS, load_characteristics, scan_characteristics
 
 # Three characteristics (in GKX header order: mvel1, mom1m, bm) of 3 stocks over 2 months,
 # with every missing-value spelling of the brief: empty, NA, NaN, ".".

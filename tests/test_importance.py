@@ -60,7 +60,7 @@ def test_host_model_drops_equal_a_hand_loop_with_sklearn():
         RandomForestRegressor(n_estimators=10, max_depth=3, random_state=w).fit(X[m], r[m])
         for w, m in enumerate(masks)
     ]
-    d = r2_drops(lambda f, Z: f.predict(Z), forests, X, r, masks, is_jax=False)
+    d = r2_drops(lambda f, Z: f.predict(Z), forests, X, r, masks)  # a list: host models, looped
     for w in range(2):
         want = _by_hand(forests[w].predict, X, r, np.flatnonzero(masks[w]))
         np.testing.assert_allclose(d[w], want, rtol=1e-6, atol=1e-9)

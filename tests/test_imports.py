@@ -140,7 +140,15 @@ def test_function_level_imports_are_counted():
         ({"fapm_jax.core.a": {"fapm_jax.core.b"}, "fapm_jax.core.b": {"fapm_jax.core.a"}}, 1, 0),
         ({"fapm_jax.core.a": {"fapm_jax.studies.x"}, "fapm_jax.studies.x": set()}, 0, 1),
         ({"fapm_jax.data.a": {"fapm_jax"}, "fapm_jax": {"fapm_jax.data.a"}}, 1, 1),
-        ({"fapm_jax.cli.main": {"fapm_jax", "fapm_jax.core.a"}, "fapm_jax.core.a": set(), "fapm_jax": set()}, 0, 0),
+        (
+            {
+                "fapm_jax.cli.main": {"fapm_jax", "fapm_jax.core.a"},
+                "fapm_jax.core.a": set(),
+                "fapm_jax": set(),
+            },
+            0,
+            0,
+        ),
     ],
 )
 def test_the_checks_can_fail(graph, n_cycles, n_bad):

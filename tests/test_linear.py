@@ -10,6 +10,8 @@ from sklearn.linear_model import LinearRegression
 
 from fapm_jax.core.linear import fit_ols
 
+pytestmark = pytest.mark.usefixtures("strict_promotion")
+
 N = 300
 SCALES = np.array([1.0, 100.0, 0.01, 5.0])  # very different column scales
 

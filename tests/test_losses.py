@@ -5,9 +5,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from fapm_jax.core.losses import huber, huber_r2_loss, masked_huber_ratio, masked_sse_ratio, r2_loss, r2_score
 from fapm_jax.core.model import FAPMParams
+
+pytestmark = pytest.mark.usefixtures("strict_promotion")
 
 N, NF = 40, 4
 

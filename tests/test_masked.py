@@ -7,8 +7,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from fapm_jax.core.masked import compact_rows, masked_quantile, shuffled_batches
+
+pytestmark = pytest.mark.usefixtures("strict_promotion")
 
 
 def test_masked_quantile_matches_numpy_lower():

@@ -22,6 +22,8 @@ from fapm_jax.core.model import (
     with_rank_mask,
 )
 
+pytestmark = pytest.mark.usefixtures("strict_promotion")
+
 N_FEAT, RANK = 6, 3
 
 # Eager JAX compiles every primitive per shape; one jitted program per shape is much cheaper.

@@ -13,7 +13,8 @@ import pytest
 from helpers import one_line_error
 
 from fapm_jax.core.errors import DataError
-from fapm_jax.data.gkx_files import load_characteristics, load_returns, scan_characteristics
+from fapm_jax.data.crsp_returns import load_returns
+from fapm_jax.data.gkx_files import load_characteristics, scan_characteristics
 from fapm_jax.data.macro import MACRO_NAMES, macro_panel
 from fapm_jax.data.preprocess import build_gkx_panel, read_panel_cache
 

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from fapm_jax.baselines import OLS, PCR
+from fapm_jax.baselines import OLS, PCR, RF, OnGKXCovariates
 from fapm_jax.data.gkx_design import GKXSimConfig, oracle_r2, preprocess_gkx_sim, simulate_gkx
 from fapm_jax.studies.simulation_study import (
     SIM_HUBER_XI,
@@ -119,3 +119,23 @@ def test_sim_models_settings():
     assert enet.huber and enet.huber_xi == SIM_HUBER_XI and not ols.huber
     assert [m.name for m in ms[3:]] == ["FAPM", "FAPM+SI"]
     assert ms[4].config.self_interactions and not ms[3].config.self_interactions
+
+
+def test_model_repr_keeps_saved_cells_valid():
+    """``study_cell`` (and the comparison's checkpoints) fingerprint ``repr(model)``: it is still
+    the frozen dataclasses' repr, ``is_jax`` where they had that field, so saved cells (e.g.
+    experiments/results/simstudy_cells) are reused."""
+    ols = sim_models(["OLS"], fapm=False)[0]
+    assert repr(ols) == (
+        "OLS(name='OLS', columns=None, huber=False, huber_xi=0.2, huber_quantile=0.999, "
+        "irls_iters=100, irls_tol=None, is_jax=True)"
+    )
+    assert repr(PCR(max_components=3)) == "PCR(name='PCR', max_components=3, is_jax=True, rcond=None)"
+    assert repr(RF(n_estimators=3)) == (
+        "RF(name='RF', n_estimators=3, max_depth=(1, 2, 3, 4, 5, 6), max_features=(3, 5, 10, 20, 30, 50), "
+        "max_samples=None, n_jobs=-1, is_jax=False)"
+    )
+    assert repr(OnGKXCovariates(PCR(), (0,), (1,))) == (
+        "OnGKXCovariates(inner=PCR(name='PCR', max_components=None, is_jax=True, rcond=None), "
+        "chars=(0,), macro=(1,), sic=())"
+    )

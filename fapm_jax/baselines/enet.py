@@ -33,8 +33,6 @@ Memory per window: one centred copy of ``X`` to form the Gram matrix (as in
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,6 +40,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .base import (
     HUBER_QUANTILE,
+    AbstractJaxModel,
     Fit,
     LinearParams,
     choose,
@@ -153,8 +152,7 @@ def _solve_path(X, y, train, lams, rho, n_iter, xi, restart, huber_tol=None, hub
     return jax.vmap(one)(lams)
 
 
-@dataclasses.dataclass(frozen=True)
-class ENet:
+class ENet(AbstractJaxModel):
     """GKX's elastic net (``rho=0.5``), lasso (``rho=0``) or ridge (``rho=1``), tuned over
     ``lambdas`` on the validation SSE; ``huber=True`` is the "+H" version.
 
@@ -178,7 +176,6 @@ class ENet:
     restart: bool = True
     huber_tol: float | None = 1e-6
     huber_iter: int | None = 200
-    is_jax: bool = True
 
     def fit(
         self,

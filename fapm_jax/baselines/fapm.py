@@ -1,4 +1,4 @@
-"""FAPM itself behind the comparison-model protocol, so that the GKX simulation study
+"""FAPM itself behind the comparison-model contract, so that the GKX simulation study
 (:mod:`~fapm_jax.studies.simulation_study`) can vmap it over Monte Carlo repetitions like every other model.
 
 The rolling empirical study trains FAPM with :func:`~fapm_jax.studies.rolling.run_rolling` (all
@@ -9,33 +9,31 @@ epoch on validation R², divergence guard) on one data set, so it vmaps over ``(
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..core.config import TrainConfig, hyper_from_config
+from ..core.config import TrainConfig, hyper_from_config, n_batches_for
 from ..core.model import FAPMParams, predict
 from ..core.rows import init_state, train_epochs
-from .base import Fit, masked_sse
+from .base import AbstractJaxModel, Fit, masked_sse
 
 
-@dataclasses.dataclass(frozen=True)
-class FAPM:
+class FAPM(AbstractJaxModel):
     """FAPM trained as in Algorithm 2 on one window; ``config.self_interactions`` gives the
     variant with ``x_i²`` terms. The key replaces ``config.seed``."""
 
     name: str = "FAPM"
     config: TrainConfig = TrainConfig()
-    is_jax: bool = True
 
     def fit(self, X, y, train, valid, key: PRNGKeyArray) -> Fit:
         cfg = self.config
-        n_batches = 1 if cfg.batch_size is None else math.ceil(X.shape[0] / cfg.batch_size)
+        # ``train`` is traced (vmapped windows or repetitions): size the batches for all N rows,
+        # which hold any window's training rows.
+        n_batches = n_batches_for(cfg, np.ones((1, X.shape[0]), bool))
         hyper = hyper_from_config(cfg)
         state = init_state(X, y, train, valid, hyper, key, config=cfg)
-        state = train_epochs(
+        state, _ = train_epochs(
             state, X, y, train, valid, hyper, config=cfg, n_epochs=cfg.epochs, n_batches=n_batches
         )
         params = state.best_params

@@ -37,14 +37,13 @@ vectors through ``X`` and the three ``[N, P]`` arrays ``(X − c_k)²₊`` built
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .base import HUBER_QUANTILE, Fit, choose, masked_sse, model_huber_xi, solver_tol
+from .base import HUBER_QUANTILE, AbstractJaxModel, Fit, choose, masked_sse, model_huber_xi, solver_tol
 from .enet import GKX_LAMBDAS, huber_psi
 from .prox import fista, lipschitz_mse, prox_group_lasso
 
@@ -218,8 +217,7 @@ def glm_predict(params: GLMParams, X: Float[Array, "N P"]) -> Float[Array, " N"]
     return params.b0 + basis_matvec(X, params.knots, params.coef)
 
 
-@dataclasses.dataclass(frozen=True)
-class GLM:
+class GLM(AbstractJaxModel):
     """GKX's spline GLM with group lasso, tuned over ``lambdas`` on the validation SSE;
     ``huber=True`` is "+H".
 
@@ -230,7 +228,8 @@ class GLM:
     ``n_iter``: FISTA iterations (static), for the squared-loss fit and again for the Huber
     refinement, at most ``huber_iter`` steps (``None``: ``n_iter``; each is a pass over the rows,
     and the squared-loss start is already close as few rows are clipped), stopping once no
-    coefficient moves by more than ``huber_tol`` relative (``None``: never). ``row_chunk``: rows per block when accumulating the Gram matrix.
+    coefficient moves by more than ``huber_tol`` relative (``None``: never). ``row_chunk``: rows
+    per block when accumulating the Gram matrix.
     """
 
     name: str = "GLM"
@@ -245,7 +244,6 @@ class GLM:
     row_chunk: int = 4096
     huber_tol: float | None = 1e-6
     huber_iter: int | None = 200
-    is_jax: bool = True
 
     def fit(
         self,

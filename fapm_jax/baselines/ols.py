@@ -11,15 +11,21 @@ the grid has one point.
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..core.linear import fit_ols
 from ..core.masked import masked_quantile
-from .base import HUBER_QUANTILE, Fit, LinearParams, linear_predict, masked_sse, solver_tol
+from .base import (
+    HUBER_QUANTILE,
+    AbstractJaxModel,
+    Fit,
+    LinearParams,
+    linear_predict,
+    masked_sse,
+    solver_tol,
+)
 
 #: GKX's OLS-3 covariates: size, book-to-market, momentum.
 OLS3_NAMES = ("mvel1", "bm", "mom12m")
@@ -60,8 +66,7 @@ def fit_huber(
     return LinearParams(b0, b)
 
 
-@dataclasses.dataclass(frozen=True)
-class OLS:
+class OLS(AbstractJaxModel):
     """Pooled OLS (``huber=False``) or its Huber-loss version (``huber=True``, "+H").
 
     ``columns``: the input columns used (``None``: all; OLS-3: the indices of
@@ -76,7 +81,6 @@ class OLS:
     huber_quantile: float = HUBER_QUANTILE
     irls_iters: int = 100
     irls_tol: float | None = None
-    is_jax: bool = True
 
     def fit(self, X, y, train, valid, key: PRNGKeyArray | None = None) -> Fit:
         P = X.shape[-1]

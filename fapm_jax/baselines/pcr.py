@@ -9,16 +9,19 @@ uncorrelated, so the fit with ``K`` components is the sum of ``K`` one-component
 sum. Nothing is standardized (PCA acts on the predictors as given: GKX's rank-normalized
 characteristics). Eigenvalues below ``rcond·λ_max`` are treated as zero (their component adds
 nothing), so ``K`` past the numerical rank repeats the minimum-norm fit.
+
+PCR and PLS (:mod:`~fapm_jax.baselines.pls`) differ only in their path of fits:
+:class:`AbstractComponentRegression` holds their grid, validation choice and forecast.
 """
 
-from __future__ import annotations
-
-import dataclasses
+import abc
+from typing import ClassVar
 
 import jax.numpy as jnp
+from equinox import AbstractClassVar
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .base import Fit, LinearParams, choose, linear_predict
+from .base import AbstractJaxModel, Fit, LinearParams, choose, linear_predict
 
 #: Default largest number of components tried (GKX Table A.5 tune ``K``; capped at ``P``).
 PCR_MAX_COMPONENTS = 50
@@ -85,27 +88,43 @@ def path_valid_sse(
     return jnp.matmul(valid, resid * resid, precision=_HI)
 
 
-@dataclasses.dataclass(frozen=True)
-class PCR:
-    """Principal components regression, ``K`` chosen on validation SSE (GKX section 1.3).
+class AbstractComponentRegression(AbstractJaxModel):
+    """A linear fit on ``K`` components, ``K`` chosen on validation SSE (GKX section 1.3).
 
     Grid: ``K = 1..Kmax`` with ``Kmax = min(P, max_components)``; ``max_components=None`` means
-    :data:`PCR_MAX_COMPONENTS` (50). ``Fit.choice`` is ``K − 1``. ``rcond``: the relative
-    eigenvalue cut-off (``None``: :func:`default_rcond`).
+    the family's :attr:`default_components`. ``Fit.choice`` is ``K − 1``. ``rcond``: the relative
+    eigenvalue cut-off (``None``: :func:`default_rcond`). Subclasses give the path of fits.
     """
 
-    name: str = "PCR"
+    name: str
     max_components: int | None = None
-    is_jax: bool = True
     rcond: float | None = None
 
+    default_components: AbstractClassVar[int]
+    _repr_is_jax_after: ClassVar[str | None] = "max_components"  # the former dataclasses' order
+
+    @abc.abstractmethod
+    def path(self, X: Float[Array, "N P"], y: Float[Array, " N"], mask: Float[Array, " N"], kmax: int):
+        """The fits with ``K = 1..kmax`` components on the rows of ``mask`` (leading ``[kmax]``)."""
+
     def kmax(self, P: int) -> int:
-        k = PCR_MAX_COMPONENTS if self.max_components is None else self.max_components
+        k = self.default_components if self.max_components is None else self.max_components
         return max(1, min(P, k))
 
     def fit(self, X, y, train, valid, key: PRNGKeyArray | None = None) -> Fit:
-        path = pcr_path(X, y, train, self.kmax(X.shape[-1]), rcond=self.rcond)
+        path = self.path(X, y, train, self.kmax(X.shape[-1]))
         return choose(path, path_valid_sse(path, X, y, valid))
 
     def predict(self, params: LinearParams, X: Float[Array, "N P"]) -> Float[Array, " N"]:
         return linear_predict(params, X)
+
+
+class PCR(AbstractComponentRegression):
+    """Principal components regression: the ``K`` leading principal components of the
+    training rows (:func:`pcr_path`); ``Kmax`` defaults to :data:`PCR_MAX_COMPONENTS` (50)."""
+
+    name: str = "PCR"
+    default_components: ClassVar[int] = PCR_MAX_COMPONENTS
+
+    def path(self, X, y, mask, kmax):
+        return pcr_path(X, y, mask, kmax, rcond=self.rcond)

@@ -17,14 +17,14 @@ the later basis vectors are zero and the larger ``K`` repeat that fit.
 
 from __future__ import annotations
 
-import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float
 
-from .base import Fit, LinearParams, choose, linear_predict
-from .pcr import _to_linear, centred_moments, default_rcond, path_valid_sse
+from .base import LinearParams
+from .pcr import AbstractComponentRegression, _to_linear, centred_moments, default_rcond
 
 #: Default largest number of components tried (GKX Table A.5 tune ``K``; capped at ``P``).
 PLS_MAX_COMPONENTS = 30
@@ -95,28 +95,13 @@ def pls_path(
     return _to_linear(mu, y_mu, B)
 
 
-@dataclasses.dataclass(frozen=True)
-class PLS:
-    """Partial least squares (PLS1), ``K`` chosen on validation SSE (GKX section 1.3).
-
-    Grid: ``K = 1..Kmax`` with ``Kmax = min(P, max_components)``; ``max_components=None`` means
-    :data:`PLS_MAX_COMPONENTS` (30). ``Fit.choice`` is ``K − 1``. ``rcond``: the relative
-    eigenvalue cut-off of the projected systems and the Krylov breakdown test (``None``:
-    :func:`~fapm_jax.baselines.pcr.default_rcond`).
-    """
+class PLS(AbstractComponentRegression):
+    """Partial least squares (PLS1) on the Krylov directions of the training rows
+    (:func:`pls_path`); ``Kmax`` defaults to :data:`PLS_MAX_COMPONENTS` (30). ``rcond`` also
+    sets the Krylov breakdown test."""
 
     name: str = "PLS"
-    max_components: int | None = None
-    is_jax: bool = True
-    rcond: float | None = None
+    default_components: ClassVar[int] = PLS_MAX_COMPONENTS
 
-    def kmax(self, P: int) -> int:
-        k = PLS_MAX_COMPONENTS if self.max_components is None else self.max_components
-        return max(1, min(P, k))
-
-    def fit(self, X, y, train, valid, key: PRNGKeyArray | None = None) -> Fit:
-        path = pls_path(X, y, train, self.kmax(X.shape[-1]), rcond=self.rcond)
-        return choose(path, path_valid_sse(path, X, y, valid))
-
-    def predict(self, params: LinearParams, X: Float[Array, "N P"]) -> Float[Array, " N"]:
-        return linear_predict(params, X)
+    def path(self, X, y, mask, kmax):
+        return pls_path(X, y, mask, kmax, rcond=self.rcond)

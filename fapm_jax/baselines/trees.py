@@ -3,8 +3,8 @@ section 1.6; Internet Appendix Table A.5).
 
 Trees are not written here: RF is scikit-learn's ``RandomForestRegressor`` and GBRT is
 LightGBM, both well kept and far faster than anything hand-rolled. They are host models
-(``is_jax=False``): :func:`~fapm_jax.baselines.base.fit_rolling` loops over windows, and
-``fit`` gathers the rows of its ``train`` / ``valid`` masks into numpy, so rows outside both
+(:class:`~fapm_jax.baselines.base.AbstractHostModel`: windows run in a loop), and ``fit``
+gathers the rows of its ``train`` / ``valid`` masks into numpy, so rows outside both
 masks never reach the libraries (they may even hold NaN).
 
 GKX's grids (Table A.5), chosen by validation SSE like every other model:
@@ -32,7 +32,6 @@ imported when a model is fitted, so this module always imports.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .base import HUBER_QUANTILE, Fit, huber_threshold
+from .base import HUBER_QUANTILE, AbstractHostModel, Fit, huber_threshold
 
 _EXTRA = 'pip install "fapm-jax[trees]"'
 
@@ -129,8 +128,7 @@ def forest_predict(
     return out
 
 
-@dataclasses.dataclass(frozen=True)
-class RF:
+class RF(AbstractHostModel):
     """Random forest (GKX section 1.6.1): ``n_estimators`` bootstrap trees, each split drawn
     from ``max_features`` random columns, grown to ``max_depth``; the forecast is their mean.
 
@@ -148,7 +146,6 @@ class RF:
     max_features: tuple[int, ...] = (3, 5, 10, 20, 30, 50)
     max_samples: float | int | None = None
     n_jobs: int = -1
-    is_jax: bool = False
 
     def grid(self, P: int) -> list[tuple[int, int]]:
         """The ``(max_depth, max_features)`` grid for ``P`` input columns, in ``valid_sse``
@@ -233,8 +230,7 @@ def staged_sse(
     return sse
 
 
-@dataclasses.dataclass(frozen=True)
-class GBRT:
+class GBRT(AbstractHostModel):
     """Gradient-boosted regression trees (GKX section 1.6.2), by LightGBM.
 
     For each ``(max_depth, learning_rate)`` grid point (depth-major, see :meth:`grid`) one
@@ -255,7 +251,6 @@ class GBRT:
     huber_xi: float | None = None
     huber_quantile: float = HUBER_QUANTILE
     n_jobs: int = -1
-    is_jax: bool = False
 
     def grid(self) -> list[tuple[int, float]]:
         """The ``(max_depth, learning_rate)`` grid, in ``valid_sse`` order."""

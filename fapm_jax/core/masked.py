@@ -19,7 +19,7 @@ def masked_quantile(x: Float[Array, " N"], mask: Float[Array, " N"], q: float) -
     """The ``q`` quantile of ``x`` over the rows where ``mask > 0`` (lower interpolation)."""
     n = jnp.sum(mask > 0)
     xs = jnp.sort(jnp.where(mask > 0, x, jnp.inf))
-    i = jnp.clip(jnp.floor(q * (n - 1)).astype(jnp.int32), 0, x.shape[0] - 1)
+    i = jnp.clip(jnp.floor(q * (n - 1).astype(x.dtype)).astype(jnp.int32), 0, x.shape[0] - 1)
     return xs[i]
 
 

@@ -57,10 +57,15 @@ def chunk_sums(
     Huber function when ``huber_delta`` is given; ``precision`` of the products as in
     :func:`~fapm_jax.core.model.predict`)."""
     # A row outside both masks contributes exactly 0, even if its prediction overflows.
-    e = jnp.where((train_mask != 0) | (valid_mask != 0), r - predict(params, X, precision), 0.0)
+    e = jnp.where(_selected(train_mask) | _selected(valid_mask), r - predict(params, X, precision), 0.0)
     sse_train = masked_sum(train_mask, e * e)
     loss = sse_train if huber_delta is None else masked_sum(train_mask, huber(e, huber_delta))
     return PassSums(loss, sse_train, masked_sum(valid_mask, e * e))
+
+
+def _selected(mask: Array) -> Array:
+    """The rows a 0/1 or boolean mask selects, as booleans."""
+    return mask if mask.dtype == jnp.bool_ else mask != 0
 
 
 def masked_sum(mask: Array, values: Float[Array, " C"]) -> Float[Array, ""]:

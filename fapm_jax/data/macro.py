@@ -141,7 +141,8 @@ def _numeric_columns(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
             if frac.any():
                 row = int(frac.arg_max())
                 raise DataError(
-                    f"Welch-Goyal data {path}: column 'yyyymm': {s[row]!r} in row {row + 1} is not a YYYYMM month"
+                    f"Welch-Goyal data {path}: column 'yyyymm': {s[row]!r} in row {row + 1} is not "
+                    "a YYYYMM month"
                 )
             num = num.cast(pl.Int64)
         out.append(num.alias(name))

@@ -44,7 +44,8 @@ import polars as pl
 
 from ..core.errors import DataError
 from ..core.io import atomic_path
-from .gkx_files import GKX_CHARS, check_characteristics, check_returns, load_characteristics, load_returns
+from .crsp_returns import check_returns, load_returns
+from .gkx_files import GKX_CHARS, check_characteristics, load_characteristics
 from .macro import MACRO_NAMES, MACRO_TRANSFORMS, load_welch_goyal, macro_panel, welch_goyal_path
 from .panel import Panel
 
@@ -72,14 +73,17 @@ def build_gkx_panel(
     """The GKX stock-month panel (see the module docstring for every step).
 
     Args:
-        characteristics: GKX ``datashare`` file (path, see :func:`fapm_jax.data.gkx_files.scan_characteristics`),
+        characteristics: GKX ``datashare`` file (path, see
+        :func:`fapm_jax.data.gkx_files.scan_characteristics`),
             a frame from :func:`~fapm_jax.data.gkx_files.scan_characteristics` or
             :func:`~fapm_jax.data.gkx_files.load_characteristics`.
-        returns: CRSP monthly file (path, see :func:`fapm_jax.data.gkx_files.load_returns`) or its loaded frame.
+        returns: CRSP monthly file (path, see :func:`fapm_jax.data.crsp_returns.load_returns`) or its
+        loaded frame.
         macro: Welch–Goyal CSV or workbook, or a frame from :func:`fapm_jax.data.macro.load_welch_goyal`;
             ``None`` is the copy shipped with the package.
         sic2_dummies: append one-hot ``sic2_XX`` columns.
-        macro_transform: ``"rank"``, ``"zscore"`` or ``"raw"`` (:func:`fapm_jax.data.macro.transform_expanding`).
+        macro_transform: ``"rank"``, ``"zscore"`` or ``"raw"``
+        (:func:`fapm_jax.data.macro.transform_expanding`).
         min_stocks: a panel month whose characteristics cross-section has fewer stocks is an error.
         cache_dir: if given, the finished panel is cached there as parquet and later calls with
             the same inputs (paths, sizes and modification times, or frame contents) and options

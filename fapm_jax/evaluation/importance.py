@@ -68,6 +68,9 @@ def zero_masks(n: int, groups: Sequence[Sequence[int]] | None = None) -> np.ndar
 
 @eqx.filter_jit
 def _drops_jax(predict, params, X, r, idx, wt, keep):
+    """JAX parameters ``[W, ...]``: windows and groups in ``lax.map`` loops (memory: one
+    window's rows)."""
+
     def one_window(inputs):
         p, i, w = inputs
         Xw, rw = X[i], r[i]
@@ -79,40 +82,8 @@ def _drops_jax(predict, params, X, r, idx, wt, keep):
     return jax.lax.map(one_window, (params, idx, wt))
 
 
-def r2_drops(
-    predict,
-    params,
-    X: Float[Array, "N n"],
-    r: Float[Array, " N"],
-    train_masks: Float[Array, "W N"],
-    *,
-    is_jax: bool = True,
-    groups: Sequence[Sequence[int]] | None = None,
-    max_rows: int | None = IMPORTANCE_ROWS,
-) -> np.ndarray:
-    """``[W, G]`` drop in training R² (zero benchmark, ``1 − Σ(r − r̂)² / Σr²``) of each
-    window's model when group ``g``'s columns of ``X`` are set to zero (one group per factor
-    by default).
-
-    ``predict(params_w, X) -> r̂``; ``params`` has a leading ``[W]`` axis (a JAX pytree) or is a
-    list of per-window parameters with ``is_jax=False`` (host models such as trees, evaluated
-    in a loop). Windows and groups run in ``lax.map`` loops, so memory stays one window's rows.
-    """
-    X = np.asarray(X) if not is_jax else jnp.asarray(X)
-    idx, wt = window_rows(np.asarray(train_masks), max_rows)
-    keep = zero_masks(X.shape[1], groups)
-    if is_jax:
-        out = _drops_jax(
-            predict,
-            params,
-            X,
-            jnp.asarray(r, X.dtype),
-            jnp.asarray(idx),
-            jnp.asarray(wt, X.dtype),
-            jnp.asarray(keep, X.dtype),
-        )
-        return np.asarray(out, np.float64)
-    r = np.asarray(r, np.float64)
+def _drops_host(predict, params: list, X: np.ndarray, r: np.ndarray, idx, wt, keep) -> np.ndarray:
+    """Host parameters (a list, one per window): windows and groups in a Python loop."""
     out = np.zeros((len(idx), len(keep)))
     for w in range(len(idx)):
         sel = idx[w][wt[w] > 0]
@@ -120,10 +91,45 @@ def r2_drops(
         tot = np.sum(rw * rw)
         base = np.sum((rw - np.asarray(predict(params[w], Xw), np.float64)) ** 2)
         for g, k in enumerate(keep):
-            out[w, g] = (
-                np.sum((rw - np.asarray(predict(params[w], Xw * k.astype(Xw.dtype)), np.float64)) ** 2) - base
-            ) / tot
+            zeroed = np.asarray(predict(params[w], Xw * k.astype(Xw.dtype)), np.float64)
+            out[w, g] = (np.sum((rw - zeroed) ** 2) - base) / tot
     return out
+
+
+def r2_drops(
+    predict,
+    params,
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    train_masks: Float[Array, "W N"],
+    *,
+    groups: Sequence[Sequence[int]] | None = None,
+    max_rows: int | None = IMPORTANCE_ROWS,
+) -> np.ndarray:
+    """``[W, G]`` drop in training R² (zero benchmark, ``1 − Σ(r − r̂)² / Σr²``) of each
+    window's model when group ``g``'s columns of ``X`` are set to zero (one group per factor
+    by default).
+
+    ``predict(params_w, X) -> r̂``. The kind of ``params`` picks the loop, as the model's family
+    returned them (:meth:`~fapm_jax.baselines.AbstractModel.fit_windows`): a pytree with a
+    leading ``[W]`` axis (JAX models: compiled ``lax.map`` loops, memory one window's rows) or a
+    Python ``list`` of per-window parameters (host models such as trees: a Python loop).
+    """
+    idx, wt = window_rows(np.asarray(train_masks), max_rows)
+    keep = zero_masks(X.shape[1], groups)
+    if isinstance(params, list):
+        return _drops_host(predict, params, np.asarray(X), np.asarray(r, np.float64), idx, wt, keep)
+    X = jnp.asarray(X)
+    out = _drops_jax(
+        predict,
+        params,
+        X,
+        jnp.asarray(r, X.dtype),
+        jnp.asarray(idx),
+        jnp.asarray(wt, X.dtype),
+        jnp.asarray(keep, X.dtype),
+    )
+    return np.asarray(out, np.float64)
 
 
 def importance_table(

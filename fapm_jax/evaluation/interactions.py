@@ -47,7 +47,8 @@ class InteractionStats:
 
     ``mean``/``sd`` across windows; ``active``: the windows whose model has interactions at all
     (a window that keeps its linear start, ``V = 0``, has ``B = 0``); ``sign_agreement``: share
-    of the active windows whose ``B_ij`` has the sign of ``mean``; ``low``/``high``: the 2.5% and 97.5% points of the window values;
+    of the active windows whose ``B_ij`` has the sign of ``mean``; ``low``/``high``: the 2.5% and 97.5%
+    points of the window values;
     ``ci_low``/``ci_high``: a ``level`` moving-block bootstrap interval of the mean (blocks of
     ``block`` consecutive windows, ``n_boot`` draws).
     """

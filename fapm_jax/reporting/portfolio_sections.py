@@ -1,26 +1,20 @@
-"""The paper's section 4 as ``REPORT.md`` sections: the 30 bottom-up portfolios' R²_oos (Table 7,
-Figure 16), market-timing Sharpe gains (Table 8, Figure 17), the machine-learning decile
-portfolios (Table 9) and the investor's view of each model's H−L portfolio (cumulative return,
-drawdown, turnover, alphas with Newey–West t-statistics), for every model of the suite.
+"""The paper's section 4: the 30 bottom-up portfolios' R²_oos (Table 7, Figure 16),
+market-timing Sharpe gains (Table 8, Figure 17), the machine-learning decile portfolios
+(Table 9) and the investor's view of each model's H−L portfolio (cumulative return, drawdown,
+turnover, alphas with Newey–West t-statistics), for every model of the suite.
 
-Composes :mod:`~fapm_jax.evaluation.portfolios` and :mod:`~fapm_jax.evaluation.deciles` on the test forecasts the
-rolling runs already produced; writes CSV/PNG files into ``out``.
+Composes :mod:`~fapm_jax.evaluation.portfolios` and :mod:`~fapm_jax.evaluation.deciles` on the
+test forecasts the rolling runs already produced.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-import matplotlib
+import numpy as np
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-
-from ..core.io import save_figure, write_frame  # noqa: E402
-from ..data.panel import Panel  # noqa: E402
+from ..data.panel import Panel
 from ..data.preprocess import next_month
 from ..evaluation.deciles import (
     alpha_table,
@@ -34,7 +28,7 @@ from ..evaluation.deciles import (
     weighted_returns,
 )
 from ..evaluation.hac import default_lag
-from ..evaluation.portfolios import (  # noqa: E402
+from ..evaluation.portfolios import (
     SORTS,
     PortfolioSpec,
     assign,
@@ -43,10 +37,14 @@ from ..evaluation.portfolios import (  # noqa: E402
     sharpe,
     timing_gains,
 )
-from . import paper  # noqa: E402
-from .report import md_table  # noqa: E402
+from . import paper
+from .figures import cumulative_figure, matrix_figure
+from .markdown import Section, md_table
 
-Sections = list[tuple[str, str]]
+#: The alphas' factors on ``--data french``: the real ones, not factors built from 30 portfolios.
+FRENCH_FACTOR_NOTE = (
+    "Factors: the Fama–French–Carhart factors of the Ken French data library (shipped with the package)."
+)
 
 
 def stock_frame(
@@ -71,22 +69,24 @@ def _paper_model(m: str, fapm_m: str | None) -> str:
     return "FAPM-7" if m == fapm_m and fapm_m == "FAPM-7" else m
 
 
-def _matrix_figure(
-    t: pl.DataFrame, models: Sequence[str], path: Path, title: str, scale: float = 100.0
-) -> Path:
-    vals = np.array([[np.nan if v is None else scale * v for v in t[m].to_list()] for m in models]).T
-    fig, ax = plt.subplots(figsize=(0.7 * len(models) + 3, 0.3 * t.height + 1.5))
-    v = np.nanmax(np.abs(vals)) if np.isfinite(vals).any() else 1.0
-    im = ax.imshow(vals, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto")
-    ax.set_xticks(range(len(models)), models, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(t.height), t["portfolio"].to_list(), fontsize=7)
-    for i in range(vals.shape[0]):
-        for j in range(vals.shape[1]):
-            if np.isfinite(vals[i, j]):
-                ax.text(j, i, f"{vals[i, j]:.2f}", ha="center", va="center", fontsize=5)
-    fig.colorbar(im, ax=ax, shrink=0.6)
-    ax.set_title(title)
-    return save_figure(path, fig)
+def _table7_text(spec: PortfolioSpec, nyse: bool, missing: Sequence[str]) -> str:
+    chars = ", ".join(f"{s}: {getattr(spec, a)}" for s, (a, *_) in SORTS.items())
+    breaks = (
+        "among NYSE stocks (CRSP EXCHCD = 1 at t; all stocks in a month without NYSE stocks)"
+        if nyse
+        else "among all test stocks (no exchange codes in the data)"
+    )
+    note = (
+        f"Each test month, value-weighted (market equity at t) portfolios of the test stocks: the "
+        f"{spec.sp500} largest (S&P 500 proxy); size (median) × 30/70 percentiles of {chars}, breakpoints "
+        f"{breaks} (12-month momentum, where the paper's Algorithm 3 names mom1m); and SMB, HML, RMW, "
+        "CMA, UMD as Fama and French build them. Forecast = the same weights on the model's stock "
+        "forecasts (Equation (3)). R²_oos against zero over the test months; ours (paper's in brackets, "
+        "CRSP)."
+    )
+    if missing:
+        note += f" Not built (characteristic not in the panel): the sorts on {', '.join(missing)}."
+    return note
 
 
 def portfolio_sections(
@@ -94,31 +94,26 @@ def portfolio_sections(
     panel: Panel,
     test_rows: np.ndarray,
     models: Sequence[str],
-    out: Path,
     *,
     factors: pl.DataFrame | None = None,
     factor_note: str = "",
     fapm_m: str | None = None,
     spec: PortfolioSpec = PortfolioSpec(),
     weighting: str = "value",
-) -> Sections:
+) -> list[Section]:
     """Tables 7–9, Figures 16–17 and the H−L investor analytics for ``models`` (columns of
     ``frame``). ``factors``: ``month`` (the return month) and factor returns for the alphas —
     by default the market (value-weighted test stocks) and the long–short factors built here.
     ``weighting``: of the decile portfolios (``"value"``, the paper's, or ``"equal"``)."""
-    out = Path(out)
     stocks = stock_frame(frame, panel, test_rows, spec)
     nyse = "exchange" in stocks.columns
     ret = portfolio_returns(assign(stocks, spec, exchange="exchange" if nyse else None), ["r", *models])
-    write_frame(out / "portfolio_returns.parquet", ret)
     present = ret["portfolio"].unique().to_list()
     missing = [
         getattr(spec, attr) for attr, *_ in SORTS.values() if getattr(spec, attr) not in stocks.columns
     ]
     r2 = portfolio_r2(ret, models)
-    write_frame(out / "table7_portfolio_r2.csv", r2)
     gains = timing_gains(ret, r2, models)
-    write_frame(out / "table8_timing_gains.csv", gains)
     pcols = {
         m: paper.PORTFOLIO_MODELS.index(_paper_model(m, fapm_m))
         for m in models
@@ -144,52 +139,41 @@ def portfolio_sections(
             row8.append(cell(m, r8[m], p, paper.TABLE8, 1))
         rows7.append(row7)
         rows8.append(row8)
-    f16 = _matrix_figure(r2, models, out / "figure16_portfolio_r2.png", "Portfolio R²_oos (%)")
-    f17 = _matrix_figure(
+    f16 = matrix_figure(r2, models, "Portfolio R²_oos (%)")
+    f17 = matrix_figure(
         gains.with_columns([pl.col(m).fill_nan(None) for m in models]),
         models,
-        out / "figure17_timing_gains.png",
         "Market-timing gain SR* − SR (annualised)",
         scale=1.0,
     )
-    chars = ", ".join(f"{s}: {getattr(spec, a)}" for s, (a, *_) in SORTS.items())
-    breaks = (
-        "among NYSE stocks (CRSP EXCHCD = 1 at t; all stocks in a month without NYSE stocks)"
-        if nyse
-        else "among all test stocks (no exchange codes in the data)"
-    )
-    note7 = (
-        f"Each test month, value-weighted (market equity at t) portfolios of the test stocks: the {spec.sp500} largest "
-        f"(S&P 500 proxy); size (median) × 30/70 percentiles of {chars}, breakpoints {breaks} (12-month momentum, where the paper's "
-        "Algorithm 3 names mom1m); and SMB, HML, RMW, CMA, UMD as Fama and French build them. Forecast = the same "
-        "weights on the model's stock forecasts (Equation (3)). R²_oos against zero over the test months; ours "
-        "(paper's in brackets, CRSP)."
-    )
-    if missing:
-        note7 += f" Not built (characteristic not in the panel): the sorts on {', '.join(missing)}."
     sections = [
-        (
+        Section(
             "Table 7 and Figure 16: portfolio R²_oos (%)",
-            note7
+            _table7_text(spec, nyse, missing)
             + "\n\n"
             + md_table(["portfolio", "months", *models], rows7)
-            + f"\n\n![Figure 16]({f16.name})\n\n"
-            f"Files: table7_portfolio_r2.csv, portfolio_returns.parquet ({len(present)} portfolios, realised and forecast).",
+            + "\n\n![Figure 16](figure16_portfolio_r2.png)\n\n"
+            f"Files: table7_portfolio_r2.csv, portfolio_returns.parquet ({len(present)} portfolios, "
+            "realised and forecast).",
+            tables={"portfolio_returns.parquet": ret, "table7_portfolio_r2.csv": r2},
+            figures={"figure16_portfolio_r2.png": f16},
         ),
-        (
+        Section(
             "Table 8 and Figure 17: market-timing Sharpe gains",
-            "Annualised Sharpe ratio SR of buying and holding each portfolio over the test months, and per model the gain "
-            "SR* − SR of a market timer, SR* = sqrt((SR² + R²)/(1 − R²)) (Campbell and Thompson) with monthly SR and "
-            'R²_oos, both annualised by √12; "–" where R²_oos < 0 (paper\'s in brackets).\n\n'
+            "Annualised Sharpe ratio SR of buying and holding each portfolio over the test months, and per "
+            "model the gain SR* − SR of a market timer, SR* = sqrt((SR² + R²)/(1 − R²)) (Campbell and "
+            'Thompson) with monthly SR and R²_oos, both annualised by √12; "–" where R²_oos < 0 (paper\'s in '
+            "brackets).\n\n"
             + md_table(["portfolio", "SR (buy and hold)", *models], rows8)
-            + f"\n\n![Figure 17]({f17.name})\n\n"
+            + "\n\n![Figure 17](figure17_timing_gains.png)\n\n"
             "File: table8_timing_gains.csv.",
+            tables={"table8_timing_gains.csv": gains},
+            figures={"figure17_timing_gains.png": f17},
         ),
     ]
     sections += decile_sections(
         stocks,
         models,
-        out,
         factors=factors,
         factor_note=factor_note,
         fapm_m=fapm_m,
@@ -215,17 +199,30 @@ def built_factors(stocks: pl.DataFrame, ret: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+_DECILE_HEAD = [
+    "model",
+    "pred (%)",
+    "avg (%)",
+    "sd (%)",
+    "SR",
+    "max drawdown (%)",
+    "turnover long (%)",
+    "turnover short (%)",
+    "α market (%, t)",
+    "α all factors (%, t)",
+]
+
+
 def decile_sections(
     stocks: pl.DataFrame,
     models: Sequence[str],
-    out: Path,
     *,
     factors: pl.DataFrame | None,
     factor_note: str,
     fapm_m: str | None,
     ret: pl.DataFrame,
     weighting: str = "value",
-) -> Sections:
+) -> list[Section]:
     """Table 9 and the H−L analytics for every model."""
     if factors is None:
         factors = built_factors(stocks, ret)
@@ -248,7 +245,7 @@ def decile_sections(
         lag = default_lag(hl.height)
         alphas = alpha_table(hl, factors, sets, lag)
         x = hl["realised"].to_numpy()
-        cum[m] = (hl["month"].to_numpy(), cumulative_log(hl))
+        cum[m] = cumulative_log(hl)
         a_m, a_f = alphas.row(0, named=True), alphas.row(1, named=True)
         summary.append(
             [
@@ -264,45 +261,29 @@ def decile_sections(
                 f"{100 * a_f['alpha']:.2f} ({a_f['t_alpha']:.1f})",
             ]
         )
-    write_frame(out / "table9_deciles.csv", pl.concat(tables))
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    for m, (_months, c) in cum.items():
-        ax.plot(np.arange(len(c)), c, lw=1.1, label=m)
-    ax.set_xlabel("test month")
-    ax.set_ylabel("cumulative log return of H−L")
-    ax.legend(frameon=False, ncols=4, fontsize=7)
-    ax.set_title(f"Machine-learning H−L portfolios ({weighting}-weighted)")
-    fcum = save_figure(out / "hl_cumulative_log_returns.png", fig)
-    lag_note = f"Newey–West lag {default_lag(len(next(iter(cum.values()))[1]))} (Newey–West 1994 rule)"
-    head = [
-        "model",
-        "pred (%)",
-        "avg (%)",
-        "sd (%)",
-        "SR",
-        "max drawdown (%)",
-        "turnover long (%)",
-        "turnover short (%)",
-        "α market (%, t)",
-        "α all factors (%, t)",
-    ]
+    fcum = cumulative_figure(cum, f"Machine-learning H−L portfolios ({weighting}-weighted)")
+    lag_note = f"Newey–West lag {default_lag(len(next(iter(cum.values()))))} (Newey–West 1994 rule)"
     sections = [
-        (
+        Section(
             "Table 9: machine-learning portfolios (H−L) and the investor's view",
-            "Each test month the stocks are sorted into deciles of each model's forecast (ties by permno; months with fewer "
-            f"than 10 stocks left out: {dropped}); {weighting}-weighted deciles, H−L = decile 10 − decile 1. Monthly pred / avg / "
-            "sd in %, SR annualised; maximum drawdown of the H−L wealth; average monthly turnover of each leg (half the sum "
-            f"of absolute weight changes after drift); monthly alpha with its {lag_note} t-statistic. {factor_note}\n\n"
-            + md_table(head, summary)
-            + f"\n\n![H−L cumulative]({fcum.name})\n\nFile: table9_deciles.csv (every decile of "
-            "every model).",
+            "Each test month the stocks are sorted into deciles of each model's forecast (ties by permno; "
+            f"months with fewer than 10 stocks left out: {dropped}); {weighting}-weighted deciles, H−L = "
+            "decile 10 − decile 1. Monthly pred / avg / sd in %, SR annualised; maximum drawdown of the H−L "
+            "wealth; average monthly turnover of each leg (half the sum of absolute weight changes after "
+            f"drift); monthly alpha with its {lag_note} t-statistic. {factor_note}\n\n"
+            + md_table(_DECILE_HEAD, summary)
+            + "\n\n![H−L cumulative](hl_cumulative_log_returns.png)\n\nFile: table9_deciles.csv (every "
+            "decile of every model).",
+            tables={"table9_deciles.csv": pl.concat(tables)},
+            figures={"hl_cumulative_log_returns.png": fcum},
         )
     ]
-    for m in models:
+    if weighting != "value":
+        return sections
+    for m, t in zip(models, tables):
         pm = _paper_model(m, fapm_m)
-        if pm not in paper.TABLE9 or weighting != "value":
+        if pm not in paper.TABLE9:
             continue
-        t = [x for x in tables if x["model"][0] == m][0]
         ref = paper.TABLE9[pm]
         rows = [
             [
@@ -315,7 +296,7 @@ def decile_sections(
             for i, (d, p, a, s, sr) in enumerate(zip(t["decile"], t["pred"], t["avg"], t["sd"], t["SR"]))
         ]
         sections.append(
-            (
+            Section(
                 f"Table 9: {m} deciles",
                 "Ours (paper's in brackets), monthly % and annualised SR.\n\n"
                 + md_table(["decile", "pred", "avg", "sd", "SR"], rows),

@@ -3,13 +3,14 @@
 Every model is trained on the same rolling windows as FAPM (Algorithm 2), tuned on the same
 validation years and forecasts the same test rows; the forecasts land in one frame beside the
 realised returns, from which Table 1 (R²_oos all / top / bottom by market value) and the
-Diebold–Mariano table (:mod:`~fapm_jax.evaluation.diebold_mariano`) follow. JAX models are vmapped over
-windows (:func:`~fapm_jax.baselines.fit_rolling`); trees loop over windows. On a CPU the
-networks loop over windows too (:func:`window_chunk_for`): vmapped windows run in lockstep, every
-one padded to the largest window's mini-batches and every member kept running until the
-slowest stops early, which made NN1 on the embedded default about 3× slower than a loop; and a
-model with large per-window temporaries (the GLM) is vmapped over as many windows at a time as
-fit in :data:`WINDOW_BUDGET`.
+Diebold–Mariano table (:mod:`~fapm_jax.evaluation.diebold_mariano`) follow. Each model's
+family batches its windows (:meth:`~fapm_jax.baselines.AbstractModel.fit_windows`): JAX models
+are vmapped over windows, trees loop over them. On a CPU the networks run one window per call
+(:func:`window_chunk_for`): vmapped windows run in lockstep, every one padded to the largest
+window's mini-batches and every member kept running until the slowest stops early, which made
+NN1 on the embedded default about 3× slower than a loop; and a model with large per-window
+temporaries (the GLM) is vmapped over as many windows at a time as fit in
+:data:`WINDOW_BUDGET`.
 
 A long suite resumes: with ``checkpoint_dir`` every finished model's test forecasts are saved
 atomically, keyed by a fingerprint of the data, windows, model and seed, and reused on rerun.
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
-from ..baselines.base import Model, fit_rolling, predict_rolling
+from ..baselines.base import AbstractModel
 from ..core.checkpoint import fingerprint
 from ..core.errors import StudyError
 from ..core.io import read_keyed, safe_name, write_keyed
@@ -121,7 +122,7 @@ def make_model(
     profile: str = "full",
     ols3: Sequence[str] | None = None,
     huber_xi: float | None = None,
-):
+) -> AbstractModel:
     """The comparison model called ``name`` (GKX's names: ``OLS+H``, ``OLS-3+H``, ``PLS``,
     ``PCR``, ``ENet+H``, ``Lasso``, ``Ridge``, ``GLM+H``, ``RF``, ``GBRT+H``, ``NN1``–``NN5``).
 
@@ -138,7 +139,8 @@ def make_model(
     m = _NAME.match(name)
     if m is None:
         raise StudyError(
-            f"unknown model {name!r}; known: OLS, OLS-3, PLS, PCR, ENet, Lasso, Ridge, GLM, RF, GBRT, NN1-NN5 (+H where a loss applies)"
+            f"unknown model {name!r}; known: OLS, OLS-3, PLS, PCR, ENet, Lasso, Ridge, GLM, RF, GBRT, "
+            "NN1-NN5 (+H where a loss applies)"
         )
     base, h = m.group(1), m.group(2) is not None
     if h and base not in _HUBER_OK:
@@ -152,7 +154,8 @@ def make_model(
             missing = [c for c in want if c not in feature_names]
             if missing:
                 raise StudyError(
-                    f"model {name!r}: columns {missing} not among the factors; pass ols3= (e.g. --ols3 size,value,momentum columns)"
+                    f"model {name!r}: columns {missing} not among the factors; "
+                    "pass ols3= (e.g. --ols3 size,value,momentum columns)"
                 )
             cols = tuple(feature_names.index(c) for c in want)
         return OLS(name=name, columns=cols, **hk)
@@ -205,7 +208,7 @@ def quick_note() -> str:
 
 def run_comparison(
     panel: Panel,
-    models: Sequence[Model],
+    models: Sequence[AbstractModel],
     spec: WindowSpec = WindowSpec(),
     *,
     seed: int = 0,
@@ -273,18 +276,19 @@ def run_comparison(
         if cached is None:
             key = jax.random.fold_in(jax.random.key(seed), _name_seed(model.name))
             chunk = window_chunk_for(model, *X.shape) if window_chunk == "auto" else window_chunk
-            fit = fit_rolling(model, X, y, train_m, valid_m, key, window_chunk=chunk)
-            r_hat = predict_rolling(model, fit, X, test_m)[rows].astype(np.float32)
+            fit = model.fit_windows(X, y, train_m, valid_m, key, window_chunk=chunk)
+            r_hat = model.predict_windows(fit.params, X, test_m)[rows].astype(np.float32)
             if not np.all(np.isfinite(r_hat)):
                 bad = np.flatnonzero(~np.isfinite(r_hat))[0]
                 raise StudyError(
-                    f"model {model.name}: non-finite forecast for permno {frame['permno'][int(bad)]} month {frame['month'][int(bad)]}"
+                    f"model {model.name}: non-finite forecast for permno {frame['permno'][int(bad)]} "
+                    f"month {frame['month'][int(bad)]}"
                 )
             ch = np.asarray(fit.choice)
             saved = {"r_hat": r_hat, "choice": ch}
             if importance:
                 saved["importance"] = r2_drops(
-                    model.predict, fit.params, X, y, train_m, is_jax=model.is_jax, max_rows=importance_rows
+                    model.predict, fit.params, X, y, train_m, max_rows=importance_rows
                 )
             if path is not None:
                 write_keyed(path, fp, saved)
@@ -325,7 +329,11 @@ WINDOW_BUDGET = 2**30
 
 
 def window_chunk_for(
-    model, n_rows: int = 0, n_cols: int = 0, backend: str | None = None, budget: int = WINDOW_BUDGET
+    model: AbstractModel,
+    n_rows: int = 0,
+    n_cols: int = 0,
+    backend: str | None = None,
+    budget: int = WINDOW_BUDGET,
 ) -> int | None:
     """Windows per vmapped call under ``window_chunk="auto"`` (``None``: all at once).
 
@@ -336,8 +344,7 @@ def window_chunk_for(
     inner = getattr(model, "inner", model)
     if (backend or jax.default_backend()) == "cpu" and hasattr(inner, "patience"):
         return 1
-    f = getattr(model, "window_bytes", None)
-    need = f(n_rows, n_cols) if f is not None else 0
+    need = model.window_bytes(n_rows, n_cols)
     return max(1, budget // need) if need > 0 else None
 
 

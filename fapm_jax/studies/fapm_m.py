@@ -33,7 +33,7 @@ from ..core.linear import fit_ols
 from ..core.masked import window_rows
 from ..data.panel import Panel
 from ..data.windows import WindowSpec, rolling_windows, window_masks
-from .rolling import settings_sse
+from .rolling import predict_test_rows, settings_sse
 
 RANKINGS = ("window", "full")
 
@@ -141,6 +141,16 @@ class FAPMmSweep:
         imp = self.importance[window]
         keep = keep[np.argsort(-imp[keep], kind="stable")]
         return [(self.feature_names[j], float(imp[j])) for j in keep]
+
+    def test_forecasts(self, m: int | None, panel: Panel, spec: WindowSpec) -> Float[np.ndarray, " N"]:
+        """FAPM-m's forecast of every row of ``panel`` by the model of the window whose test year
+        holds it, 0 outside the test years (Table 1's FAPM-m row). ``panel`` holds the sweep's
+        factors (it may hold more, e.g. the SIC2 dummies); ``spec``: the sweep's windows."""
+        i = self.ms.index(m)
+        params = jax.tree_util.tree_map(lambda a: a[i], self.result.params)
+        _, _, test_m = window_masks(panel.year, rolling_windows(spec))
+        X = jnp.asarray(panel.X[:, panel.feature_index(list(self.feature_names))])
+        return np.asarray(predict_test_rows(params, X, jnp.asarray(test_m)))
 
 
 def _rows(masks):

@@ -18,10 +18,10 @@ import numpy as np
 import polars as pl
 from jaxtyping import Array, Bool, Float, Int
 
+from ..baselines.base import predict_by_window
 from ..core.config import Hyper, TrainConfig
 from ..core.engine import TrainState
 from ..core.fit import TrainResult, fit_windows
-from ..core.linear import fit_ols
 from ..core.model import FAPMParams, predict
 from ..data.panel import Panel
 from ..data.windows import Window, WindowSpec, rolling_windows, window_masks
@@ -67,22 +67,15 @@ class RollingRun:
         return float(self.r2.filter(pl.col("sample") == sample)["r2_oos"][0])
 
 
-@eqx.filter_jit
 def predict_test_rows(
     params: FAPMParams, X: Float[Array, "N n"], test_masks: Bool[Array, "W N"]
 ) -> Float[Array, " N"]:
-    """Each row's forecast by the model of the window whose test year holds it.
+    """Each row's forecast by the FAPM of the window whose test year holds it (``params`` with a
+    leading ``[W]`` axis); rows in no test year get 0. The comparison models' driver
+    (:func:`~fapm_jax.baselines.base.predict_by_window`: one compiled ``lax.scan`` over
+    windows, memory ``O(N)``)."""
 
-    A ``lax.scan`` over windows keeps memory at ``O(N)`` (no ``[W, N]`` prediction matrix).
-    Rows in no test year get 0.
-    """
-
-    def add(acc, inputs):
-        p, m = inputs
-        return acc + jnp.where(m, predict(p, X), 0.0), None
-
-    out, _ = jax.lax.scan(add, jnp.zeros(X.shape[0], X.dtype), (params, test_masks))
-    return out
+    return predict_by_window(predict, params, X, test_masks)
 
 
 @eqx.filter_jit
@@ -108,15 +101,6 @@ def settings_sse(
 
     ri = r[idx]
     return jax.lax.map(one_setting, params), jnp.sum(wt * ri * ri, axis=1)
-
-
-@eqx.filter_jit
-def linear_start(
-    X: Float[Array, "N n"], r: Float[Array, " N"], train_masks: Bool[Array, "W N"]
-) -> FAPMParams:
-    """Each window's OLS linear model as FAPM parameters with ``V = 0`` (leading axis ``[W]``)."""
-    w0, w = jax.vmap(fit_ols, in_axes=(None, None, 0))(X, r, train_masks.astype(X.dtype))
-    return FAPMParams(w0=w0, w=w, V=jnp.zeros(w.shape + (1,), X.dtype))
 
 
 def run_rolling(
@@ -172,7 +156,8 @@ def run_rolling(
     if size_group is None:
         size_group = default_size_group(predictions)
     r2 = r2_summary(predictions, size_group)
-    lin = linear_start(X, jnp.asarray(panel.r), jnp.asarray(train_m))
+    # the chosen setting's OLS start of each window (fit_windows solved it from block moments)
+    lin = jax.tree_util.tree_map(lambda a: a[setting, np.arange(len(windows))], result.linear_params)
     lin_hat = np.asarray(predict_test_rows(lin, X, jnp.asarray(test_m)))[rows]
     linear_r2 = r2_summary(
         predictions.with_columns(pl.Series("r_hat", lin_hat.astype(np.float32))), size_group

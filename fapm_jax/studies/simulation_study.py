@@ -5,7 +5,9 @@ drawn by :func:`~fapm_jax.data.gkx_design.simulate_gkx` and preprocessed as the 
 (:func:`~fapm_jax.data.gkx_design.preprocess_gkx_sim`); every model is fitted on the 60 training
 months, tuned on the 60 validation months and scored on the 60 test months. R² is against the
 training mean (the returns are demeaned by it, so ``R² = 1 − Σ(y − ŷ)² / Σ y²`` over a block).
-JAX models are vmapped over repetitions (in chunks); trees loop.
+Each model's family batches the repetitions, in chunks
+(:meth:`~fapm_jax.baselines.AbstractModel.fit_predict_datasets`): JAX models are vmapped over
+them, trees loop.
 
 The GKX models see the covariates ``z = [c, c·x]`` (``P = 2·Pc``), as in the paper. FAPM sees
 its own factors — the ``Pc`` characteristics and the macro series ``x`` (``Pc + 1`` columns,
@@ -21,12 +23,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
+from ..baselines.base import AbstractModel, window_keys
 from ..baselines.fapm import FAPM
 from ..core.checkpoint import fingerprint
 from ..core.errors import StudyError
@@ -67,7 +68,7 @@ SIM_HUBER_XI = 0.2
 SIM_NN_BATCH = 1000
 #: Early-stopping patience of the networks in the simulation (GKX's empirical value is 5).
 SIM_NN_PATIENCE = 20
-REFERENCE = Path(__file__).parent / "data" / "gkx2020_simulation_table_a1.csv"
+REFERENCE = Path(__file__).parents[1] / "data" / "gkx2020_simulation_table_a1.csv"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,41 +151,29 @@ def sim_models(
     return out
 
 
-@eqx.filter_jit
-def _fit_reps(model, X, y, train, valid, keys):
-    def one(X, y, key):
-        fit = model.fit(X, y, train, valid, key)
-        return model.predict(fit.params, X), fit.choice
-
-    return jax.vmap(one)(X, y, keys)
-
-
 def _r2(y: np.ndarray, y_hat: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per repetition ``1 − Σ m(y − ŷ)² / Σ m y²`` (float64)."""
     y, y_hat = np.asarray(y, np.float64), np.asarray(y_hat, np.float64)
     return 1.0 - ((y - y_hat) ** 2 * mask).sum(-1) / ((y**2) * mask).sum(-1)
 
 
-def fit_design(model, data: DesignData, seed: int = 0, chunk: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """In- and out-of-sample R² ``[R]`` of ``model`` on every repetition of ``data``."""
+def fit_design(
+    model: AbstractModel, data: DesignData, seed: int = 0, chunk: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """In- and out-of-sample R² ``[R]`` of ``model`` on every repetition of ``data``
+    (``chunk`` repetitions per batch; repetition ``r`` draws from ``fold_in(key(seed), r)``)."""
     X_all = data.f if isinstance(model, FAPM) else data.z  # FAPM sees (c, x); GKX's models z
     R = X_all.shape[0]
-    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(jnp.arange(R))
-    tr, va = jnp.asarray(data.train), jnp.asarray(data.valid)
+    keys = window_keys(jax.random.key(seed), R)
     preds = []
     for lo in range(0, R, chunk):
         sl = slice(lo, min(R, lo + chunk))
-        if model.is_jax:
-            y_hat, _ = _fit_reps(model, jnp.asarray(X_all[sl]), jnp.asarray(data.y[sl]), tr, va, keys[sl])
-            preds.append(np.asarray(y_hat))
-        else:
-            for r in range(sl.start, sl.stop):
-                fit = model.fit(X_all[r], data.y[r], data.train, data.valid, keys[r])
-                preds.append(np.asarray(model.predict(fit.params, X_all[r]))[None])
+        preds.append(model.fit_predict_datasets(X_all[sl], data.y[sl], data.train, data.valid, keys[sl]))
     y_hat = np.concatenate(preds)
     if not np.all(np.isfinite(y_hat)):
         raise StudyError(
-            f"model {model.name}: non-finite forecasts in {int((~np.isfinite(y_hat)).any(-1).sum())} repetitions"
+            f"model {model.name}: non-finite forecasts in "
+            f"{int((~np.isfinite(y_hat)).any(-1).sum())} repetitions"
         )
     return _r2(data.y, y_hat, data.train), _r2(data.y, y_hat, data.test)
 

@@ -1,0 +1,45 @@
+"""The reporting layer returns sections and writes nothing; the command line's writer puts
+their tables, arrays and figures beside the markdown document, atomically."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
+
+from fapm_jax.cli.output import write_report
+from fapm_jax.reporting import figures
+from fapm_jax.reporting.markdown import Section, document, md_table, pct
+from fapm_jax.reporting.suite_sections import size_note
+
+
+def test_markdown_helpers():
+    assert md_table(["a", "b"], [[1, "x"]]) == "| a | b |\n|---|---|\n| 1 | x |"
+    assert pct(0.01234) == "1.23" and pct(None) == "–" and pct(float("nan")) == "–"
+    text = document("T", [Section("One", "body\n"), Section("Two", "more")])
+    assert text == "# T\n\n## One\n\nbody\n\n## Two\n\nmore\n"
+
+
+def test_figures_are_returned_unsaved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fig = figures.fapm_m_figure((1, 2, None), [0.01, 0.02, 0.015], [0.03, 0.04, 0.05], "FAPM-m")
+    assert isinstance(fig, Figure) and not list(tmp_path.iterdir())
+
+
+def test_write_report_writes_every_file(tmp_path):
+    frame = pl.DataFrame({"m": ["1", "all"], "r2_oos": [0.01, 0.02]})
+    fig = figures.yearly_figure(pl.DataFrame({"year": [2010, 2011], "r2_oos": [0.01, -0.02]}), "by year")
+    sections = [
+        Section("Table", md_table(["m"], [["1"]]), tables={"t.csv": frame, "t.parquet": frame}),
+        Section("Figure", "![f](f.png)", figures={"f.png": fig}, arrays={"b.npz": {"B": np.eye(2)}}),
+        Section("Note", size_note("sim", 4)),
+    ]
+    path = write_report(tmp_path / "REPORT.md", "Report", sections)
+    assert path.read_text() == document("Report", sections)
+    assert "## Note\n\nTop/bottom = the 4 largest" in path.read_text()
+    assert pl.read_csv(tmp_path / "t.csv").equals(frame) and pl.read_parquet(tmp_path / "t.parquet").equals(
+        frame
+    )
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npz")["B"], np.eye(2))
+    assert not list(tmp_path.glob(".*.tmp"))
