@@ -33,8 +33,7 @@ METHODS = ("rows", "moments", "auto")
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Training options (Algorithm 2). The paper does not publish its rank, learning rate or
-    epoch count; the defaults are ours, chosen on the simulated panel and documented in the
-    README.
+    epoch count; the defaults are ours, chosen on the simulated panel (docs/training.md).
 
     Attributes:
         rank: ``k``, the number of latent dimensions of ``V``.

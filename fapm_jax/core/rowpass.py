@@ -10,7 +10,7 @@ The temporaries are one chunk's, whatever the panel's size: ``vmap``-ed over 30 
 GKX panel (4.1 million rows) a whole-panel pass would hold ``30 × N × (k + 1)`` activations.
 
 Because the same prediction gives the validation R², the trainer needs one pass per epoch
-instead of two (:func:`fapm_jax.core.engine.run_epochs` with ``r2_in_step``).
+instead of two (a fused epoch of :func:`fapm_jax.core.engine.epoch_step`).
 """
 
 from __future__ import annotations

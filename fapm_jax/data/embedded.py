@@ -5,8 +5,8 @@ latent characteristic is a persistent AR(1), ``c̄_t = ρ_j c̄_{t−1} + N(0, 1
 ``ρ_j ~ U[0.9, 1]``, and the factor is its monthly cross-sectional rank mapped into
 ``[−1, 1]`` (``2 rank / (N + 1) − 1``); a fraction of values is "missing" and set to the
 cross-sectional median, 0, as GKX do. The eight macro predictors are the REAL Welch–Goyal
-series (expanding z-scores, see :mod:`fapm_jax.data.macro`). Stocks leave the panel at a constant
-hazard and are replaced by new ones, so identifiers come and go as in CRSP.
+series (expanding ranks, without look-ahead: see :mod:`fapm_jax.data.macro`). Stocks leave the
+panel at a constant hazard and are replaced by new ones, so identifiers come and go as in CRSP.
 
 Next-month excess returns are ``r = g(x) + e``: ``g`` holds linear effects,
 characteristic × characteristic, characteristic × macro and macro × macro interactions and one

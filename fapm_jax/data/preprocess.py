@@ -74,16 +74,16 @@ def build_gkx_panel(
 
     Args:
         characteristics: GKX ``datashare`` file (path, see
-        :func:`fapm_jax.data.gkx_files.scan_characteristics`),
+            :func:`fapm_jax.data.gkx_files.scan_characteristics`),
             a frame from :func:`~fapm_jax.data.gkx_files.scan_characteristics` or
             :func:`~fapm_jax.data.gkx_files.load_characteristics`.
         returns: CRSP monthly file (path, see :func:`fapm_jax.data.crsp_returns.load_returns`) or its
-        loaded frame.
+            loaded frame.
         macro: Welch–Goyal CSV or workbook, or a frame from :func:`fapm_jax.data.macro.load_welch_goyal`;
             ``None`` is the copy shipped with the package.
         sic2_dummies: append one-hot ``sic2_XX`` columns.
         macro_transform: ``"rank"``, ``"zscore"`` or ``"raw"``
-        (:func:`fapm_jax.data.macro.transform_expanding`).
+            (:func:`fapm_jax.data.macro.transform_expanding`).
         min_stocks: a panel month whose characteristics cross-section has fewer stocks is an error.
         cache_dir: if given, the finished panel is cached there as parquet and later calls with
             the same inputs (paths, sizes and modification times, or frame contents) and options
