@@ -47,7 +47,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from ..core.engine import guarded_update, improved, tree_where
+from ..core.engine import epoch_updates, improved, tree_where
 from ..core.masked import compact_rows, shuffled_batches
 from .base import AbstractJaxModel, Fit, choose
 from .mlp import (  # re-exported: the network's names are also this module's
@@ -225,19 +225,18 @@ class NN(AbstractJaxModel):
             y_hat, _ = forward(net, Xv, stats=stats)
             return _masked_mse(yv, y_hat, va_ok)
 
-        def step(carry, batch):
-            theta, opt_state, ok = carry
+        def loss_and_grad(theta, batch):
             idx, slot_ok = batch
             mb = (slot_ok & (tr_ok[idx] > 0)).astype(dtype)
-            Xb = Xt[idx]
-            yb = yt[idx]
-            loss, grads = grad_fn(theta, Xb, yb, mb, l1)
-            return guarded_update(tx, theta, opt_state, grads, loss, ok, jnp.sum(mb) > 0), None
+            loss, grads = grad_fn(theta, Xt[idx], yt[idx], mb, l1)
+            return (loss, jnp.sum(mb) > 0), grads
 
         def body(s: _State) -> _State:
             e = s.epoch + 1
             batches = shuffled_batches(keys[e], tr_ok, size, n_batches)
-            (theta, opt_state, ok), _ = jax.lax.scan(step, (s.theta, s.opt_state, jnp.asarray(True)), batches)
+            theta, opt_state, ok = epoch_updates(
+                tx, s.theta, s.opt_state, jnp.asarray(True), loss_and_grad, batches, n_batches
+            )
             v = valid_mse(theta)
             ok = ok & jnp.isfinite(v)
             better = improved(-v, -s.best_mse, ok)

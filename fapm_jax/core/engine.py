@@ -160,6 +160,31 @@ def improved(score: Float[Array, ""], best: Float[Array, ""], ok: Bool[Array, ""
     return ok & jnp.isfinite(score) & (score > best)
 
 
+def epoch_updates(
+    tx: optax.GradientTransformation,
+    params: PyTree,
+    opt_state: optax.OptState,
+    ok: Bool[Array, ""],
+    value_and_grad_fn: Callable,
+    batches: PyTree | None,
+    n_steps: int = 1,
+    project: Callable[[PyTree], PyTree] | None = None,
+    scale: Callable[[PyTree], PyTree] | None = None,
+) -> tuple[PyTree, optax.OptState, Bool[Array, ""]]:
+    """An epoch's optimizer steps: :func:`guarded_update` scanned over ``batches`` (``n_steps``
+    of them; ``None``: ``n_steps`` full-batch steps). ``value_and_grad_fn(params, batch) ->
+    ((loss, has_rows), grads)``. The epoch of every trainer that steps more than once per
+    evaluation — FAPM on mini-batches, and the comparison suite's networks."""
+
+    def step(carry, batch):
+        p, o, good = carry
+        (loss, has_rows), grads = value_and_grad_fn(p, batch)
+        return guarded_update(tx, p, o, grads, loss, good, has_rows, project, scale), None
+
+    (params, opt_state, ok), _ = jax.lax.scan(step, (params, opt_state, ok), batches, length=n_steps)
+    return params, opt_state, ok
+
+
 def record(state: TrainState, train_r2, valid_r2, ok) -> tuple[TrainState, EpochLog]:
     """Evaluate the model of epoch ``state.epoch`` (the best-on-validation rule of Algorithm 2):
     keep it when its validation R² beats the best so far; log its R² (NaN when it diverged)."""
@@ -242,15 +267,17 @@ def epoch_step(
             tx, state.params, state.opt_state, grads, loss, ~state.diverged, has_rows, project, scale
         )
     else:
-
-        def step(carry, batch):
-            params, opt_state, ok = carry
-            (loss, has_rows), grads = value_and_grad_fn(params, batch)
-            return guarded_update(tx, params, opt_state, grads, loss, ok, has_rows, project, scale), None
-
         batches = None if batches_fn is None else batches_fn(k_epoch)
-        (params, opt_state, ok), _ = jax.lax.scan(
-            step, (state.params, state.opt_state, ~state.diverged), batches, length=n_steps
+        params, opt_state, ok = epoch_updates(
+            tx,
+            state.params,
+            state.opt_state,
+            ~state.diverged,
+            value_and_grad_fn,
+            batches,
+            n_steps,
+            project,
+            scale,
         )
     e = state.epoch + 1
     new = state._replace(
