@@ -17,6 +17,7 @@ from jaxtyping import Array, Float, Int
 
 from .errors import ConfigError
 from .model import PRECISIONS
+from .penalties import PENALTY_FIELDS, Penalty, penalty_of
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
 
@@ -65,6 +66,10 @@ class TrainConfig:
             roundings, emulated, to measure their effect); ``"bfloat16"`` bfloat16 operands,
             accumulated in the panel's precision. The row trainer only; predictions after
             training are computed at ``"highest"``.
+        l2_w, l2_v, l2_d, l1_w, l1_d, group_v: penalty weights of penalised FAPM (MAP,
+            :mod:`~fapm_jax.core.penalties`): L2 on ``w``, ``V``, ``d``; L1 on ``w``, ``d``; the
+            group norm of each latent vector ``v_i``. All 0 (the paper's FAPM) by default; they
+            travel as arrays (``Hyper.penalty``), so :func:`sweep_grid` can sweep them.
     """
 
     rank: int = 4
@@ -81,6 +86,16 @@ class TrainConfig:
     self_interactions: bool = False
     chunk_rows: int | None = None
     precision: str = "highest"
+    l2_w: float = 0.0
+    l2_v: float = 0.0
+    l2_d: float = 0.0
+    l1_w: float = 0.0
+    l1_d: float = 0.0
+    group_v: float = 0.0
+
+    def penalty(self) -> dict[str, float]:
+        """The nonzero penalty weights (:mod:`~fapm_jax.core.penalties`)."""
+        return {f: getattr(self, f) for f in PENALTY_FIELDS if getattr(self, f) != 0.0}
 
     def __post_init__(self):
         def bad(name, why):
@@ -110,6 +125,10 @@ class TrainConfig:
             bad("chunk_rows", "must be a positive integer or None (by backend)")
         if self.precision not in PRECISIONS:
             bad("precision", f"must be one of {', '.join(PRECISIONS)}")
+        for f in PENALTY_FIELDS:
+            v = getattr(self, f)
+            if not (isinstance(v, int | float) and v >= 0 and math.isfinite(v)):
+                bad(f, "must be a non-negative finite number (a penalty weight)")
 
 
 class Hyper(NamedTuple):
@@ -121,7 +140,9 @@ class Hyper(NamedTuple):
     FAPM-m subsets (:mod:`~fapm_jax.studies.fapm_m`), chosen inside each window. ``epochs``
     (``None``: ``config.epochs``) stops a setting after that many epochs, so a sweep over
     epoch budgets runs in one program of ``max(epochs)`` epochs; a stopped setting keeps its
-    state (its best-on-validation model among its own epochs).
+    state (its best-on-validation model among its own epochs). ``penalty`` (``None``: the
+    paper's unpenalised loss) holds the penalty weights of penalised FAPM
+    (:mod:`~fapm_jax.core.penalties`).
     """
 
     learning_rate: Float[Array, ""]
@@ -130,6 +151,7 @@ class Hyper(NamedTuple):
     seed: Int[Array, ""]
     features: Float[Array, "W n"] | None = None
     epochs: Int[Array, ""] | None = None
+    penalty: Penalty | None = None
 
 
 def hyper_from_config(config: TrainConfig, max_rank: int | None = None) -> Hyper:
@@ -140,6 +162,7 @@ def hyper_from_config(config: TrainConfig, max_rank: int | None = None) -> Hyper
         init_scale=jnp.asarray(config.init_scale, jnp.float32),
         rank_mask=(jnp.arange(k) < config.rank).astype(jnp.float32),
         seed=jnp.asarray(config.seed, jnp.int32),
+        penalty=penalty_of(config.penalty()) if config.penalty() else None,
     )
 
 
@@ -151,11 +174,15 @@ def sweep_grid(
     init_scales: Sequence[float] | None = None,
     seeds: Sequence[int] | None = None,
     epochs: Sequence[int] | None = None,
+    penalties: Sequence[dict] | None = None,
 ) -> tuple[Hyper, list[dict]]:
     """The Cartesian grid of settings as a batched :class:`Hyper` ``[S]`` and its labels.
 
     Unspecified axes take the value in ``config``. With ``epochs``, train with
     ``config.epochs = max(epochs)``: each setting stops after its own budget (``Hyper.epochs``).
+    ``penalties``: a list of ``{term: weight}`` dicts (terms of
+    :data:`~fapm_jax.core.penalties.PENALTY_FIELDS`; ``{}`` is unpenalised) replacing
+    ``config``'s penalty weights, e.g. ``[{}, {"group_v": 1e-4}, {"l1_w": 1e-5, "l2_v": 1e-3}]``.
     """
     ranks = list(ranks or [config.rank])
     lrs = list(learning_rates or [config.learning_rate])
@@ -172,16 +199,29 @@ def sweep_grid(
             raise ConfigError(f"sweep_grid: {name} must be positive, got {vals}")
     if any(int(e) != e for e in budgets + ranks):
         raise ConfigError(f"sweep_grid: ranks and epochs must be integers, got {ranks} and {budgets}")
+    pens = [dict(p) for p in penalties] if penalties is not None else [config.penalty()]
+    for p in pens:
+        penalty_of(p)  # unknown terms: one line
+        if any(not (v >= 0 and math.isfinite(v)) for v in p.values()):
+            raise ConfigError(f"sweep_grid: penalty weights must be non-negative, got {p}")
     k_max = max(ranks)
-    points = [
-        dict(rank=int(k), learning_rate=float(lr), init_scale=float(s), seed=int(sd), epochs=int(e))
-        for k, lr, s, sd, e in itertools.product(ranks, lrs, scales, seeds, budgets)
-    ]
+    points = []
+    for k, lr, s, sd, e, pen in itertools.product(ranks, lrs, scales, seeds, budgets, pens):
+        point = dict(rank=int(k), learning_rate=float(lr), init_scale=float(s), seed=int(sd), epochs=int(e))
+        if penalties is not None:  # the weights as TrainConfig's fields, every term named
+            point.update({f: float(pen.get(f, 0.0)) for f in PENALTY_FIELDS})
+        points.append(point)
+    any_penalty = any(pens)
     hypers = [
         hyper_from_config(
             dataclasses.replace(config, **{k: v for k, v in p.items() if k != "epochs"}), k_max
-        )._replace(epochs=jnp.asarray(p["epochs"], jnp.int32) if epochs else None)
-        for p in points
+        )._replace(
+            epochs=jnp.asarray(p["epochs"], jnp.int32) if epochs else None,
+            penalty=penalty_of(pen) if any_penalty else None,
+        )
+        for p, pen in zip(
+            points, (pen for *_, pen in itertools.product(ranks, lrs, scales, seeds, budgets, pens))
+        )
     ]
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *hypers), points
 

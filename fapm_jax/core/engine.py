@@ -28,6 +28,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 from .config import OPTIMIZERS, Hyper, TrainConfig
 from .errors import ConfigError
 from .model import FAPMParams, init_params, with_feature_mask, with_rank_mask
+from .penalties import Penalty, prox, smooth_penalty
 
 tree_where = optax.tree_utils.tree_where
 
@@ -210,9 +211,12 @@ def no_log(state: TrainState) -> EpochLog:
 
 def fapm_update_rules(hyper: Hyper, config: TrainConfig, dtype):
     """FAPM's update rules around the optimizer: the linear part's steps scaled by
-    ``config.linear_lr_scale`` (it starts at its OLS optimum), rank and factor masks re-applied."""
+    ``config.linear_lr_scale`` (it starts at its OLS optimum), the proximal step of the L1 and
+    group-L1 penalties (:func:`~fapm_jax.core.penalties.prox`, with the step's learning rate),
+    rank and factor masks re-applied."""
     rank_mask = hyper.rank_mask.astype(dtype)
     features = None if hyper.features is None else hyper.features.astype(dtype)
+    pen = hyper.penalty
 
     def scale(u):
         if config.linear_lr_scale == 1.0:
@@ -221,10 +225,25 @@ def fapm_update_rules(hyper: Hyper, config: TrainConfig, dtype):
         return eqx.tree_at(lambda t: (t.w0, t.w), u, (u.w0 * c, u.w * c))
 
     def project(p):
+        if pen is not None:
+            lr = hyper.learning_rate.astype(dtype)
+            p = prox(p, pen, lr, lr * jnp.asarray(config.linear_lr_scale, dtype))
         p = with_rank_mask(p, rank_mask)
         return p if features is None else with_feature_mask(p, features)
 
     return scale, project
+
+
+def with_smooth_penalty(value_and_grad_fn: Callable, pen: Penalty) -> Callable:
+    """``value_and_grad_fn`` of the data loss plus the L2 part of the penalty
+    (:func:`~fapm_jax.core.penalties.smooth_penalty`): the loss the optimizer steps on."""
+
+    def penalised(params, batch):
+        (loss, aux), grads = value_and_grad_fn(params, batch)
+        p, g = jax.value_and_grad(smooth_penalty)(params, pen)
+        return (loss + p.astype(loss.dtype), aux), jax.tree_util.tree_map(jnp.add, grads, g)
+
+    return penalised
 
 
 def epoch_step(
@@ -254,6 +273,8 @@ def epoch_step(
         raise ConfigError("epoch_step: a fused pass needs one full-batch step per epoch")
     tx = make_optimizer(config.optimizer)
     scale, project = fapm_update_rules(hyper, config, state.params.w.dtype)
+    if hyper.penalty is not None:
+        value_and_grad_fn = with_smooth_penalty(value_and_grad_fn, hyper.penalty)
     key, k_epoch = jax.random.split(state.key)
     log = no_log(state)
     if fused:

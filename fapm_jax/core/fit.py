@@ -21,6 +21,7 @@ from .config import METHODS, Hyper, TrainConfig, hyper_from_config, n_batches_fo
 from .engine import EpochLog, TrainState, all_window_keys, window_keys
 from .errors import ConfigError
 from .model import FAPMParams
+from .penalties import PENALTY_FIELDS
 from .rowpass import chunk_layout
 from .rows import finish_windows, init_state, init_windows, train_epochs, train_windows
 
@@ -54,13 +55,12 @@ EPOCHS_PER_CALL = 25
 
 def static_config(config: TrainConfig) -> TrainConfig:
     """``config`` with the fields that are values, not program structure, set to their
-    defaults: the static argument of the compiled trainers. The learning rate, init scale and
-    seed travel in :class:`Hyper` as arrays and the epoch count as a loop bound
+    defaults: the static argument of the compiled trainers. The learning rate, init scale, seed
+    and penalty weights travel in :class:`Hyper` as arrays and the epoch count as a loop bound
     (:func:`~fapm_jax.core.engine.scan_epochs`), so changing them compiles nothing."""
     d = TrainConfig()
-    return dataclasses.replace(
-        config, learning_rate=d.learning_rate, init_scale=d.init_scale, seed=d.seed, epochs=d.epochs
-    )
+    values = ("learning_rate", "init_scale", "seed", "epochs", *PENALTY_FIELDS)
+    return dataclasses.replace(config, **{f: getattr(d, f) for f in values})
 
 
 class _History:

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from ..core.config import TrainConfig, sweep_grid
+from ..core.errors import ConfigError
 from ..core.masked import window_rows
 from ..data.panel import Panel
 from ..data.windows import WindowSpec, rolling_windows, window_masks
@@ -87,6 +88,7 @@ def sweep(
     init_scales: Sequence[float] | None = None,
     epochs: Sequence[int] | None = None,
     seeds: Sequence[int] | None = None,
+    penalties: Sequence[dict] | None = None,
     ms: Sequence[int | None] | None = None,
     ranking: str = "window",
     always: Sequence[str] = (),
@@ -99,12 +101,14 @@ def sweep(
     Axes left ``None`` take ``config``'s value. ``ms``: FAPM-m subset sizes (``None`` in the
     list = all factors), chosen inside each window from its training rows (``ranking="full"``:
     the paper's full-sample ranking, which looks ahead); ``always``: factors kept in every
-    subset (e.g. SIC2 dummies). Cost: one program of ``S`` settings × ``W`` windows, ``S`` the
+    subset (e.g. SIC2 dummies). ``penalties``: penalised FAPM's weight settings
+    (:func:`~fapm_jax.core.config.sweep_grid`, e.g. ``[{}, {"group_v": 1e-4, "l1_w": 1e-5}]``). Cost:
+    one program of ``S`` settings × ``W`` windows, ``S`` the
     product of the axes' lengths, run for ``max(epochs)`` epochs. ``method``: the trainer
     (default: moments wherever they apply, :func:`~fapm_jax.core.fit.fit_windows`).
     """
     if ranking not in RANKINGS:
-        raise ValueError(f"sweep: ranking must be one of {RANKINGS}, got {ranking!r}")
+        raise ConfigError(f"sweep: ranking must be one of {RANKINGS}, got {ranking!r}")
     t0 = time.perf_counter()
     hyper, points = sweep_grid(
         config,
@@ -113,6 +117,7 @@ def sweep(
         init_scales=init_scales,
         seeds=seeds,
         epochs=epochs,
+        penalties=penalties,
     )
     cfg = dataclasses.replace(config, epochs=max(p["epochs"] for p in points))
     train_m, _, test_m = window_masks(panel.year, rolling_windows(spec))
