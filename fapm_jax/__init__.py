@@ -19,6 +19,10 @@ from .core.errors import WindowError as WindowError
 from .core.fit import fit_window as fit_window
 from .core.fit import fit_windows as fit_windows
 from .core.fit import TrainResult as TrainResult
+from .core.gibbs import GibbsConfig as GibbsConfig
+from .core.gibbs import posterior_interactions as posterior_interactions
+from .core.gibbs import posterior_predict as posterior_predict
+from .core.gibbs import sample_windows as sample_windows
 from .core.linear import fit_ols as fit_ols
 from .core.losses import huber as huber
 from .core.losses import huber_r2_loss as huber_r2_loss

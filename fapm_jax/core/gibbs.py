@@ -1,0 +1,434 @@
+"""Bayesian FAPM by Gibbs sampling: the MCMC factorization machine of Rendle (2012),
+"Factorization Machines with libFM", section 4.3 (also myFM's ``MyFMGibbsRegressor``).
+
+Model (Rendle 2012, Eq. 25–27): ``y ~ N(ŷ(x), 1/α)`` with ``ŷ`` the FAPM of
+:func:`~fapm_jax.core.model.predict`; priors ``w0 ~ N(μ0_w0, 1/λ0)`` (flat for ``λ0 = 0``),
+``w_i ~ N(μ_w,g, 1/λ_w,g)``, ``v_if ~ N(μ_f,g, 1/λ_f,g)`` and ``d_i ~ N(μ_d,g, 1/λ_d,g)`` with
+one set of hyperparameters per factor group ``g``; hyperpriors ``α ~ Gamma(α0/2, β0/2)``,
+``λ ~ Gamma(α_λ/2, β_λ/2)``, ``μ ~ N(μ0, 1/(γ0 λ))`` (libFM's shape/rate convention).
+
+Every parameter ``θ`` enters ``ŷ`` linearly, ``ŷ = g_θ + θ h_θ`` (Eq. 8–10), so its full
+conditional is Normal with precision ``α Σ h² + λ`` and mean
+``(α Σ h (y − g) + λ μ) / precision`` (Eq. 32–33); one sweep draws ``α``, ``w0``, the
+hyperparameters and every ``w_i``, ``d_i`` and ``v_if`` in turn from these conditionals, using
+the residuals ``e = y − ŷ`` and ``q_f = Σ_i v_if x_i`` (Eq. 11–14) so that one coordinate costs
+``O(N)``. A window is a 0/1 row mask over the shared panel: rows outside it are zeroed by
+``where`` before any product, so they contribute nothing (not even a NaN). All windows × chains
+run in one compiled program (:func:`sample_windows`: ``vmap`` over both, ``lax.scan`` over sweeps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from .errors import ConfigError, DataError
+from .masked import compact_rows
+from .model import FAPMParams, interaction_matrix, predict
+
+
+@dataclasses.dataclass(frozen=True)
+class GibbsConfig:
+    """Options of the Gibbs sampler; defaults as libFM/myFM (``α0 = β0 = γ0 = 1``, init sd 0.1).
+
+    Attributes:
+        rank: ``k`` (0 allowed: Bayesian linear regression).
+        n_sweeps: total sweeps per chain, burn-in included (myFM's ``n_iter``).
+        burn_in: sweeps discarded before the first kept draw.
+        thin: keep every ``thin``-th sweep after burn-in; ``(n_sweeps − burn_in) // thin`` draws.
+        n_chains: independent chains per window.
+        seed: root of every draw; same seed, same draws.
+        init_scale: sd of the normal start of ``V`` (``w0``, ``w``, ``d`` start at 0).
+        alpha_0, beta_0: the noise-precision hyperprior ``α ~ Gamma(α0/2, β0/2)``.
+        alpha_lambda, beta_lambda: the prior-precision hyperprior ``λ ~ Gamma(α_λ/2, β_λ/2)``.
+        gamma_0, mu_0: the prior-mean hyperprior ``μ ~ N(μ0, 1/(γ0 λ))``.
+        w0_prec, w0_mean: the prior ``w0 ~ N(w0_mean, 1/w0_prec)``; ``w0_prec = 0`` is flat
+            (myFM's ``reg_0``).
+        self_interactions: sample ``d`` (``x_i²`` weights) too.
+        fixed_alpha: a known noise precision ``α`` (not sampled).
+        fixed_prec: a known prior precision of ``w``, ``V`` and ``d`` with ``μ = 0`` (not sampled).
+    """
+
+    rank: int = 4
+    n_sweeps: int = 200
+    burn_in: int = 100
+    thin: int = 1
+    n_chains: int = 1
+    seed: int = 0
+    init_scale: float = 0.1
+    alpha_0: float = 1.0
+    beta_0: float = 1.0
+    alpha_lambda: float = 1.0
+    beta_lambda: float = 1.0
+    gamma_0: float = 1.0
+    mu_0: float = 0.0
+    w0_prec: float = 1.0
+    w0_mean: float = 0.0
+    self_interactions: bool = False
+    fixed_alpha: float | None = None
+    fixed_prec: float | None = None
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise ConfigError(f"GibbsConfig.{name}={getattr(self, name)!r}: {why}")
+
+        for name in ("rank", "burn_in"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                bad(name, "must be a non-negative integer")
+        for name in ("n_sweeps", "thin", "n_chains"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                bad(name, "must be a positive integer")
+        if self.n_draws < 1:
+            bad("n_sweeps", f"keeps no draw after burn_in={self.burn_in} with thin={self.thin}")
+        for name in ("alpha_0", "beta_0", "alpha_lambda", "beta_lambda", "gamma_0"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                bad(name, "must be a positive finite number")
+        for name in ("init_scale", "w0_prec"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                bad(name, "must be a non-negative finite number")
+        for name in ("mu_0", "w0_mean"):
+            if not math.isfinite(getattr(self, name)):
+                bad(name, "must be finite")
+        for name in ("fixed_alpha", "fixed_prec"):
+            v = getattr(self, name)
+            if v is not None and not (v > 0 and math.isfinite(v)):
+                bad(name, "must be None (sampled) or a positive finite number")
+
+    @property
+    def n_draws(self) -> int:
+        """Kept draws per chain."""
+        return (self.n_sweeps - self.burn_in) // self.thin
+
+
+class GibbsState(NamedTuple):
+    """One chain between sweeps: the model and its hyperparameters (``G`` groups)."""
+
+    params: FAPMParams
+    alpha: Float[Array, ""]
+    lambda_w: Float[Array, " G"]
+    mu_w: Float[Array, " G"]
+    lambda_V: Float[Array, "G k"]
+    mu_V: Float[Array, "G k"]
+    lambda_d: Float[Array, " G"]
+    mu_d: Float[Array, " G"]
+
+
+class GibbsDraws(NamedTuple):
+    """Kept draws, each leaf with leading axes ``[..., C, K]`` (chains, draws per chain):
+    ``[K]`` from :func:`sample_window`, ``[W, C, K]`` from :func:`sample_windows`."""
+
+    params: FAPMParams
+    alpha: Float[Array, "... K"]
+    lambda_w: Float[Array, "... K G"]
+    lambda_V: Float[Array, "... K G k"]
+
+
+class Interactions(NamedTuple):
+    """Posterior means and equal-tailed credible bounds of ``B`` (:func:`interaction_matrix`:
+    ``<v_i, v_j>`` off the diagonal, ``d`` or 0 on it) and of ``w``."""
+
+    B_mean: Float[Array, "... n n"]
+    B_lo: Float[Array, "... n n"]
+    B_hi: Float[Array, "... n n"]
+    w_mean: Float[Array, "... n"]
+    w_lo: Float[Array, "... n"]
+    w_hi: Float[Array, "... n"]
+
+
+def chain_key(seed: int, window: int, chain: int) -> PRNGKeyArray:
+    """The key of one (window, chain): the same in :func:`sample_windows` and a loop."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), window), chain)
+
+
+def _normal(key, mean, prec, z=None):
+    """A draw of ``N(mean, 1/prec)`` (from the standard normal ``z`` when given)."""
+    z = jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean)) if z is None else z
+    return mean + z / jnp.sqrt(prec)
+
+
+def _draw_hyper(gam, z, theta, onehot, lam, mu, cfg: GibbsConfig):
+    """``(λ_g, μ_g)`` of the columns of ``theta`` ``[n, c]`` per group (Rendle 2012, Eq. 35–38):
+    ``μ | λ ~ N((γ0 μ0 + Σ θ)/(γ0 + n_g), 1/((γ0 + n_g) λ))``, then
+    ``λ | μ ~ Gamma((α_λ + n_g + 1)/2, (β_λ + γ0 (μ − μ0)² + Σ (θ − μ)²)/2)``, from the standard
+    normals ``z`` and the ``Gamma((α_λ + n_g + 1)/2, 1)`` draws ``gam`` (both ``[G, c]``)."""
+    if cfg.fixed_prec is not None:
+        return lam, mu
+    c = cfg.gamma_0 + jnp.sum(onehot, axis=0)[:, None]
+    mu = _normal(None, (cfg.gamma_0 * cfg.mu_0 + onehot.T @ theta) / c, c * lam, z)
+    dev2 = onehot.T @ (theta - onehot @ mu) ** 2
+    return gam / ((cfg.beta_lambda + cfg.gamma_0 * (mu - cfg.mu_0) ** 2 + dev2) / 2.0), mu
+
+
+def _coordinate(theta, h, e, z, alpha, lam, mu):
+    """One exact draw of a parameter ``θ`` entering ``ŷ = g + θ h`` (Rendle 2012, Eq. 32–33),
+    given the residuals ``e = y − ŷ`` at the old value; returns the new value and residuals."""
+    prec = alpha * jnp.dot(h, h) + lam
+    new = _normal(None, (alpha * jnp.dot(h, e + theta * h) + lam * mu) / prec, prec, z)
+    return new, e - (new - theta) * h
+
+
+def _residuals(params, X, y, m):
+    """``e = y − ŷ`` on the training rows, exactly 0 elsewhere."""
+    return jnp.where(m, y - predict(params, jnp.where(m[:, None], X, 0.0)), 0.0)
+
+
+def _sweep(state: GibbsState, key, X, XT, y, m, groups, onehot, cfg: GibbsConfig) -> GibbsState:
+    """One Gibbs sweep (Rendle 2012, Algorithm 4): ``α``, ``w0``, ``(λ_w, μ_w)``, each ``w_i``,
+    ``(λ_d, μ_d)``, each ``d_i``, then per latent dimension ``f`` ``(λ_f, μ_f)`` and each
+    ``v_if``. ``e`` is recomputed from the model at the start so rounding cannot drift."""
+    p = state.params
+    n, k = p.V.shape
+    dt = p.w.dtype
+    G = onehot.shape[1]
+    mf = m.astype(dt)
+    # every random number of the sweep at once (one gamma sampler in the program): the gamma
+    # shapes are known before the sweep, only the rates depend on the state
+    kz, kh, kg = jax.random.split(key, 3)
+    z = jax.random.normal(kz, (2 * n + n * k + 1,), dt)
+    zw, zd, zV, z0 = z[:n], z[n : 2 * n], z[2 * n : -1].reshape(n, k), z[-1]
+    zh = jax.random.normal(kh, (G, k + 2), dt)
+    shapes = jnp.concatenate(
+        [
+            jnp.broadcast_to(
+                (cfg.alpha_lambda + jnp.sum(onehot, 0)[:, None] + 1.0) / 2.0, (G, k + 2)
+            ).ravel(),
+            jnp.atleast_1d((cfg.alpha_0 + jnp.sum(mf)) / 2.0),
+        ]
+    )
+    gam = jax.random.gamma(kg, shapes, dtype=dt)
+    gh, ga = gam[:-1].reshape(G, k + 2), gam[-1]
+    col = lambda i: jnp.where(m, XT[i], 0.0)
+    e = _residuals(p, X, y, m)
+    alpha = state.alpha
+    if cfg.fixed_alpha is None:  # Eq. 34
+        alpha = ga / ((cfg.beta_0 + jnp.dot(e, e)) / 2.0)
+    w0, e = _coordinate(p.w0, mf, e, z0, alpha, cfg.w0_prec, cfg.w0_mean)
+
+    hyp = lambda j, th, lam, mu: _draw_hyper(gh[:, j], zh[:, j], th, onehot, lam, mu, cfg)
+    lam_w, mu_w = hyp(slice(0, 1), p.w[:, None], state.lambda_w[:, None], state.mu_w[:, None])
+    lam_w, mu_w = lam_w[:, 0], mu_w[:, 0]
+
+    def linear(i, c, h_of, lam, mu, z):
+        theta, e = c
+        x = col(i)
+        t, e = _coordinate(theta[i], h_of(x), e, z[i], alpha, lam[groups[i]], mu[groups[i]])
+        return theta.at[i].set(t), e
+
+    w, e = jax.lax.fori_loop(0, n, lambda i, c: linear(i, c, lambda x: x, lam_w, mu_w, zw), (p.w, e))
+    d, lam_d, mu_d = p.d, state.lambda_d, state.mu_d
+    if d is not None:
+        lam_d, mu_d = hyp(slice(1, 2), d[:, None], lam_d[:, None], mu_d[:, None])
+        lam_d, mu_d = lam_d[:, 0], mu_d[:, 0]
+        d, e = jax.lax.fori_loop(0, n, lambda i, c: linear(i, c, lambda x: x * x, lam_d, mu_d, zd), (d, e))
+
+    V, lam_V, mu_V = p.V, state.lambda_V, state.mu_V
+    if k > 0:
+        lam_V, mu_V = hyp(slice(2, None), V, lam_V, mu_V)
+
+        def factor(f, c):
+            V, e = c
+            q = jnp.where(m, X @ V[:, f], 0.0)  # Eq. 11
+
+            def feature(i, c):
+                V, e, q = c
+                x, v = col(i), V[i, f]
+                g = groups[i]
+                t, e = _coordinate(v, x * (q - v * x), e, zV[i, f], alpha, lam_V[g, f], mu_V[g, f])
+                return V.at[i, f].set(t), e, q + (t - v) * x  # Eq. 14
+
+            V, e, _ = jax.lax.fori_loop(0, n, feature, (V, e, q))
+            return V, e
+
+        V, e = jax.lax.fori_loop(0, k, factor, (V, e))
+    params = FAPMParams(w0=w0, w=w, V=V, d=d)
+    return GibbsState(params, alpha, lam_w, mu_w, lam_V, mu_V, lam_d, mu_d)
+
+
+def _init(key, n, n_groups, dt, cfg: GibbsConfig) -> GibbsState:
+    """The start of a chain: ``V ~ N(0, init_scale²)``, everything else 0; ``α = 1``, ``λ = 1``
+    (or the fixed values), ``μ = 0``."""
+    V = cfg.init_scale * jax.random.normal(key, (n, cfg.rank), dt)
+    d = jnp.zeros((n,), dt) if cfg.self_interactions else None
+    params = FAPMParams(w0=jnp.zeros((), dt), w=jnp.zeros((n,), dt), V=V, d=d)
+    alpha = jnp.asarray(cfg.fixed_alpha or 1.0, dt)
+    lam, zero = jnp.full((n_groups,), cfg.fixed_prec or 1.0, dt), jnp.zeros((n_groups,), dt)
+    lamV, zeroV = (
+        jnp.full((n_groups, cfg.rank), cfg.fixed_prec or 1.0, dt),
+        jnp.zeros((n_groups, cfg.rank), dt),
+    )
+    return GibbsState(params, alpha, lam, zero, lamV, zeroV, lam, zero)
+
+
+def _chain(key, X, XT, y, m, groups, *, n_groups: int, cfg: GibbsConfig) -> GibbsDraws:
+    """One chain of one window: burn-in, then ``n_draws`` records ``thin`` sweeps apart."""
+    n = X.shape[1]
+    onehot = (groups[:, None] == jnp.arange(n_groups)).astype(X.dtype)
+    k_init, k_run = jax.random.split(key)
+    sweep = lambda s, t: (_sweep(s, jax.random.fold_in(k_run, t), X, XT, y, m, groups, onehot, cfg), None)
+    state, _ = jax.lax.scan(sweep, _init(k_init, n, n_groups, X.dtype, cfg), jnp.arange(cfg.burn_in))
+
+    def keep(s, j):
+        s, _ = jax.lax.scan(sweep, s, cfg.burn_in + j * cfg.thin + jnp.arange(cfg.thin))
+        return s, GibbsDraws(s.params, s.alpha, s.lambda_w, s.lambda_V)
+
+    return jax.lax.scan(keep, state, jnp.arange(cfg.n_draws))[1]
+
+
+def _check(X, y, masks, groups):
+    """Shapes, a non-empty mask per window, finite training rows; the groups as ``int32``."""
+    X, y, masks = np.asarray(X), np.asarray(y), np.asarray(masks)
+    if X.ndim != 2 or y.shape != X.shape[:1]:
+        raise DataError(f"gibbs: X must be [N, n] and y [N], got {X.shape} and {y.shape}")
+    if masks.ndim != 2 or masks.shape[1] != X.shape[0] or masks.dtype != bool:
+        raise DataError(
+            f"gibbs: train_masks must be boolean [W, {X.shape[0]}], got {masks.dtype} {masks.shape}"
+        )
+    if not masks.any(axis=1).all():
+        raise DataError(f"gibbs: windows {np.flatnonzero(~masks.any(axis=1)).tolist()} have no training rows")
+    used = masks.any(axis=0)
+    if not (np.isfinite(X[used]).all() and np.isfinite(y[used]).all()):
+        raise DataError("gibbs: X or y has a non-finite value in a training row")
+    g = np.zeros(X.shape[1], np.int32) if groups is None else np.asarray(groups)
+    if g.shape != (X.shape[1],) or not np.issubdtype(g.dtype, np.integer) or (g < 0).any():
+        raise DataError(f"gibbs: groups must be {X.shape[1]} non-negative integers, got {g.dtype} {g.shape}")
+    return g.astype(np.int32), int(g.max()) + 1
+
+
+def _size(masks) -> int:
+    """Slots of the gathered training block: the largest window's row count."""
+    return int(np.asarray(masks).sum(axis=-1).max())
+
+
+def _static(cfg: GibbsConfig) -> GibbsConfig:
+    """The configuration as the compiled program sees it: the seed enters through the keys
+    and the chain count through their shape, so neither recompiles."""
+    return dataclasses.replace(cfg, seed=0, n_chains=1)
+
+
+@functools.partial(jax.jit, static_argnames=("n_groups", "cfg", "size"))
+def _run(keys, X, y, masks, groups, *, n_groups: int, cfg: GibbsConfig, size: int) -> GibbsDraws:
+    """All windows × chains. Each window first gathers its training rows into ``size`` slots
+    (:func:`~fapm_jax.core.masked.compact_rows`; empty slots stay masked), so a sweep costs
+    ``O(size)`` per coordinate instead of ``O(N)``; its chains share the gathered block."""
+    chain = functools.partial(_chain, n_groups=n_groups, cfg=cfg)
+    over_chains = jax.vmap(chain, in_axes=(0, None, None, None, None, None))
+    y = jnp.asarray(y, X.dtype)
+
+    def window(keys_w, m):
+        idx, ok = compact_rows(m, size)
+        Xw = X[idx]
+        return over_chains(keys_w, Xw, Xw.T, y[idx], ok, groups)
+
+    return jax.vmap(window)(keys, masks)
+
+
+def sample_window(
+    X: Float[Array, "N n"],
+    y: Float[Array, " N"],
+    train_mask: Bool[Array, " N"],
+    key: PRNGKeyArray,
+    config: GibbsConfig = GibbsConfig(),
+    *,
+    groups: Int[Array, " n"] | None = None,
+) -> GibbsDraws:
+    """One chain of one window (the rows where ``train_mask``); draws ``[K, ...]``. ``groups``:
+    a hyperparameter group id per factor (default: one group)."""
+    g, n_groups = _check(X, y, np.asarray(train_mask)[None], groups)
+    mask = jnp.asarray(train_mask)[None]
+    out = _run(
+        jnp.reshape(key, (1, 1)), X, y, mask, g, n_groups=n_groups, cfg=_static(config), size=_size(mask)
+    )
+    return jax.tree_util.tree_map(lambda a: a[0, 0], out)
+
+
+def sample_windows(
+    X: Float[Array, "N n"],
+    y: Float[Array, " N"],
+    train_masks: Bool[Array, "W N"],
+    config: GibbsConfig = GibbsConfig(),
+    *,
+    groups: Int[Array, " n"] | None = None,
+) -> GibbsDraws:
+    """``config.n_chains`` chains of every window over one shared panel in one compiled program
+    (``vmap`` over windows and chains); draws ``[W, C, K, ...]``. Chain ``c`` of window ``w`` is
+    :func:`sample_window` with :func:`chain_key` ``(config.seed, w, c)``."""
+    g, n_groups = _check(X, y, train_masks, groups)
+    W, C = np.shape(train_masks)[0], config.n_chains
+    keys = jax.vmap(lambda w: jax.vmap(lambda c: chain_key(config.seed, w, c))(jnp.arange(C)))(jnp.arange(W))
+    return _run(
+        keys,
+        X,
+        y,
+        jnp.asarray(train_masks),
+        g,
+        n_groups=n_groups,
+        cfg=_static(config),
+        size=_size(train_masks),
+    )
+
+
+def _pooled(draws: GibbsDraws):
+    """The draws' parameters as ``[B, S, ...]``: batch axes flattened, chains × draws pooled."""
+    p = draws.params
+    batch, S = p.w0.shape[:-2], p.w0.shape[-2] * p.w0.shape[-1]
+    return batch, jax.tree_util.tree_map(lambda a: a.reshape((-1, S) + a.shape[len(batch) + 2 :]), p)
+
+
+@jax.jit
+def _predict_moments(p: FAPMParams, X):
+    """Mean and sd over the draws ``S`` of ``ŷ`` per batch and row (Welford's recurrence)."""
+    B, S, N = p.w0.shape[0], p.w0.shape[1], X.shape[0]
+
+    def step(c, ps):
+        j, mean, m2 = c
+        pred = jax.vmap(lambda q: predict(q, X))(ps)
+        delta = pred - mean
+        mean = mean + delta / (j + 1)
+        return (j + 1, mean, m2 + delta * (pred - mean)), None
+
+    zero = jnp.zeros((B, N), X.dtype)
+    (_, mean, m2), _ = jax.lax.scan(
+        step, (0, zero, zero), jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), p)
+    )
+    return mean, jnp.sqrt(m2 / max(S - 1, 1))
+
+
+def posterior_predict(
+    draws: GibbsDraws, X: Float[Array, "N n"]
+) -> tuple[Float[Array, "... N"], Float[Array, "... N"]]:
+    """The posterior-mean forecast ``E[ŷ(x)]`` of every row and its posterior sd, over all
+    chains and draws (Rendle 2012, Eq. 29: the MCMC average of the draws' predictions); shapes
+    ``[W, N]`` for :func:`sample_windows`' draws. The sd is that of the mean function ``ŷ``; the
+    predictive sd of ``y`` adds ``E[1/α]``."""
+    batch, p = _pooled(draws)
+    mean, sd = _predict_moments(p, jnp.asarray(X, p.w.dtype))
+    return mean.reshape(batch + mean.shape[1:]), sd.reshape(batch + sd.shape[1:])
+
+
+@functools.partial(jax.jit, static_argnames="level")
+def _interactions(p: FAPMParams, level: float):
+    q = jnp.asarray([(1 - level) / 2, (1 + level) / 2], p.w.dtype)
+
+    def one(ps):
+        B = jax.vmap(interaction_matrix)(ps)
+        Bq, wq = jnp.quantile(B, q, axis=0), jnp.quantile(ps.w, q, axis=0)
+        return Interactions(B.mean(0), Bq[0], Bq[1], ps.w.mean(0), wq[0], wq[1])
+
+    return jax.lax.map(one, p)
+
+
+def posterior_interactions(draws: GibbsDraws, level: float = 0.95) -> Interactions:
+    """Posterior mean and ``level`` equal-tailed credible interval (default 2.5%–97.5%) of every
+    ``B_ij = <v_i, v_j>`` (Rendle 2012, Eq. 3) and of every ``w_i``, over all chains and draws."""
+    if not 0 < level < 1:
+        raise ConfigError(f"posterior_interactions: level={level!r} must lie in (0, 1)")
+    batch, p = _pooled(draws)
+    out = _interactions(p, float(level))
+    return jax.tree_util.tree_map(lambda a: a.reshape(batch + a.shape[1:]), out)

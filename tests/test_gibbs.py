@@ -1,0 +1,174 @@
+"""The Gibbs sampler of the Bayesian FAPM (fapm_jax.core.gibbs, Rendle 2012 section 4.3):
+the analytic Bayesian linear regression posterior at rank 0, row masks, vmap against a loop,
+seeds, recovery of a planted interaction, and agreement with myFM's MCMC FM."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from fapm_jax.core.errors import ConfigError, DataError
+from fapm_jax.core.gibbs import (
+    GibbsConfig,
+    chain_key,
+    posterior_interactions,
+    posterior_predict,
+    sample_window,
+    sample_windows,
+)
+
+
+def _fm_data(rng, N, n, w0=0.2, w=None, planted=((0, 1, 1.0),), noise=0.5):
+    """A dense panel from a known FM: linear part plus the planted ``B_ij x_i x_j``."""
+    X = rng.normal(size=(N, n))
+    w = rng.normal(scale=0.3, size=n) if w is None else np.asarray(w)
+    y = w0 + X @ w + noise * rng.normal(size=N)
+    for i, j, b in planted:
+        y = y + b * X[:, i] * X[:, j]
+    return X, y
+
+
+def _batch_se(draws, n_batches=20):
+    """Monte Carlo standard errors of the means of ``draws`` ``[C, K, p]`` by batch means
+    (``n_batches`` per chain), and the effective sample sizes they imply."""
+    C, K, p = draws.shape
+    bm = draws[:, : K - K % n_batches].reshape(C, n_batches, -1, p).mean(axis=2).reshape(-1, p)
+    se = bm.std(axis=0, ddof=1) / np.sqrt(bm.shape[0])
+    return se, draws.reshape(-1, p).var(axis=0) / se**2
+
+
+def test_rank0_equals_bayesian_linear_regression(x64):
+    """Rank 0, known α and λ, μ = 0: (w0, w) | y ~ N((αZᵀZ + λI)⁻¹ αZᵀy, (αZᵀZ + λI)⁻¹) with
+    Z = [1, X]. 4 chains × 2000 draws (S = 8000); the means must lie within 5 Monte Carlo
+    standard errors (batch means, 80 batches of 100 draws), the covariances within 5 of their
+    standard errors at the effective sample size ``S_eff`` (√((Σ_jj Σ_ll + Σ_jl²)/S_eff))."""
+    rng = np.random.default_rng(1)
+    N, n, alpha, lam = 30, 3, 1.0, 10.0  # the prior weighs about a third of the data
+    X = rng.normal(size=(N, n))
+    X[:, 1] += 0.6 * X[:, 0]  # correlated columns: the coordinate-wise sampler must still be exact
+    y = 2.0 + X @ np.array([1.5, -1.0, 0.8]) + rng.normal(size=N) / np.sqrt(alpha)
+    Z = np.column_stack([np.ones(N), X])
+    cov = np.linalg.inv(alpha * Z.T @ Z + lam * np.eye(n + 1))
+    mean = cov @ (alpha * Z.T @ y)
+
+    cfg = GibbsConfig(
+        rank=0, n_sweeps=2100, burn_in=100, n_chains=4, fixed_alpha=alpha, fixed_prec=lam, w0_prec=lam
+    )
+    d = sample_windows(X, y, np.ones((1, N), bool), cfg)
+    draws = np.concatenate([np.asarray(d.params.w0)[0][..., None], np.asarray(d.params.w)[0]], axis=-1)
+    assert draws.shape == (4, 2000, n + 1)
+    se, s_eff = _batch_se(draws)
+    sd = np.sqrt(np.diag(cov))
+    assert (se < 0.05 * sd).all(), "too few effective draws for a meaningful tolerance"
+    np.testing.assert_array_less(np.abs(draws.reshape(-1, n + 1).mean(0) - mean), 5 * se)
+    emp = np.cov(draws.reshape(-1, n + 1), rowvar=False)
+    tol = 5 * np.sqrt((np.outer(sd**2, sd**2) + cov**2) / s_eff.min())
+    np.testing.assert_array_less(np.abs(emp - cov), tol)
+    np.testing.assert_array_equal(np.asarray(d.alpha), alpha)  # fixed: never sampled
+
+
+def test_masked_rows_contribute_nothing(x64):
+    """Rows outside the training mask, even huge or NaN, leave every draw bitwise unchanged; and
+    the draws equal those of the training rows alone (up to the order of float sums)."""
+    rng = np.random.default_rng(2)
+    X, y = _fm_data(rng, 60, 4)
+    mask = np.arange(60) % 3 != 0
+    cfg = GibbsConfig(rank=2, n_sweeps=20, burn_in=10, self_interactions=True)
+    key = chain_key(0, 0, 0)
+    base = sample_window(X, y, mask, key, cfg)
+    X2, y2 = X.copy(), y.copy()
+    X2[~mask] = 1e300
+    X2[np.flatnonzero(~mask)[:5], 1] = np.nan
+    y2[~mask] = -1e300
+    y2[0] = np.nan  # row 0 is outside the mask
+    jax.tree_util.tree_map(np.testing.assert_array_equal, base, sample_window(X2, y2, mask, key, cfg))
+    alone = sample_window(X[mask], y[mask], np.ones(mask.sum(), bool), key, cfg)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12), base, alone)
+    assert np.isfinite(np.asarray(base.params.V)).all()
+
+
+def test_vmapped_windows_and_chains_equal_loop_and_seeds(x64):
+    """``sample_windows`` (windows × chains in one program) equals a loop of ``sample_window``
+    with ``chain_key(seed, w, c)``; the same seed gives bitwise the same draws, another seed
+    other draws. Three hyperparameter groups; thinning by 2."""
+    rng = np.random.default_rng(3)
+    X, y = _fm_data(rng, 90, 5)
+    rows = np.arange(90)
+    masks = np.stack([rows < 40, (rows >= 25) & (rows < 65), rows >= 50])  # 40 rows each: one program
+    groups = np.array([0, 0, 1, 1, 2])
+    cfg = GibbsConfig(rank=2, n_sweeps=12, burn_in=4, thin=2, n_chains=2, seed=7)
+    d = sample_windows(X, y, masks, cfg, groups=groups)
+    assert d.params.V.shape == (3, 2, 4, 5, 2) and d.lambda_V.shape == (3, 2, 4, 3, 2)
+    for w in range(3):
+        for c in range(2):
+            one = sample_window(X, y, masks[w], chain_key(7, w, c), cfg, groups=groups)
+            jax.tree_util.tree_map(
+                lambda a, b: np.testing.assert_allclose(a[w, c], b, rtol=1e-10, atol=1e-12), d, one
+            )
+    again = sample_windows(X, y, masks, cfg, groups=groups)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, d, again)
+    other = sample_windows(X, y, masks, GibbsConfig(**{**cfg.__dict__, "seed": 8}), groups=groups)
+    assert not np.allclose(np.asarray(d.params.w), np.asarray(other.params.w))
+    # the two chains of a window are different chains
+    assert not np.allclose(np.asarray(d.params.w)[:, 0], np.asarray(d.params.w)[:, 1])
+
+
+def test_planted_interaction_recovered(x64):
+    """Rank 2 on a simulated FM with B_01 = 1: the posterior-mean forecast beats the prior-mean
+    forecast (ŷ = 0), the training mean and OLS out of sample; B_01's 95% interval covers 1
+    and excludes 0, and the posterior sd is positive and below the noise."""
+    rng = np.random.default_rng(4)
+    X, y = _fm_data(rng, 800, 4, w=[0.3, -0.2, 0.0, 0.1])
+    train = np.arange(800) < 600
+    cfg = GibbsConfig(rank=2, n_sweeps=400, burn_in=150, n_chains=2)
+    d = sample_windows(X, y, train[None], cfg)
+    mean, sd = posterior_predict(d, X)
+    mean, sd = np.asarray(mean)[0], np.asarray(sd)[0]
+    test = ~train
+    mse = lambda f: np.mean((y[test] - f) ** 2)
+    Z = np.column_stack([np.ones(800), X])
+    ols = Z @ np.linalg.lstsq(Z[train], y[train], rcond=None)[0]
+    assert mse(mean[test]) < 0.5 * min(mse(0.0), mse(y[train].mean()), mse(ols[test]))
+    assert mse(mean[test]) < 1.2 * 0.25  # near the noise variance
+    assert ((sd > 0) & (sd < 0.5)).all()
+    I = posterior_interactions(d)
+    lo, B, hi = (np.asarray(a)[0] for a in (I.B_lo, I.B_mean, I.B_hi))
+    assert 0 < lo[0, 1] < 1.0 < hi[0, 1] and B[0, 1] > 0
+    assert np.allclose(B, B.T) and (np.diag(B) == 0).all()
+    off = ~np.eye(4, dtype=bool)
+    off[0, 1] = off[1, 0] = False
+    assert np.abs(B[off]).max() < 0.2  # no other planted interaction
+    assert (np.asarray(I.w_lo)[0] < np.asarray(I.w_hi)[0]).all()
+
+
+def test_agrees_with_myfm(x64):
+    """myFM's MCMC FM (``MyFMGibbsRegressor``, the same rank and priors up to myFM's λ
+    hyperprior without the μ term) and ours give the same posterior-mean predictions within
+    Monte Carlo error: correlation > 0.99 and RMS difference below 0.25 × the mean posterior sd."""
+    myfm = pytest.importorskip("myfm")
+    rng = np.random.default_rng(5)
+    X, y = _fm_data(rng, 300, 5, planted=((0, 1, 0.8), (2, 3, -0.6)))
+    Xt = rng.normal(size=(100, 5))
+    ref = myfm.MyFMGibbsRegressor(rank=2, random_seed=0).fit(X, y, n_iter=3000, n_kept_samples=2500)
+    theirs = ref.predict(Xt)
+    cfg = GibbsConfig(rank=2, n_sweeps=1500, burn_in=300, n_chains=4)
+    mean, sd = posterior_predict(sample_windows(X, y, np.ones((1, 300), bool), cfg), Xt)
+    ours, sd = np.asarray(mean)[0], np.asarray(sd)[0]
+    assert np.corrcoef(ours, theirs)[0, 1] > 0.99
+    assert np.sqrt(np.mean((ours - theirs) ** 2)) < 0.25 * sd.mean()
+
+
+def test_errors():
+    """One-line ConfigError/DataError for bad options and data, before anything compiles."""
+    for bad in (dict(rank=-1), dict(n_sweeps=10, burn_in=10), dict(thin=0), dict(fixed_prec=0.0)):
+        with pytest.raises(ConfigError):
+            GibbsConfig(**bad)
+    X, y = np.zeros((5, 2)), np.zeros(5)
+    with pytest.raises(DataError, match="no training rows"):
+        sample_windows(X, y, np.zeros((1, 5), bool))
+    X[0, 0] = np.nan
+    with pytest.raises(DataError, match="non-finite"):
+        sample_windows(X, y, np.ones((1, 5), bool))
+    with pytest.raises(DataError, match="groups"):
+        sample_windows(np.zeros((5, 2)), y, np.ones((1, 5), bool), groups=[0, -1])
