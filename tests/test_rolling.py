@@ -1,5 +1,7 @@
 """The rolling study: test-row predictions, model choice per window, evaluation."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,3 +110,23 @@ def test_linear_start_r2_is_ols_per_window(panel, sweep_run):
     ref = r2_oos(np.concatenate(r), np.concatenate(rh))
     got = float(sweep_run.linear_r2.filter(pl.col("sample") == "all")["r2_oos"][0])
     assert got == pytest.approx(ref, abs=2e-4)  # float32 OLS via the normal equations vs float64 lstsq
+
+
+def test_seed_ensemble_averages_independent_fits():
+    """``combine="average"`` over a seeds sweep forecasts the mean of the single-seed runs'
+    forecasts, and (squared loss is convex) its MSE is at most their mean MSE."""
+    big, _ = simulate_panel(SimConfig(n_stocks=120, n_chars=8, first_month=198001, last_month=199912, seed=3))
+    spec = WindowSpec(first_year=1980, valid_years=4, first_test_year=1996, n_windows=3)
+    cfg = TrainConfig(rank=3, epochs=30, learning_rate=2e-2, init_scale=0.05)
+    seeds = [0, 1, 2]
+    hyper, _ = sweep_grid(cfg, seeds=seeds)
+    ens = run_rolling(big, cfg, spec, hyper=hyper, size_group=10, combine="average")
+    singles = [run_rolling(big, dataclasses.replace(cfg, seed=s), spec, size_group=10) for s in seeds]
+    hats = [s.predictions["r_hat"].to_numpy().astype(np.float64) for s in singles]
+    mean_hat = np.mean(hats, axis=0)
+    np.testing.assert_allclose(ens.predictions["r_hat"].to_numpy(), mean_hat, rtol=1e-5, atol=1e-7)
+    r = ens.predictions["r"].to_numpy().astype(np.float64)
+    assert np.ptp([np.mean((r - h) ** 2) for h in hats]) > 0  # the seeds really differ
+    assert np.mean((r - mean_hat) ** 2) < np.mean([np.mean((r - h) ** 2) for h in hats])
+    with pytest.raises(ValueError, match="combine"):
+        run_rolling(big, cfg, spec, combine="vote")

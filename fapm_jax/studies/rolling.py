@@ -21,11 +21,15 @@ from jaxtyping import Array, Bool, Float, Int
 from ..baselines.base import predict_by_window
 from ..core.config import Hyper, TrainConfig
 from ..core.engine import TrainState
+from ..core.errors import ConfigError
 from ..core.fit import TrainResult, fit_windows
 from ..core.model import FAPMParams, predict
 from ..data.panel import Panel
 from ..data.windows import Window, WindowSpec, rolling_windows, window_masks
 from ..evaluation.metrics import default_size_group, r2_summary
+
+#: How :func:`run_rolling` turns a window's settings into one forecast.
+COMBINE = ("select", "average")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -114,6 +118,7 @@ def run_rolling(
     epochs_per_call: int | None = None,
     checkpoint=None,
     method: str = "rows",
+    combine: str = "select",
 ) -> RollingRun:
     """Algorithm 2 on ``panel``: train all windows, choose per window the best epoch (and, with a
     sweep ``hyper``, the best setting) on validation R², predict each test year, evaluate.
@@ -122,7 +127,15 @@ def run_rolling(
     :func:`~fapm_jax.evaluation.metrics.default_size_group`). ``checkpoint``: see
     :func:`~fapm_jax.core.fit.fit_windows` (an interrupted run resumes from it); ``method``: its
     trainer (``"rows"``, ``"moments"`` or ``"auto"``).
+
+    ``combine``: ``"select"`` (the paper's rule: each window's forecast is its best setting's on
+    validation R²) or ``"average"`` — the ensemble: each window's forecast is the mean of every
+    setting's forecast, as GKX average their networks; with ``hyper = sweep_grid(config,
+    seeds=range(S))`` that is ``S`` fits from independent draws of ``V``. ``params`` and ``setting``
+    still name the best setting of each window.
     """
+    if combine not in COMBINE:
+        raise ConfigError(f"run_rolling: combine must be one of {COMBINE}, got {combine!r}")
     t0 = time.perf_counter()
     windows = rolling_windows(spec)
     train_m, valid_m, test_m = window_masks(panel.year, windows)
@@ -142,7 +155,12 @@ def run_rolling(
     chosen, setting = result.select()
     jax.block_until_ready(chosen)
     t_train = time.perf_counter() - t0
-    r_hat = np.asarray(predict_test_rows(chosen, X, jnp.asarray(test_m)))
+    if combine == "average":
+        S = int(np.shape(result.best_valid_r2)[0])
+        each = [jax.tree_util.tree_map(lambda a, s=s: a[s], result.params) for s in range(S)]
+        r_hat = np.mean([np.asarray(predict_test_rows(p, X, jnp.asarray(test_m))) for p in each], axis=0)
+    else:
+        r_hat = np.asarray(predict_test_rows(chosen, X, jnp.asarray(test_m)))
     rows = test_m.any(axis=0)
     predictions = pl.DataFrame(
         {
