@@ -84,8 +84,13 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     bad.write_text("yyyymm,Index,D12\n195701,1,2\n")
     with pytest.raises(DataError, match="missing column"):
         load_welch_goyal(bad)
-    with pytest.raises(DataError, match="missing in month"):
-        macro_panel(187101, 187112)  # the predictors start decades later
+    # dp is in the file from 1871, but its expanding rank needs 120 months of history first
+    with pytest.raises(
+        DataError, match="'dp' has a value in month 187101, but the 'rank' transform needs 120"
+    ):
+        macro_panel(187101, 187112)
+    with pytest.raises(DataError, match="'bm_macro' is missing in month 187101"):
+        macro_panel(187101, 187112, transform="raw")  # b/m starts decades later
     with pytest.raises(DataError, match="transform"):
         macro_panel(195701, 195712, transform="log")
 
@@ -171,3 +176,27 @@ def test_workbook_errors_are_one_line(tmp_path):
     not_xlsx.write_text("not a workbook")
     with pytest.raises(DataError, match="cannot open workbook"):
         load_welch_goyal(not_xlsx)
+
+
+def test_a_file_starting_at_the_panel_needs_history(tmp_path):
+    """A Welch-Goyal CSV (the shipped format) that starts at the panel's first month has the
+    month, but the expanding rank needs 120 months before it: the error says exactly that."""
+    from importlib import resources
+
+    text = (resources.files("fapm_jax") / "data" / "welch_goyal_monthly.csv").read_text().splitlines()
+    kept = [text[0]] + [line for line in text[1:] if int(line.split(",")[0]) >= 195701]
+    path = tmp_path / "wg_from_1957.csv"
+    path.write_text("\n".join(kept) + "\n")
+    with pytest.raises(DataError) as err:
+        macro_panel(195701, 196012, path=path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "has a value in month 195701" in msg and "needs 120 months" in msg
+    assert "starts in 195701" in msg and "starts by 194702" in msg and "raw" in msg
+    raw = macro_panel(195701, 196012, path=path, transform="raw")  # the raw scale needs none
+    assert raw.height == 48
+    # a month the file really lacks keeps its own message
+    gap = [line for line in kept if not line.startswith("195803")]
+    path.write_text("\n".join(gap) + "\n")
+    with pytest.raises(DataError, match="no row for month 195803"):
+        macro_panel(195701, 196012, path=path, transform="raw")

@@ -150,10 +150,13 @@ def _numeric_columns(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
 
 
 MACRO_TRANSFORMS = ("rank", "zscore", "raw")
+#: Months of a predictor's own history the ``rank`` and ``zscore`` transforms need before their
+#: first value (:func:`transform_expanding`'s burn-in).
+MACRO_HISTORY = 120
 
 
 def transform_expanding(
-    frame: pl.DataFrame, how: str = "rank", names=MACRO_NAMES, *, min_months: int = 120
+    frame: pl.DataFrame, how: str = "rank", names=MACRO_NAMES, *, min_months: int = MACRO_HISTORY
 ) -> pl.DataFrame:
     """Put each predictor on a common scale using, at month ``t``, only months ``≤ t``.
 
@@ -213,8 +216,8 @@ def macro_panel(
 
     Raises :class:`DataError` naming the first month and predictor that is missing.
     """
-    frame = path if isinstance(path, pl.DataFrame) else load_welch_goyal(path)
-    frame = transform_expanding(frame, transform)
+    raw = path if isinstance(path, pl.DataFrame) else load_welch_goyal(path)
+    frame = transform_expanding(raw, transform)
     frame = frame.filter(pl.col("month").is_between(first_month, last_month))
     want = _months_between(first_month, last_month)
     have = set(frame["month"].to_list())
@@ -226,12 +229,38 @@ def macro_panel(
         )
     for name in MACRO_NAMES + ("rf",):
         nulls = frame.filter(pl.col(name).is_null())
+        if nulls.height and name != "rf" and transform != "raw":
+            _check_history(raw, name, int(nulls["month"][0]), transform)
         if nulls.height:
             raise DataError(
                 f"Welch-Goyal data: predictor '{name}' is missing in month {nulls['month'][0]} "
                 f"({nulls.height} months in {first_month}-{last_month})"
             )
     return frame
+
+
+def _check_history(raw: pl.DataFrame, name: str, month: int, transform: str) -> None:
+    """The one-line error for a predictor that the file has in ``month`` but whose expanding
+    transform has no value yet: it needs :data:`MACRO_HISTORY` months of history first."""
+    series = raw.sort("month").filter(pl.col(name).is_not_null() & pl.col(name).is_not_nan())
+    upto = series.filter(pl.col("month") <= month)
+    if upto.filter(pl.col("month") == month).height == 0:
+        return  # really missing in the file: the caller's message
+    start = int(upto["month"][0])
+    need = _months_before(month, MACRO_HISTORY - 1)
+    raise DataError(
+        f"Welch-Goyal data: predictor '{name}' has a value in month {month}, but the '{transform}' "
+        f"transform needs {MACRO_HISTORY} months of its history up to that month and the file's "
+        f"'{name}' starts in {start} ({upto.height} months): give a file whose '{name}' starts by "
+        f"{need}, or the 'raw' transform (--macro-transform raw), which needs none"
+    )
+
+
+def _months_before(month: int, k: int) -> int:
+    """``YYYYMM`` of the month ``k`` months before ``month``."""
+    y, m = divmod(month, 100)
+    t = y * 12 + (m - 1) - k
+    return (t // 12) * 100 + t % 12 + 1
 
 
 def _months_between(first: int, last: int) -> list[int]:
