@@ -83,6 +83,21 @@ def predict_test_rows(
 
 
 @eqx.filter_jit
+def average_test_rows(
+    params: FAPMParams, X: Float[Array, "N n"], test_masks: Bool[Array, "W N"]
+) -> Float[Array, " N"]:
+    """The ensemble forecast: the mean over the ``S`` settings of ``params`` (leading axes
+    ``[S, W]``) of :func:`predict_test_rows`, in one ``lax.scan`` over settings (memory
+    ``O(N)``, one compiled program)."""
+
+    def add(acc, p):
+        return acc + predict_test_rows(p, X, test_masks), None
+
+    total, _ = jax.lax.scan(add, jnp.zeros(X.shape[0], X.dtype), params)
+    return total / jax.tree_util.tree_leaves(params)[0].shape[0]
+
+
+@eqx.filter_jit
 def settings_sse(
     params: FAPMParams,
     X: Float[Array, "N n"],
@@ -156,9 +171,7 @@ def run_rolling(
     jax.block_until_ready(chosen)
     t_train = time.perf_counter() - t0
     if combine == "average":
-        S = int(np.shape(result.best_valid_r2)[0])
-        each = [jax.tree_util.tree_map(lambda a, s=s: a[s], result.params) for s in range(S)]
-        r_hat = np.mean([np.asarray(predict_test_rows(p, X, jnp.asarray(test_m))) for p in each], axis=0)
+        r_hat = np.asarray(average_test_rows(result.params, X, jnp.asarray(test_m)))
     else:
         r_hat = np.asarray(predict_test_rows(chosen, X, jnp.asarray(test_m)))
     rows = test_m.any(axis=0)
