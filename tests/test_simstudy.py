@@ -117,7 +117,7 @@ def test_sim_models_settings():
     assert (nn.batch_size, nn.patience) == (SIM_NN_BATCH, SIM_NN_PATIENCE) == (1000, 20)
     assert nn.hidden == (32, 16) and nn.ensemble == 10
     assert enet.huber and enet.huber_xi == SIM_HUBER_XI and not ols.huber
-    assert [m.name for m in ms[3:]] == ["FAPM", "FAPM+SI"]
+    assert [m.name for m in ms[3:]] == ["FAPM", "FAPM+SI", "FAPM-MAP"]
     assert ms[4].config.self_interactions and not ms[3].config.self_interactions
 
 

@@ -9,11 +9,13 @@ epoch on validation R², divergence guard) on one data set, so it vmaps over ``(
 
 from __future__ import annotations
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..core.config import TrainConfig, hyper_from_config, n_batches_for
+from ..core.config import TrainConfig, hyper_from_config, n_batches_for, sweep_grid
 from ..core.model import FAPMParams, predict
 from ..core.rows import init_state, train_epochs
 from .base import AbstractJaxModel, Fit, masked_sse
@@ -41,3 +43,86 @@ class FAPM(AbstractJaxModel):
 
     def predict(self, params: FAPMParams, X: Float[Array, "N n"]) -> Float[Array, " N"]:
         return predict(params, X)
+
+
+#: The penalty grid of :class:`TunedFAPM` (weights of the R² loss, :mod:`~fapm_jax.core.penalties`):
+#: lasso on ``w`` × group lasso on the latent vectors × lasso on the self-interactions ``d``,
+#: 27 settings, plus the unpenalised model. Sized for the GKX simulation's 12,000 training rows
+#: (a weight's effect scales like ``λ·√N_train``): chosen on model (b), Pc = 50, repetitions 0–3
+#: (docs/simulation.md), then fixed for every design.
+TUNED_L1_W = (0.1, 0.3, 1.0)
+TUNED_GROUP_V = (0.02, 0.03, 0.05)
+TUNED_L1_D = (0.1, 0.3, 1.0)
+
+
+def tuned_grid(
+    l1_w: tuple[float, ...] = TUNED_L1_W,
+    group_v: tuple[float, ...] = TUNED_GROUP_V,
+    l1_d: tuple[float, ...] = TUNED_L1_D,
+    unpenalised: bool = True,
+) -> tuple[tuple[tuple[str, float], ...], ...]:
+    """The Cartesian penalty grid as hashable settings (``((term, weight), …)`` each), the
+    unpenalised setting ``()`` first when ``unpenalised``."""
+    grid = tuple(
+        tuple((t, float(v)) for t, v in (("l1_w", a), ("group_v", b), ("l1_d", c)) if v)
+        for a in l1_w
+        for b in group_v
+        for c in l1_d
+    )
+    return ((),) + tuple(g for g in grid if g) if unpenalised else grid
+
+
+class TunedFAPM(AbstractJaxModel):
+    """Penalised FAPM (MAP) tuned on validation: every setting of ``penalties`` (each a tuple
+    of ``(term, weight)`` pairs, :func:`tuned_grid`) trained in one vmapped program, each to
+    its best validation epoch, and the setting with the best validation R² kept — the
+    estimator GKX's baselines get (a grid chosen on the validation block), for FAPM.
+
+    The default is the feature-sparse FAPM with self-interactions: lasso on ``w`` and ``d``,
+    group lasso on each ``v_i`` (a factor takes part in interactions or not), full-batch Adam
+    (learning rate 0.01) for 1,000 steps from the OLS start, the linear part at the full
+    learning rate (the lasso must be able to move it), the proximal steps in Adam's metric.
+    The OLS start (epoch 0) and the unpenalised fit stay candidates."""
+
+    name: str = "FAPM-MAP"
+    config: TrainConfig = TrainConfig(
+        epochs=1000, learning_rate=1e-2, self_interactions=True, linear_lr_scale=1.0, init_scale=0.05
+    )
+    penalties: tuple = tuned_grid()
+
+    def _hyper(self):
+        return sweep_grid(self.config, penalties=[dict(p) for p in self.penalties] or [{}])[0]
+
+    def fit(self, X, y, train, valid, key: PRNGKeyArray) -> Fit:
+        cfg = self.config
+        n_batches = n_batches_for(cfg, np.ones((1, X.shape[0]), bool))
+
+        def one(h):
+            state = init_state(X, y, train, valid, h, key, config=cfg)
+            state, _ = train_epochs(
+                state, X, y, train, valid, h, config=cfg, n_epochs=cfg.epochs, n_batches=n_batches
+            )
+            return state.best_params
+
+        params = jax.vmap(one)(self._hyper())
+        sse = jax.vmap(lambda p: masked_sse(y, predict(p, X), valid))(params)
+        sse = jnp.where(jnp.isfinite(sse), sse, jnp.inf)
+        best = jnp.argmin(sse)
+        return Fit(jax.tree_util.tree_map(lambda a: a[best], params), sse, best.astype(jnp.int32))
+
+    def predict(self, params: FAPMParams, X: Float[Array, "N n"]) -> Float[Array, " N"]:
+        return predict(params, X)
+
+    def fit_predict_datasets(self, X, y, train, valid, keys) -> np.ndarray:
+        """Fit on the training and validation rows only (the shared masks are concrete here:
+        the test rows would only add work to every step), forecast every row."""
+        rows = np.flatnonzero((np.asarray(train) > 0) | (np.asarray(valid) > 0))
+        X, y = jnp.asarray(X), jnp.asarray(y)
+        tr, va = jnp.asarray(train)[rows], jnp.asarray(valid)[rows]
+        fits = _fit_each(self, X[:, rows], y[:, rows], tr, va, keys)
+        return np.asarray(jax.vmap(self.predict)(fits, X))
+
+
+@eqx.filter_jit
+def _fit_each(model, X, y, train, valid, keys):
+    return jax.vmap(lambda X, y, k: model.fit(X, y, train, valid, k).params)(X, y, keys)

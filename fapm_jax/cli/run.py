@@ -18,7 +18,8 @@ from ..data.panel import Panel
 from ..data.preprocess import build_gkx_panel
 from ..data.windows import WindowSpec
 from ..reporting.run_sections import summary_section
-from ..studies.rolling import RollingRun, params_arrays, run_rolling, training_table
+from ..studies.estimators import make_estimator, run_estimator
+from ..studies.rolling import RollingRun, params_arrays, training_table
 from .common import log, output_dir
 from .output import write_report
 
@@ -67,12 +68,13 @@ def configs(args) -> tuple[TrainConfig, WindowSpec]:
     train = TrainConfig(
         rank=args.rank,
         learning_rate=args.lr,
-        epochs=args.epochs,
+        epochs=args.epochs or TrainConfig().epochs,
         batch_size=args.batch_size,
         init_scale=args.init_scale,
         optimizer=args.optimizer,
         loss=args.loss,
         seed=args.seed,
+        estimator=getattr(args, "estimator", "paper"),
     )
     spec = WindowSpec(
         first_year=args.first_year,
@@ -102,21 +104,24 @@ def execute(args) -> tuple[RollingRun, Panel, SimTruth | None, TrainConfig, Wind
     t0 = time.perf_counter()
     panel, truth = load_data(args)
     train, spec = configs(args)
+    est = make_estimator(train, panel, spec, epochs=args.epochs)
+    cfg = est.config
     log(
         args,
         f"fapm: {panel.name} panel, {panel.n_rows:,} stock-months x {panel.n_features} factors; "
-        f"{spec.n_windows} windows, rank {train.rank}, {train.epochs} epochs, lr {train.learning_rate}",
+        f"{spec.n_windows} windows, estimator {train.estimator} ({len(est.points)} setting(s)), "
+        f"rank {cfg.rank}, {cfg.epochs} epochs, lr {cfg.learning_rate}",
     )
     size_group = args.size_group
     if size_group is None and args.data == "french":
         size_group = FRENCH_SIZE_GROUP  # top/bottom = exactly the S5 / S1 portfolios
-    run = run_rolling(
+    run = run_estimator(
         panel,
-        train,
+        est,
         spec,
         size_group=size_group,
         progress=None if args.quiet else _progress(args, t0),
-        epochs_per_call=max(1, train.epochs // 10),
+        epochs_per_call=max(1, cfg.epochs // 10),
         checkpoint=out / ".checkpoint.npz",  # an interrupted run resumes where it stopped
     )
     write_frame(out / "predictions.parquet", run.predictions.select("permno", "month", "r", "r_hat"))

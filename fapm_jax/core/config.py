@@ -24,6 +24,10 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb")
 
 LOSSES = ("r2", "huber")
 
+#: FAPM's estimators (:mod:`~fapm_jax.studies.estimators`): the paper's training recipe,
+#: penalised FAPM tuned per window, and the seed ensemble.
+ESTIMATORS = ("paper", "map", "ensemble")
+
 
 #: How :func:`fit_windows` trains: on the panel's rows, or from per-window moments
 #: (:mod:`~fapm_jax.core.moments`: full-batch R² loss, small factor sets; the same models), or
@@ -66,6 +70,9 @@ class TrainConfig:
             roundings, emulated, to measure their effect); ``"bfloat16"`` bfloat16 operands,
             accumulated in the panel's precision. The row trainer only; predictions after
             training are computed at ``"highest"``.
+        estimator: which estimator a rolling run trains (:data:`ESTIMATORS`): ``"paper"``
+            (this recipe), ``"map"`` (penalised, tuned per window), ``"ensemble"`` (seeds
+            averaged); :func:`~fapm_jax.studies.estimators.make_estimator`.
         l2_w, l2_v, l2_d, l1_w, l1_d, group_v: penalty weights of penalised FAPM (MAP,
             :mod:`~fapm_jax.core.penalties`): L2 on ``w``, ``V``, ``d``; L1 on ``w``, ``d``; the
             group norm of each latent vector ``v_i``. All 0 (the paper's FAPM) by default; they
@@ -92,6 +99,9 @@ class TrainConfig:
     l1_w: float = 0.0
     l1_d: float = 0.0
     group_v: float = 0.0
+    #: Read by :mod:`~fapm_jax.studies.estimators` (which settings a rolling run trains), not
+    #: by the trainer; out of ``repr`` so that the fingerprints of saved results stay valid.
+    estimator: str = dataclasses.field(default="paper", repr=False)
 
     def penalty(self) -> dict[str, float]:
         """The nonzero penalty weights (:mod:`~fapm_jax.core.penalties`)."""
@@ -125,6 +135,8 @@ class TrainConfig:
             bad("chunk_rows", "must be a positive integer or None (by backend)")
         if self.precision not in PRECISIONS:
             bad("precision", f"must be one of {', '.join(PRECISIONS)}")
+        if self.estimator not in ESTIMATORS:
+            bad("estimator", f"must be one of {', '.join(ESTIMATORS)}")
         for f in PENALTY_FIELDS:
             v = getattr(self, f)
             if not (isinstance(v, int | float) and v >= 0 and math.isfinite(v)):

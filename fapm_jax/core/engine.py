@@ -137,15 +137,16 @@ def guarded_update(
     ``project``-ed: masks) is taken only while ``ok`` and when the loss and the new parameters
     are finite; a non-finite one leaves params and optimizer state as they were and returns
     ``ok = False`` for good (the model is frozen at its last finite value: ``diverged``). A batch
-    without rows (``has_rows`` False) is a no-op, not a divergence. optax's ``apply_if_finite``
-    would retry later steps; a diverged window here stays frozen, as the paper's early stopping
-    keeps the best model seen."""
+    without rows (``has_rows`` False) is a no-op, not a divergence. ``project(params,
+    opt_state)`` sees the optimizer's new state (the proximal step's metric,
+    :func:`preconditioner`). optax's ``apply_if_finite`` would retry later steps; a diverged
+    window here stays frozen, as the paper's early stopping keeps the best model seen."""
     updates, new_opt = tx.update(grads, opt_state, params)
     if scale is not None:
         updates = scale(updates)
     new_params = optax.apply_updates(params, updates)
     if project is not None:
-        new_params = project(new_params)
+        new_params = project(new_params, new_opt)
     finite = jnp.isfinite(loss) & all_finite(new_params)
     take = ok & has_rows & finite
     return (
@@ -209,11 +210,41 @@ def no_log(state: TrainState) -> EpochLog:
     return EpochLog(jnp.zeros_like(state.epoch), nan, nan)
 
 
+def preconditioner(opt_state: optax.OptState, params: FAPMParams, optimizer: str) -> FAPMParams:
+    """The optimizer's per-coordinate step multiplier ``D`` (its update is ``−lr · D ⊙ m``):
+    ``1/(√v̂ + ε)`` for Adam/AdamW (bias-corrected second moment), ``1/√(ν + ε)`` for RMSprop,
+    ``1/√(Σg² + ε)`` for Adagrad, 1 for SGD and LAMB (whose trust ratio has no diagonal form).
+
+    The proximal step of an L1 penalty after an adaptive step must use the same metric
+    (scaled proximal gradient): threshold ``lr·λ·D_i``. With a plain ``lr·λ`` (the unscaled
+    prox) Adam's normalised steps outrun the shrinkage, and a coordinate is zeroed only when
+    ``λ`` exceeds about 1 whatever its gradient — the penalty barely acts. With ``D`` the
+    fixed point is the lasso's: ``|∂loss/∂w_i| ≤ λ`` at every zero."""
+    ones = jax.tree_util.tree_map(jnp.ones_like, params)
+
+    def find(cls):
+        leaves = jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, cls))
+        hits = [s for s in leaves if isinstance(s, cls)]
+        return hits[0] if hits else None
+
+    if optimizer in ("adam", "adamw"):
+        st = find(optax.ScaleByAdamState)
+        corr = 1.0 - 0.999 ** jnp.maximum(st.count, 1).astype(params.w.dtype)
+        return jax.tree_util.tree_map(lambda nu: 1.0 / (jnp.sqrt(nu / corr) + 1e-8), st.nu)
+    if optimizer == "rmsprop":
+        st = find(optax.ScaleByRmsState)
+        return jax.tree_util.tree_map(lambda nu: jax.lax.rsqrt(nu + 1e-8), st.nu)
+    if optimizer == "adagrad":
+        st = find(optax.ScaleByRssState)
+        return jax.tree_util.tree_map(lambda s: jax.lax.rsqrt(s + 1e-7), st.sum_of_squares)
+    return ones
+
+
 def fapm_update_rules(hyper: Hyper, config: TrainConfig, dtype):
     """FAPM's update rules around the optimizer: the linear part's steps scaled by
     ``config.linear_lr_scale`` (it starts at its OLS optimum), the proximal step of the L1 and
-    group-L1 penalties (:func:`~fapm_jax.core.penalties.prox`, with the step's learning rate),
-    rank and factor masks re-applied."""
+    group-L1 penalties (:func:`~fapm_jax.core.penalties.prox`, in the optimizer's metric,
+    :func:`preconditioner`), rank and factor masks re-applied."""
     rank_mask = hyper.rank_mask.astype(dtype)
     features = None if hyper.features is None else hyper.features.astype(dtype)
     pen = hyper.penalty
@@ -224,10 +255,15 @@ def fapm_update_rules(hyper: Hyper, config: TrainConfig, dtype):
         c = jnp.asarray(config.linear_lr_scale, dtype)
         return eqx.tree_at(lambda t: (t.w0, t.w), u, (u.w0 * c, u.w * c))
 
-    def project(p):
+    def project(p, opt_state):
         if pen is not None:
             lr = hyper.learning_rate.astype(dtype)
-            p = prox(p, pen, lr, lr * jnp.asarray(config.linear_lr_scale, dtype))
+            D = preconditioner(opt_state, p, config.optimizer)
+            # a latent vector's group step: its active columns' mean denominator (a rank-masked
+            # column has no gradient, hence no metric)
+            den = jnp.sum(rank_mask / D.V, axis=-1) / jnp.maximum(jnp.sum(rank_mask), 1.0)
+            D = eqx.tree_at(lambda t: t.V, D, jnp.broadcast_to((1.0 / den)[:, None], p.V.shape))
+            p = prox(p, pen, lr, lr * jnp.asarray(config.linear_lr_scale, dtype), metric=D)
         p = with_rank_mask(p, rank_mask)
         return p if features is None else with_feature_mask(p, features)
 

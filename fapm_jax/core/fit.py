@@ -59,7 +59,7 @@ def static_config(config: TrainConfig) -> TrainConfig:
     and penalty weights travel in :class:`Hyper` as arrays and the epoch count as a loop bound
     (:func:`~fapm_jax.core.engine.scan_epochs`), so changing them compiles nothing."""
     d = TrainConfig()
-    values = ("learning_rate", "init_scale", "seed", "epochs", *PENALTY_FIELDS)
+    values = ("learning_rate", "init_scale", "seed", "epochs", "estimator", *PENALTY_FIELDS)
     return dataclasses.replace(config, **{f: getattr(d, f) for f in values})
 
 

@@ -12,11 +12,12 @@ self-interaction weights.
 
 The smooth L2 part enters the gradient; the L1 and group-L1 parts are applied by their
 proximal operators after each optimizer step, with the step's learning rate (the linear part's
-scaled by ``TrainConfig.linear_lr_scale``) — with plain gradient descent this is the proximal
-gradient method (ISTA), whose fixed point is the exact penalised optimum; with Adam it is the
-usual proximal-Adam approximation. The weights are arrays in :class:`~fapm_jax.core.config.Hyper`
-(``Hyper.penalty``), so a sweep over them is one compiled program and changing them compiles
-nothing.
+scaled by ``TrainConfig.linear_lr_scale``) in the optimizer's own metric — with plain gradient
+descent this is the proximal gradient method (ISTA), whose fixed point is the exact penalised
+optimum; with Adam the threshold of each coordinate is scaled by Adam's step multiplier
+``1/(√v̂ + ε)`` (scaled proximal gradient), whose fixed points are also the lasso's. The
+weights are arrays in :class:`~fapm_jax.core.config.Hyper` (``Hyper.penalty``), so a sweep
+over them is one compiled program and changing them compiles nothing.
 """
 
 from __future__ import annotations
@@ -92,12 +93,26 @@ def group_shrink(V: Float[Array, "n k"], t: Float[Array, ""]) -> Float[Array, "n
 
 
 def prox(
-    params: FAPMParams, pen: Penalty, step: Float[Array, ""], linear_step: Float[Array, ""]
+    params: FAPMParams,
+    pen: Penalty,
+    step: Float[Array, ""],
+    linear_step: Float[Array, ""],
+    metric: FAPMParams | None = None,
 ) -> FAPMParams:
     """The proximal step of the non-smooth terms after an optimizer step of size ``step``
-    (``linear_step`` for ``w``, whose learning rate is scaled)."""
+    (``linear_step`` for ``w``, whose learning rate is scaled).
+
+    ``metric`` (``None``: plain gradient steps): the optimizer's per-coordinate step multiplier
+    ``D`` (:func:`~fapm_jax.core.engine.preconditioner`), so that the threshold of coordinate
+    ``i`` is ``step · λ · D_i`` — the scaled proximal step of an adaptive method. The group
+    norm has no closed-form prox in a diagonal metric; each row uses the mean of its ``D``."""
     dt = params.w.dtype
-    w = soft_threshold(params.w, (linear_step * pen.l1_w).astype(dt))
-    V = group_shrink(params.V, (step * pen.group_v).astype(dt))
-    d = None if params.d is None else soft_threshold(params.d, (step * pen.l1_d).astype(dt))
+    Dw = 1.0 if metric is None else metric.w
+    Dv = 1.0 if metric is None else jnp.mean(metric.V, axis=-1)
+    w = soft_threshold(params.w, (linear_step * pen.l1_w * Dw).astype(dt))
+    V = group_shrink(params.V, (step * pen.group_v * Dv).astype(dt))
+    d = None
+    if params.d is not None:
+        Dd = 1.0 if metric is None else metric.d
+        d = soft_threshold(params.d, (step * pen.l1_d * Dd).astype(dt))
     return FAPMParams(w0=params.w0, w=w, V=V, d=d)

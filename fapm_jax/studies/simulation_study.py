@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from ..baselines.base import AbstractModel, window_keys
-from ..baselines.fapm import FAPM
+from ..baselines.fapm import FAPM, TunedFAPM
 from ..core.checkpoint import fingerprint
 from ..core.errors import StudyError
 from ..core.io import read_keyed, safe_name, write_keyed
@@ -133,9 +133,16 @@ def design_data(
 
 
 def sim_models(
-    names: Sequence[str] = SIM_MODELS, *, profile: str = "full", fapm: bool = True, fapm_config=None
+    names: Sequence[str] = SIM_MODELS,
+    *,
+    profile: str = "full",
+    fapm: bool = True,
+    fapm_config=None,
+    map_epochs: int | None = None,
 ) -> list:
-    """The study's models: GKX's (Huber threshold :data:`SIM_HUBER_XI`) and FAPM, FAPM+SI."""
+    """The study's models: GKX's (Huber threshold :data:`SIM_HUBER_XI`) and FAPM's rows: FAPM
+    and FAPM+SI (the paper's training recipe) and FAPM-MAP (penalised, tuned on validation:
+    :class:`~fapm_jax.baselines.fapm.TunedFAPM`, ``map_epochs`` steps; ``None``: its 1,000)."""
     from ..core.config import TrainConfig
     from .comparison import make_model
 
@@ -148,6 +155,10 @@ def sim_models(
         cfg = fapm_config or TrainConfig()
         out.append(FAPM(name="FAPM", config=cfg))
         out.append(FAPM(name="FAPM+SI", config=dataclasses.replace(cfg, self_interactions=True)))
+        tuned = TunedFAPM()
+        if map_epochs is not None:
+            tuned = dataclasses.replace(tuned, config=dataclasses.replace(tuned.config, epochs=map_epochs))
+        out.append(tuned)
     return out
 
 
@@ -162,7 +173,7 @@ def fit_design(
 ) -> tuple[np.ndarray, np.ndarray]:
     """In- and out-of-sample R² ``[R]`` of ``model`` on every repetition of ``data``
     (``chunk`` repetitions per batch; repetition ``r`` draws from ``fold_in(key(seed), r)``)."""
-    X_all = data.f if isinstance(model, FAPM) else data.z  # FAPM sees (c, x); GKX's models z
+    X_all = data.f if isinstance(model, FAPM | TunedFAPM) else data.z  # FAPM sees (c, x); GKX's models z
     R = X_all.shape[0]
     keys = window_keys(jax.random.key(seed), R)
     preds = []

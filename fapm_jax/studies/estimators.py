@@ -1,0 +1,121 @@
+"""FAPM's estimators behind one switch (``TrainConfig.estimator``, ``fapm run --estimator``).
+
+- ``"paper"``: Algorithm 2 as the paper trains it — Adam from the OLS start, ``V`` drawn small,
+  the best epoch on validation R² (the package's defaults, :class:`~fapm_jax.core.config.TrainConfig`).
+- ``"map"``: penalised FAPM tuned per window (the feature-sparse FAPM with self-interactions
+  of :class:`~fapm_jax.baselines.fapm.TunedFAPM`): lasso on ``w`` and ``d``, group lasso on each
+  ``v_i``, 1,000 full-batch Adam steps, the penalty grid trained in one program and each window
+  keeping the setting with the best validation R² (the unpenalised fit and the OLS start stay
+  candidates). The grid is the simulation's, rescaled by ``√(12,000 / N_train)`` for the
+  panel's mean training rows ``N_train`` (a weight's effect grows like ``λ·√N_train``).
+- ``"ensemble"``: the paper's recipe from :data:`ENSEMBLE_SEEDS` independent draws of ``V``, each
+  window's forecast the mean of their forecasts (GKX average ten networks).
+
+:func:`best_per_window` chooses among the runs of several estimators per window on validation
+R² (``fapm reproduce``'s "FAPM-best" row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..baselines.fapm import TunedFAPM
+from ..core.config import ESTIMATORS, Hyper, TrainConfig, sweep_grid
+from ..core.errors import ConfigError
+from ..data.panel import Panel
+from ..data.windows import WindowSpec, rolling_windows, window_masks
+from .rolling import RollingRun, run_rolling
+
+#: Fits averaged by the ``"ensemble"`` estimator.
+ENSEMBLE_SEEDS = 10
+#: Training rows of the GKX simulation, where :class:`TunedFAPM`'s grid was sized.
+SIM_TRAIN_ROWS = 12_000
+#: Table names of the estimators (every one starts with "FAPM").
+NAMES = {"paper": "FAPM", "map": "FAPM-MAP", "ensemble": "FAPM-ens"}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Estimator:
+    """What :func:`run_estimator` trains: ``config`` (static training options), the settings
+    ``hyper`` (``None``: ``config``'s one) with their labels ``points``, and ``combine``."""
+
+    kind: str
+    name: str
+    config: TrainConfig
+    hyper: Hyper | None
+    points: list[dict]
+    combine: str
+
+
+def mean_train_rows(panel: Panel, spec: WindowSpec) -> float:
+    """The mean number of training rows over the windows of ``spec``."""
+    train_m, _, _ = window_masks(panel.year, rolling_windows(spec))
+    return float(np.asarray(train_m).sum(axis=1).mean())
+
+
+def make_estimator(
+    config: TrainConfig, panel: Panel, spec: WindowSpec = WindowSpec(), *, epochs: int | None = None
+) -> Estimator:
+    """The estimator ``config.estimator`` for ``panel``'s windows (``config`` gives rank, seed,
+    optimizer; ``"map"`` replaces the step schedule with :class:`TunedFAPM`'s, ``epochs``
+    steps; ``None``: its 1,000)."""
+    kind = config.estimator
+    if kind not in ESTIMATORS:
+        raise ConfigError(f"estimator {kind!r}: must be one of {', '.join(ESTIMATORS)}")
+    if kind == "paper":
+        return Estimator(kind, NAMES[kind], config, None, [{}], "select")
+    if kind == "ensemble":
+        hyper, points = sweep_grid(config, seeds=[config.seed + s for s in range(ENSEMBLE_SEEDS)])
+        return Estimator(kind, NAMES[kind], config, hyper, points, "average")
+    tuned = TunedFAPM()
+    t = tuned.config
+    cfg = dataclasses.replace(
+        config,
+        epochs=epochs or t.epochs,
+        learning_rate=t.learning_rate,
+        self_interactions=True,
+        linear_lr_scale=t.linear_lr_scale,
+        init_scale=t.init_scale,
+        batch_size=None,
+        loss="r2",
+    )
+    scale = math.sqrt(SIM_TRAIN_ROWS / max(mean_train_rows(panel, spec), 1.0))
+    pens = [{k: v * scale for k, v in dict(p).items()} for p in tuned.penalties]
+    hyper, points = sweep_grid(cfg, penalties=pens)
+    return Estimator(kind, NAMES[kind], cfg, hyper, points, "select")
+
+
+def run_estimator(panel: Panel, est: Estimator, spec: WindowSpec = WindowSpec(), **kw) -> RollingRun:
+    """:func:`~fapm_jax.studies.rolling.run_rolling` with the estimator's settings (``kw``: its
+    other options, e.g. ``size_group``, ``progress``, ``checkpoint``). The ``"map"`` grid runs on
+    the moment trainer where it applies (``method="auto"``)."""
+    if est.kind == "map":
+        kw.setdefault("method", "auto")
+    return run_rolling(panel, est.config, spec, hyper=est.hyper, combine=est.combine, **kw)
+
+
+def valid_r2(run: RollingRun) -> np.ndarray:
+    """``[W]`` the validation R² of each window's chosen model (a ``"select"`` run)."""
+    W = len(run.windows)
+    return np.asarray(run.result.best_valid_r2, np.float64)[run.setting, np.arange(W)]
+
+
+def best_per_window(runs: Sequence[RollingRun], panel: Panel) -> tuple[np.ndarray, np.ndarray]:
+    """Per window, the run whose chosen model has the best validation R² (``"select"`` runs on
+    the same windows): the test forecasts ``[N_test]`` (in the runs' ``test_rows`` order) and
+    the index of the chosen run per window ``[W]``. Nothing looks ahead: the choice uses each
+    window's validation years only."""
+    if not runs:
+        raise ConfigError("best_per_window: no runs")
+    rows = runs[0].test_rows
+    if any(not np.array_equal(r.test_rows, rows) for r in runs):
+        raise ConfigError("best_per_window: the runs forecast different test rows")
+    choice = np.argmax(np.stack([valid_r2(r) for r in runs]), axis=0)
+    test_year = {w.test: i for i, w in enumerate(runs[0].windows)}
+    win = np.array([test_year[int(y)] for y in np.asarray(panel.year)[rows]])
+    r_hat = np.stack([r.predictions["r_hat"].to_numpy() for r in runs])
+    return r_hat[choice[win], np.arange(rows.size)], choice

@@ -1,0 +1,106 @@
+"""FAPM's estimators (fapm_jax.studies.estimators, fapm_jax.baselines.fapm.TunedFAPM): the
+switch, the grid's scaling, the per-window choice against a hand loop, the tuned model against
+a loop of single-setting fits."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fapm_jax.baselines.base import masked_sse
+from fapm_jax.baselines.fapm import FAPM, TunedFAPM, tuned_grid
+from fapm_jax.core.config import ESTIMATORS, TrainConfig
+from fapm_jax.core.errors import ConfigError
+from fapm_jax.core.model import predict
+from fapm_jax.data.embedded import SimConfig, simulate_panel
+from fapm_jax.data.windows import WindowSpec
+from fapm_jax.studies.estimators import (
+    ENSEMBLE_SEEDS,
+    SIM_TRAIN_ROWS,
+    best_per_window,
+    make_estimator,
+    mean_train_rows,
+    run_estimator,
+    valid_r2,
+)
+
+SPEC = WindowSpec(first_year=1990, valid_years=3, first_test_year=1996, n_windows=3)
+
+
+@pytest.fixture(scope="module")
+def panel():
+    p, _ = simulate_panel(SimConfig(n_stocks=40, n_chars=8, first_month=199001, last_month=199912, seed=2))
+    return p
+
+
+def test_the_switch(panel):
+    assert ESTIMATORS == ("paper", "map", "ensemble") and TrainConfig().estimator == "paper"
+    with pytest.raises(ConfigError, match="TrainConfig.estimator"):
+        TrainConfig(estimator="magic")
+    cfg = TrainConfig(rank=3, epochs=5)
+    paper = make_estimator(cfg, panel, SPEC)
+    assert paper.hyper is None and paper.combine == "select" and paper.name == "FAPM"
+    ens = make_estimator(dataclasses.replace(cfg, estimator="ensemble"), panel, SPEC)
+    assert ens.combine == "average" and [p["seed"] for p in ens.points] == list(range(ENSEMBLE_SEEDS))
+    mp = make_estimator(dataclasses.replace(cfg, estimator="map"), panel, SPEC, epochs=7)
+    assert mp.name == "FAPM-MAP" and mp.config.epochs == 7 and mp.config.self_interactions
+    assert mp.config.rank == 3 and len(mp.points) == len(tuned_grid())
+    # the simulation's grid, rescaled by sqrt(12,000 / mean training rows)
+    scale = math.sqrt(SIM_TRAIN_ROWS / mean_train_rows(panel, SPEC))
+    last = dict(tuned_grid()[-1])
+    assert mp.points[-1]["l1_w"] == pytest.approx(last["l1_w"] * scale, rel=1e-6)
+    assert mp.points[0]["l1_w"] == mp.points[0]["group_v"] == 0.0  # the unpenalised candidate
+    # repr (the fingerprint of saved results) does not carry the switch
+    assert repr(dataclasses.replace(cfg, estimator="map")) == repr(cfg)
+
+
+def test_best_per_window_is_the_hand_choice(panel):
+    cfg = TrainConfig(rank=2, epochs=6, learning_rate=1e-2)
+    runs = [
+        run_estimator(
+            panel, make_estimator(dataclasses.replace(cfg, estimator=k), panel, SPEC, epochs=6), SPEC
+        )
+        for k in ("paper", "map")
+    ]
+    r_hat, choice = best_per_window(runs, panel)
+    years = np.asarray(panel.year)[runs[0].test_rows]
+    for w, win in enumerate(runs[0].windows):
+        scores = [float(valid_r2(r)[w]) for r in runs]
+        assert choice[w] == int(np.argmax(scores))
+        rows = years == win.test
+        np.testing.assert_array_equal(r_hat[rows], runs[choice[w]].predictions["r_hat"].to_numpy()[rows])
+    with pytest.raises(ConfigError, match="no runs"):
+        best_per_window([], panel)
+
+
+def test_tuned_fapm_is_the_best_of_a_loop_of_single_fits(x64):
+    """One vmapped program over the grid = a loop of FAPM fits, one per setting, with the
+    setting of least validation SSE kept."""
+    rng = np.random.default_rng(0)
+    N, n = 600, 4
+    X = rng.normal(size=(N, n))
+    y = 0.3 * X[:, 0] + 0.4 * X[:, 1] * X[:, 2] + rng.normal(size=N)
+    train = (np.arange(N) < 400).astype(np.float64)
+    valid = 1.0 - train
+    grid = tuned_grid(l1_w=(0.01, 0.1), group_v=(0.01,), l1_d=(0.05,))
+    cfg = dataclasses.replace(TunedFAPM().config, epochs=40)
+    tuned = TunedFAPM(config=cfg, penalties=grid)
+    key = jax.random.key(3)
+    args = (jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), jnp.asarray(valid))
+    fit = tuned.fit(*args, key)
+    sses, preds = [], []
+    for pen in grid:
+        one = FAPM(config=dataclasses.replace(cfg, **dict(pen)))
+        p = one.fit(*args, key).params
+        preds.append(np.asarray(predict(p, args[0])))
+        sses.append(float(masked_sse(args[1], predict(p, args[0]), args[3])))
+    np.testing.assert_allclose(np.asarray(fit.valid_sse), sses, rtol=1e-9)
+    assert int(fit.choice) == int(np.argmin(sses))
+    np.testing.assert_allclose(
+        np.asarray(predict(fit.params, args[0])), preds[int(np.argmin(sses))], rtol=1e-9
+    )
