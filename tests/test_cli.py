@@ -285,6 +285,8 @@ def test_run_on_user_gkx_files(tmp_path):
         str(chars),
         "--returns",
         str(rets),
+        "--use-chars",
+        "mvel1,bm,mom12m,mom1m",
         "--sic2",
         "--first-year",
         "2000",
@@ -304,7 +306,14 @@ def test_run_on_user_gkx_files(tmp_path):
         "--out",
         str(out),
     ]
+    # the file has 4 of the 94 characteristics: without naming them, an error (issue 18)
+    i = args.index("--use-chars")
+    bare = args[:i] + args[i + 2 :]
+    assert main(["run", *bare[:-1], str(tmp_path / "bare")]) == 2
+    assert not (tmp_path / "bare").exists()
     assert main(["run", *args]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "characteristics: 4 of the 94 (mvel1, mom1m, mom12m, bm)" in summary
     pred = pl.read_parquet(out / "predictions.parquet")
     assert sorted(set((pred["month"] // 100).to_list())) == [2010, 2011]
     params = np.load(out / "params.npz")

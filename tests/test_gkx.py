@@ -8,6 +8,7 @@ import gzip
 import math
 import re
 
+import numpy as np
 import polars as pl
 import pytest
 from helpers import one_line_error
@@ -15,6 +16,7 @@ from helpers import one_line_error
 from fapm_jax.core.errors import DataError
 from fapm_jax.data.crsp_returns import check_returns, load_returns
 from fapm_jax.data.gkx_files import GKX_CHARS, load_characteristics, scan_characteristics
+from fapm_jax.data.preprocess import rank_expr
 
 # Three characteristics (in GKX header order: mvel1, mom1m, bm) of 3 stocks over 2 months,
 # with every missing-value spelling of the brief: empty, NA, NaN, ".".
@@ -54,7 +56,7 @@ def write_datashare(path, rows=CHARS_ROWS, date_first=False, header=None):
 def _check_cells(df: pl.DataFrame):
     assert df.columns == ["permno", "month", "mvel1", "mom1m", "bm", "sic2"]  # GKX order
     assert df.schema["permno"] == pl.Int64 and df.schema["month"] == pl.Int32
-    assert all(df.schema[c] == pl.Float32 for c in ("mvel1", "mom1m", "bm"))
+    assert all(df.schema[c] == pl.Float64 for c in ("mvel1", "mom1m", "bm"))
     assert df.schema["sic2"] == pl.Int32
     assert df.height == len(EXPECTED)
     for row in df.iter_rows(named=True):
@@ -63,8 +65,8 @@ def _check_cells(df: pl.DataFrame):
             got = row[col]
             if w is None:
                 assert got is None, (row, col)
-            else:  # float32 storage: relative error below 2^-24
-                assert got == pytest.approx(w, rel=6e-8), (row, col)
+            else:  # parsed as float64: the decimal text's nearest double
+                assert got == pytest.approx(w, rel=1e-15), (row, col)
 
 
 @pytest.mark.parametrize("date_first", [False, True])
@@ -72,7 +74,7 @@ def test_datashare_csv_either_key_order(tmp_path, date_first):
     path = write_datashare(tmp_path / "datashare.csv", date_first=date_first)
     lf = scan_characteristics(path)
     assert isinstance(lf, pl.LazyFrame)
-    assert lf.collect_schema()["sic2"] == pl.Int32 and lf.collect_schema()["bm"] == pl.Float32
+    assert lf.collect_schema()["sic2"] == pl.Int32 and lf.collect_schema()["bm"] == pl.Float64
     _check_cells(load_characteristics(path))
     _check_cells(load_characteristics(lf))
 
@@ -208,6 +210,20 @@ def test_infinite_characteristic(tmp_path):
         "infinite",
         r"row 6 \(permno 10003, month 200002",
     )
+
+
+def test_values_beyond_float32_are_read_as_written(tmp_path):
+    """Parsed in float64 (issue 18): ``1e308`` is a finite value, not "infinite … value inf";
+    and two raw values that float32 would merge (2^24 and 2^24 + 1) keep distinct ranks."""
+    rows = _with(5, "mvel1", "1e308")
+    rows = [tuple(r) for r in rows]
+    df = load_characteristics(_bad_file(tmp_path, rows))
+    assert df.filter((pl.col("permno") == 10003) & (pl.col("month") == 200002))["mvel1"][0] == 1e308
+    assert np.float32(16777217.0) == np.float32(16777216.0)  # what a float32 read would do
+    raw = pl.DataFrame({"month": [200001] * 3, "x": [16777216.0, 16777217.0, 1.0]})
+    ranked = raw.select(rank_expr("x"))["x"]
+    assert ranked.dtype == pl.Float32  # stored as float32 ranks
+    assert ranked.to_list() == pytest.approx([0.0, 0.5, -0.5])  # 2·rank/(n+1) − 1, no tie
 
 
 def test_non_integer_sic2(tmp_path):

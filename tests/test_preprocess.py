@@ -88,7 +88,7 @@ def build(files, **kw):
     chars, rets, wg = files
     kw.setdefault("macro_transform", "raw")
     kw.setdefault("min_stocks", 3)
-    return build_gkx_panel(chars, rets, wg, **kw)
+    return build_gkx_panel(chars, rets, wg, **{"use_chars": "file", **kw})
 
 
 # Hand computation. Rank map 2·rank/(n+1) − 1 over the n non-missing values, ties averaged,
@@ -161,12 +161,12 @@ def test_frames_and_lazy_scan_give_the_same_panel(files):
     chars, rets, wg = files
     ref = build(files)
     for c in (load_characteristics(chars), scan_characteristics(chars)):
-        p = build_gkx_panel(c, load_returns(rets), wg, macro_transform="raw", min_stocks=3)
+        p = build_gkx_panel(c, load_returns(rets), wg, macro_transform="raw", min_stocks=3, use_chars="file")
         np.testing.assert_array_equal(p.X, ref.X)
         np.testing.assert_array_equal(p.r, ref.r)
     frame = load_characteristics(chars)
     before = frame.clone()
-    build_gkx_panel(frame, rets, wg, macro_transform="raw", min_stocks=3)
+    build_gkx_panel(frame, rets, wg, macro_transform="raw", min_stocks=3, use_chars="file")
     assert frame.equals(before)  # a caller's frame is not modified
 
 
@@ -180,13 +180,17 @@ def test_workbook_macro_source(files, tmp_path):
     for row in rows:
         wb.active.append([c if c == "NaN" else float(c) for c in row])
     wb.save(tmp_path / "wg.xlsx")
-    p = build_gkx_panel(files[0], files[1], tmp_path / "wg.xlsx", macro_transform="raw", min_stocks=3)
+    p = build_gkx_panel(
+        files[0], files[1], tmp_path / "wg.xlsx", macro_transform="raw", min_stocks=3, use_chars="file"
+    )
     _check_panel(p)
 
 
 def test_default_macro_is_the_shipped_series_ranked(files):
     chars, rets, _ = files
-    p = build_gkx_panel(chars, rets, min_stocks=3)  # Welch-Goyal copy in the package, "rank"
+    p = build_gkx_panel(
+        chars, rets, min_stocks=3, use_chars="file"
+    )  # Welch-Goyal copy in the package, "rank"
     ref = macro_panel(200001, 200003)  # expanding rank of the shipped series
     for i, month in enumerate(p.month):
         want = ref.filter(pl.col("month") == int(month)).select(MACRO_NAMES).row(0)
@@ -205,7 +209,7 @@ def test_mktcap_falls_back_to_mvel1_without_prices(files, tmp_path):
     rets.write_text(
         "\n".join(",".join(line.split(",")[:2] + [line.split(",")[3]]) for line in CRSP.splitlines()) + "\n"
     )
-    p = build_gkx_panel(chars, rets, wg, macro_transform="raw", min_stocks=3)
+    p = build_gkx_panel(chars, rets, wg, macro_transform="raw", min_stocks=3, use_chars="file")
     mvel1 = {
         (200001, 10001): 100,
         (200001, 10002): 200,
@@ -230,7 +234,9 @@ def test_no_overlap(files, tmp_path):
     rets.write_text("PERMNO,date,RET\n10001,19900131,0.1\n10002,19900228,0.2\n")
     _one_line(
         DataError,
-        lambda: build_gkx_panel(files[0], rets, files[2], min_stocks=3, macro_transform="raw"),
+        lambda: build_gkx_panel(
+            files[0], rets, files[2], min_stocks=3, use_chars="file", macro_transform="raw"
+        ),
         "no overlap",
         "200001-200003",
         "199001-199002",
@@ -251,13 +257,17 @@ def test_macro_not_covering_the_panel(files, tmp_path):
     short = write_wg(tmp_path / "short.csv", months=(200001, 200003, 200004))
     _one_line(
         DataError,
-        lambda: build_gkx_panel(files[0], files[1], short, macro_transform="raw", min_stocks=3),
+        lambda: build_gkx_panel(
+            files[0], files[1], short, macro_transform="raw", min_stocks=3, use_chars="file"
+        ),
         "no row for month 200002",
     )
     no_rf = write_wg(tmp_path / "no_rf.csv", months=(200001, 200002, 200003))
     _one_line(
         DataError,
-        lambda: build_gkx_panel(files[0], files[1], no_rf, macro_transform="raw", min_stocks=3),
+        lambda: build_gkx_panel(
+            files[0], files[1], no_rf, macro_transform="raw", min_stocks=3, use_chars="file"
+        ),
         r"no risk-free rate 'rf' for month 200004",
     )
 
@@ -274,7 +284,9 @@ def test_no_market_equity(files, tmp_path):
     )
     _one_line(
         DataError,
-        lambda: build_gkx_panel(no_mvel1, rets, files[2], macro_transform="raw", min_stocks=3),
+        lambda: build_gkx_panel(
+            no_mvel1, rets, files[2], macro_transform="raw", min_stocks=3, use_chars="file"
+        ),
         "no market equity",
         "no PRC/SHROUT",
         "no mvel1",
@@ -283,7 +295,7 @@ def test_no_market_equity(files, tmp_path):
     gap.write_text(DATASHARE.replace("20000131,10002,200,", "20000131,10002,,"))
     _one_line(
         DataError,
-        lambda: build_gkx_panel(gap, rets, files[2], macro_transform="raw", min_stocks=3),
+        lambda: build_gkx_panel(gap, rets, files[2], macro_transform="raw", min_stocks=3, use_chars="file"),
         r"no market equity for permno 10002, month 200001",
         r"\(1 such rows\)",
     )
@@ -292,12 +304,18 @@ def test_no_market_equity(files, tmp_path):
 def test_sic2_dummies_need_sic2(files, tmp_path):
     no_sic = tmp_path / "no_sic.csv"
     no_sic.write_text("\n".join(line.rsplit(",", 1)[0] for line in DATASHARE.splitlines()) + "\n")
-    p = build_gkx_panel(no_sic, files[1], files[2], macro_transform="raw", min_stocks=3)
+    p = build_gkx_panel(no_sic, files[1], files[2], macro_transform="raw", min_stocks=3, use_chars="file")
     assert p.sic2 is None
     _one_line(
         DataError,
         lambda: build_gkx_panel(
-            no_sic, files[1], files[2], sic2_dummies=True, macro_transform="raw", min_stocks=3
+            no_sic,
+            files[1],
+            files[2],
+            sic2_dummies=True,
+            macro_transform="raw",
+            min_stocks=3,
+            use_chars="file",
         ),
         "no sic2 column",
     )
@@ -308,7 +326,7 @@ def test_bad_frames_and_options(files):
     dup = pl.concat([frame, frame.head(1)])
     _one_line(
         DataError,
-        lambda: build_gkx_panel(dup, files[1], files[2], min_stocks=3),
+        lambda: build_gkx_panel(dup, files[1], files[2], min_stocks=3, use_chars="file"),
         "characteristics frame",
         "column 'permno'/'month'",
         "duplicate",

@@ -97,6 +97,19 @@ def _add_common(p: argparse.ArgumentParser, default_out: str) -> None:
     )
     g.add_argument("--sic2", action="store_true", help="gkx: add SIC2 one-hot dummies as factors")
     g.add_argument(
+        "--use-chars",
+        type=_names,
+        default=None,
+        help="gkx: train on these GKX characteristics only (comma-separated; default: all 94, "
+        "each of which the file must have)",
+    )
+    g.add_argument(
+        "--drop-chars",
+        type=_names,
+        default=(),
+        help="gkx: leave these characteristics out (comma-separated)",
+    )
+    g.add_argument(
         "--cache",
         metavar="DIR",
         default=None,

@@ -17,7 +17,7 @@ from ..data.french import FRENCH_SIZE_GROUP, french_panel
 from ..data.panel import Panel
 from ..data.preprocess import build_gkx_panel
 from ..data.windows import WindowSpec
-from ..reporting.run_sections import summary_section
+from ..reporting.run_sections import characteristics_line, summary_section
 from ..studies.estimators import make_estimator, run_estimator
 from ..studies.rolling import RollingRun, params_arrays, training_table
 from .common import log, output_dir
@@ -37,6 +37,8 @@ def _load_gkx(args) -> Panel:
         args.returns,
         args.macro,
         sic2_dummies=args.sic2,
+        use_chars=args.use_chars or "all",
+        drop_chars=args.drop_chars,
         macro_transform=args.macro_transform,
         cache_dir=None if cache == "none" else cache,
     )
@@ -110,7 +112,7 @@ def execute(args) -> tuple[RollingRun, Panel, SimTruth | None, TrainConfig, Wind
         args,
         f"fapm: {panel.name} panel, {panel.n_rows:,} stock-months x {panel.n_features} factors; "
         f"{spec.n_windows} windows, estimator {train.estimator} ({len(est.points)} setting(s)), "
-        f"rank {cfg.rank}, {cfg.epochs} epochs, lr {cfg.learning_rate}",
+        f"rank {cfg.rank}, {cfg.epochs} epochs, lr {cfg.learning_rate}; {characteristics_line(panel)}",
     )
     size_group = args.size_group
     if size_group is None and args.data == "french":

@@ -28,15 +28,17 @@ model" and its footnotes), as the FAPM paper does (its section 3.1):
    ``sic2_dummies=True`` one-hot columns ``sic2_XX`` (one per code present, ascending) are
    appended after the macro predictors (GKX's 74 industry dummies).
 
-Memory: the GKX file (≈4.1M rows × 94 characteristics) is read as Float32, ranked a few
-columns at a time and written straight into the float32 ``X``; no float64 copy of the panel
-exists. A ``cache_dir`` keeps the finished panel as parquet, keyed by the inputs and options.
+Memory: the GKX file (≈4.1M rows × 94 characteristics) is read as Float64 (exact raw values:
+a float32 read would turn ``1e308`` into ``inf`` and tie distinct large values), ranked a few
+columns at a time and written straight into the float32 ``X``. A ``cache_dir`` keeps the
+finished panel as parquet, keyed by the inputs and options.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +52,7 @@ from .macro import MACRO_NAMES, MACRO_TRANSFORMS, load_welch_goyal, macro_panel,
 from .panel import Panel
 
 #: Bumped whenever the preprocessing changes, so that old caches are not reused.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: characteristics parsed as float64 before ranking
 _RANK_CHUNK = 8  # characteristics ranked per polars query (bounds the float64 temporaries)
 _CACHE_ROW_GROUP = 1 << 18
 
@@ -69,6 +71,8 @@ def build_gkx_panel(
     min_stocks: int = 10,
     cache_dir: str | Path | None = None,
     name: str = "gkx",
+    use_chars: Sequence[str] | str = "all",
+    drop_chars: Sequence[str] = (),
 ) -> Panel:
     """The GKX stock-month panel (see the module docstring for every step).
 
@@ -89,6 +93,11 @@ def build_gkx_panel(
             the same inputs (paths, sizes and modification times, or frame contents) and options
             read it back instead of rebuilding.
         name: the panel's label.
+        use_chars: the characteristics to train on: ``"all"`` (default) the 94 of GKX, each of
+            which the file must have; a list of names (a subset the user chose); ``"file"``
+            whatever GKX characteristics the file has. A characteristic asked for and absent is
+            a :class:`DataError` naming it: which characteristics were used is never a surprise.
+        drop_chars: characteristics to leave out of ``use_chars`` (need not be in the file).
 
     Raises:
         DataError: bad characteristics/returns, no overlap, too few stocks, no market equity.
@@ -104,7 +113,9 @@ def build_gkx_panel(
         chars, owned = load_characteristics(characteristics), True
     elif isinstance(characteristics, pl.DataFrame):
         chars = characteristics
+    wanted = _wanted_chars(use_chars, drop_chars)
     options = {
+        "use_chars": wanted if wanted is not None else "file",
         "sic2_dummies": bool(sic2_dummies),
         "macro_transform": macro_transform,
         "min_stocks": int(min_stocks),
@@ -122,6 +133,7 @@ def build_gkx_panel(
         check_characteristics(chars)
         if "sic2" in chars.columns:
             chars = chars.with_columns(pl.col("sic2").cast(pl.Int32))
+    chars = _select_chars(chars, wanted, drop_chars, characteristics)
     rets = check_returns(returns) if isinstance(returns, pl.DataFrame) else load_returns(returns)
     wg = macro if isinstance(macro, pl.DataFrame) else load_welch_goyal(macro)
     panel = _build(
@@ -137,6 +149,43 @@ def build_gkx_panel(
     if cache_file is not None:
         write_panel_cache(cache_file, panel)
     return panel
+
+
+def _wanted_chars(use_chars: Sequence[str] | str, drop_chars: Sequence[str]) -> list[str] | None:
+    """The characteristics asked for, in GKX order (``None``: those of the file, less drops)."""
+    if isinstance(use_chars, str) and use_chars not in ("all", "file"):
+        raise DataError(f"use_chars={use_chars!r}: must be 'all', 'file' or a list of characteristic names")
+    named = [] if isinstance(use_chars, str) else list(use_chars)
+    unknown = [c for c in [*named, *drop_chars] if c not in GKX_CHARS]
+    if unknown:
+        raise DataError(
+            f"unknown characteristic(s) {', '.join(repr(c) for c in unknown[:10])}: not among the 94 GKX "
+            "characteristics (see fapm_jax.data.gkx_files.GKX_CHARS)"
+        )
+    if use_chars == "file":
+        return None
+    base = GKX_CHARS if use_chars == "all" else tuple(c for c in GKX_CHARS if c in set(named))
+    return [c for c in base if c not in set(drop_chars)]
+
+
+def _select_chars(chars: pl.DataFrame, wanted, drop_chars, source) -> pl.DataFrame:
+    """``chars`` cut to the characteristics asked for; one that is absent is an error."""
+    present = [c for c in GKX_CHARS if c in chars.columns]
+    where = source if isinstance(source, str | Path) else "characteristics frame"
+    if wanted is None:
+        wanted = [c for c in present if c not in set(drop_chars)]
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        raise DataError(
+            f"{where}: missing GKX characteristic(s) {', '.join(missing[:10])}"
+            f"{' ...' if len(missing) > 10 else ''} ({len(present)} of the 94 in the file); to "
+            "train on a subset, name it: --use-chars NAMES or --drop-chars NAMES "
+            "(use_chars= / drop_chars=)"
+        )
+    if not wanted:
+        raise DataError(f"{where}: no characteristic left to train on after --drop-chars")
+    keep = ["permno", "month", *wanted] + (["sic2"] if "sic2" in chars.columns else [])
+    return chars if keep == chars.columns else chars.select(keep)
 
 
 def next_month(month: pl.Expr) -> pl.Expr:

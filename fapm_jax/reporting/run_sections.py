@@ -11,6 +11,7 @@ import polars as pl
 
 from ..core.config import TrainConfig
 from ..data.embedded import SimTruth
+from ..data.gkx_files import GKX_CHARS
 from ..data.panel import Panel
 from ..evaluation.metrics import r2_table
 from ..studies.rolling import RollingRun, training_table
@@ -77,6 +78,14 @@ def training_section(run: RollingRun) -> str:
     return md_table(header, rows)
 
 
+def characteristics_line(panel: Panel) -> str:
+    """Which GKX characteristics the panel's factors hold (never a surprise: issue 18)."""
+    chars = [f for f in panel.feature_names if f in set(GKX_CHARS)]
+    if len(chars) == len(GKX_CHARS):
+        return "GKX characteristics: all 94."
+    return f"GKX characteristics: {len(chars)} of the 94 ({', '.join(chars)})."
+
+
 def setup_text(run: RollingRun, panel: Panel, train: TrainConfig) -> str:
     """The run's data, windows, configuration, time and divergences, as a bullet list."""
     cfg = dataclasses.asdict(train)
@@ -85,6 +94,7 @@ def setup_text(run: RollingRun, panel: Panel, train: TrainConfig) -> str:
         f"Data: {panel.name}, {panel.n_rows:,} stock-months, {panel.n_features} factors "
         f"({len(panel.macro_names)} macro), months {panel.month.min()}–{panel.month.max()}.",
         f"Windows: {len(run.windows)} ({run.windows[0].label()} … {run.windows[-1].label()}).",
+        characteristics_line(panel),
         "Training: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ".",
         f"Time: {run.seconds['train']:.1f} s training (compile included), "
         f"{run.seconds['total']:.1f} s in all.",
