@@ -419,3 +419,28 @@ def test_cache_tiles_and_row_groups(tmp_path, monkeypatch):
     for f in ("X", "r", "permno", "month", "mktcap"):
         np.testing.assert_array_equal(getattr(q, f), getattr(p, f))
     assert q.sic2 is None and q.feature_names == p.feature_names and q.macro_names == p.macro_names
+
+
+def test_characteristics_used_are_never_a_surprise(files):
+    """Issue 18: a file without some GKX characteristics is an error by default, naming them;
+    a subset named by the user (or 'file') trains on exactly it."""
+    _one_line(
+        DataError,
+        lambda: build(files, use_chars="all"),
+        r"missing GKX characteristic\(s\) beta, betasq, ",
+        r"of the 94 in the file",
+        "--use-chars NAMES or --drop-chars NAMES",
+    )
+    p = build(files, use_chars=["bm", "mvel1"])
+    assert [f for f in p.feature_names if f in ("mvel1", "bm", "mom1m")] == ["mvel1", "bm"]
+    q = build(files, drop_chars=["bm"])
+    assert "bm" not in q.feature_names and "mvel1" in q.feature_names
+    _one_line(
+        DataError,
+        lambda: build(files, use_chars=["bm", "mom1m", "nosuch"]),
+        "unknown characteristic",
+        "'nosuch'",
+    )
+    _one_line(
+        DataError, lambda: build(files, use_chars=["bm", "agr"]), r"missing GKX characteristic\(s\) agr"
+    )
