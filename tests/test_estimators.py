@@ -104,3 +104,21 @@ def test_tuned_fapm_is_the_best_of_a_loop_of_single_fits(x64):
     np.testing.assert_allclose(
         np.asarray(predict(fit.params, args[0])), preds[int(np.argmin(sses))], rtol=1e-9
     )
+
+
+def test_pooled_selection_is_the_running_mean_choice(panel):
+    """``combine="pooled"``: window w takes the setting with the best mean validation R² over
+    windows 1..w (a hand computation from the run's own validation R²); window 1 is the
+    per-window choice; nothing after window w matters."""
+    from fapm_jax.core.config import sweep_grid
+    from fapm_jax.studies.rolling import run_rolling
+
+    cfg = TrainConfig(rank=2, epochs=5)
+    hyper, _ = sweep_grid(cfg, learning_rates=[1e-3, 1e-2, 3e-2])
+    run = run_rolling(panel, cfg, SPEC, hyper=hyper, combine="pooled")
+    v = np.asarray(run.result.best_valid_r2, np.float64)
+    want = [int(np.argmax(v[:, : w + 1].mean(axis=1))) for w in range(v.shape[1])]
+    assert run.setting.tolist() == want
+    assert want[0] == int(np.argmax(v[:, 0]))
+    with pytest.raises(ConfigError, match="pooled"):
+        run.result.select("sometimes")

@@ -40,9 +40,21 @@ class TrainResult(NamedTuple):
     hyper: Hyper
     linear_params: FAPMParams | None = None  # the OLS start of each (setting, window), V = 0
 
-    def select(self) -> tuple[FAPMParams, np.ndarray]:
-        """Per window, the setting with the best validation R²: ``(params [W], index [W])``."""
-        idx = jnp.argmax(self.best_valid_r2, axis=0)
+    def select(self, rule: str = "window") -> tuple[FAPMParams, np.ndarray]:
+        """Per window, the chosen setting: ``(params [W], index [W])``.
+
+        ``rule="window"`` (Algorithm 2): the setting with the best validation R² of that window.
+        ``"pooled"``: the best mean validation R² over that window and every earlier one (the
+        windows in test-year order) — steadier where a window's validation block is small,
+        and still without look-ahead: every validation year used precedes the window's test
+        year."""
+        score = self.best_valid_r2
+        if rule == "pooled":
+            v = jnp.where(jnp.isfinite(score), score, -1e30)  # a failed fit is never preferred
+            score = jnp.cumsum(v, axis=1) / jnp.arange(1, v.shape[1] + 1)
+        elif rule != "window":
+            raise ConfigError(f"select: rule must be 'window' or 'pooled', got {rule!r}")
+        idx = jnp.argmax(score, axis=0)
         W = idx.shape[0]
         chosen = jax.tree_util.tree_map(lambda a: a[idx, jnp.arange(W)], self.params)
         return chosen, np.asarray(idx)

@@ -58,11 +58,20 @@ def mean_train_rows(panel: Panel, spec: WindowSpec) -> float:
 
 
 def make_estimator(
-    config: TrainConfig, panel: Panel, spec: WindowSpec = WindowSpec(), *, epochs: int | None = None
+    config: TrainConfig,
+    panel: Panel,
+    spec: WindowSpec = WindowSpec(),
+    *,
+    epochs: int | None = None,
+    select: str = "window",
 ) -> Estimator:
     """The estimator ``config.estimator`` for ``panel``'s windows (``config`` gives rank, seed,
     optimizer; ``"map"`` replaces the step schedule with :class:`TunedFAPM`'s, ``epochs``
-    steps; ``None``: its 1,000)."""
+    steps; ``None``: its 1,000). ``select``: how a ``"map"`` run chooses its setting per window
+    (``"window"``: on that window's validation R²; ``"pooled"``: on the mean over that window
+    and the earlier ones, :meth:`~fapm_jax.core.fit.TrainResult.select`)."""
+    if select not in ("window", "pooled"):
+        raise ConfigError(f"select {select!r}: must be 'window' or 'pooled'")
     kind = config.estimator
     if kind not in ESTIMATORS:
         raise ConfigError(f"estimator {kind!r}: must be one of {', '.join(ESTIMATORS)}")
@@ -86,7 +95,7 @@ def make_estimator(
     scale = math.sqrt(SIM_TRAIN_ROWS / max(mean_train_rows(panel, spec), 1.0))
     pens = [{k: v * scale for k, v in dict(p).items()} for p in tuned.penalties]
     hyper, points = sweep_grid(cfg, penalties=pens)
-    return Estimator(kind, NAMES[kind], cfg, hyper, points, "select")
+    return Estimator(kind, NAMES[kind], cfg, hyper, points, "pooled" if select == "pooled" else "select")
 
 
 def run_estimator(panel: Panel, est: Estimator, spec: WindowSpec = WindowSpec(), **kw) -> RollingRun:

@@ -29,7 +29,7 @@ from ..data.windows import Window, WindowSpec, rolling_windows, window_masks
 from ..evaluation.metrics import default_size_group, r2_summary
 
 #: How :func:`run_rolling` turns a window's settings into one forecast.
-COMBINE = ("select", "average")
+COMBINE = ("select", "pooled", "average")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -144,7 +144,9 @@ def run_rolling(
     trainer (``"rows"``, ``"moments"`` or ``"auto"``).
 
     ``combine``: ``"select"`` (the paper's rule: each window's forecast is its best setting's on
-    validation R²) or ``"average"`` — the ensemble: each window's forecast is the mean of every
+    validation R²), ``"pooled"`` (each window's forecast is the setting with the best mean
+    validation R² over that window and the earlier ones: :meth:`TrainResult.select`; no
+    look-ahead) or ``"average"`` — the ensemble: each window's forecast is the mean of every
     setting's forecast, as GKX average their networks; with ``hyper = sweep_grid(config,
     seeds=range(S))`` that is ``S`` fits from independent draws of ``V``. ``params`` and ``setting``
     still name the best setting of each window.
@@ -167,7 +169,7 @@ def run_rolling(
         checkpoint=checkpoint,
         method=method,
     )
-    chosen, setting = result.select()
+    chosen, setting = result.select("pooled" if combine == "pooled" else "window")
     jax.block_until_ready(chosen)
     t_train = time.perf_counter() - t0
     if combine == "average":
