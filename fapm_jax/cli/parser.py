@@ -1,5 +1,5 @@
 """The ``fapm`` command line: its options (argparse) and the dispatch to the commands
-(:mod:`.run`, :mod:`.reproduce`, :mod:`.simulate`).
+(:mod:`.run`, :mod:`.reproduce`, :mod:`.simulate`, :mod:`.data_check`).
 
 A wrong option, path or input is one line on stderr and exit code 2, never a traceback.
 """
@@ -19,6 +19,7 @@ from ..data.embedded import SimConfig
 from ..data.windows import WindowSpec
 from ..studies.comparison import COVARIATES, PROFILES, TABLE1_MODELS
 from ..studies.simulation_study import SIM_MODELS
+from .data_check import cmd_data_check
 from .reproduce import cmd_reproduce
 from .run import cmd_run
 from .simulate import cmd_simulate
@@ -150,6 +151,13 @@ def _add_common(p: argparse.ArgumentParser, default_out: str) -> None:
         help="paper: the paper's Adam recipe (default); map: penalised FAPM (lasso on w and d, "
         "group lasso on v_i) tuned per window; ensemble: 10 seeds averaged",
     )
+    t.add_argument(
+        "--select",
+        choices=("window", "pooled"),
+        default="window",
+        help="--estimator map: choose each window's setting on its validation R² (window, default) "
+        "or on the mean over it and the earlier windows (pooled: steadier on small panels)",
+    )
     w = p.add_argument_group("windows (paper: 1957 / 12 / 1987 / 30)")
     w.add_argument("--first-year", type=int, default=ws.first_year)
     w.add_argument("--valid-years", type=_positive_int, default=ws.valid_years)
@@ -180,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fapm-jax {__version__}")
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{run,reproduce,simulate}", parser_class=_Parser
+        dest="command", required=True, metavar="{run,reproduce,simulate,data}", parser_class=_Parser
     )
     run = sub.add_parser(
         "run", help="train FAPM over the rolling windows and write predictions, R², parameters"
@@ -191,7 +199,57 @@ def build_parser() -> argparse.ArgumentParser:
     _add_suite(rep)
     sim = sub.add_parser("simulate", help="GKX's Monte Carlo study (Table A.1) with FAPM rows")
     _add_simulate(sim)
+    data = sub.add_parser("data", help="look at your data files: 'fapm data check'")
+    data_sub = data.add_subparsers(
+        dest="data_command", required=True, metavar="{check}", parser_class=_Parser
+    )
+    check = data_sub.add_parser(
+        "check",
+        help="read GKX files as 'fapm run --data gkx' does, train nothing, write a data report",
+        description="Read your GKX characteristics, CRSP returns and Welch-Goyal data exactly as "
+        "'fapm run --data gkx' does, train nothing, and write data_check.md (stock-months, missing "
+        "values, rows dropped, macro coverage, windows). Exit code 0 when 'fapm run' would run on "
+        "the files; otherwise its one-line error and exit code 2, and nothing is written.",
+    )
+    _add_data_check(check)
     return parser
+
+
+def _add_data_check(p: argparse.ArgumentParser) -> None:
+    """The options of ``fapm data check``: those of ``fapm run --data gkx`` that decide which
+    rows it trains on (same names and defaults as :func:`_add_common`)."""
+    ws = WindowSpec()
+    g = p.add_argument_group("data (as fapm run --data gkx)")
+    g.add_argument("--chars", metavar="PATH", required=True, help="the GKX characteristics file")
+    g.add_argument("--returns", metavar="PATH", required=True, help="CRSP monthly returns (csv or parquet)")
+    g.add_argument(
+        "--macro",
+        metavar="PATH",
+        default=None,
+        help="Welch-Goyal predictor data (default: the 2022 copy shipped with the package)",
+    )
+    g.add_argument(
+        "--use-chars", type=_names, default=None, metavar="NAMES", help="these GKX characteristics only"
+    )
+    g.add_argument(
+        "--drop-chars", type=_names, default=(), metavar="NAMES", help="leave these characteristics out"
+    )
+    g.add_argument("--sic2", action="store_true", help="add SIC2 one-hot dummies as factors")
+    g.add_argument("--macro-transform", choices=("rank", "zscore", "raw"), default="rank")
+    g.add_argument(
+        "--cache",
+        metavar="DIR",
+        default=None,
+        help="folder of the preprocessed-panel cache (default: ~/.cache/fapm-jax; 'none' disables it)",
+    )
+    w = p.add_argument_group("windows (paper: 1957 / 12 / 1987 / 30)")
+    w.add_argument("--first-year", type=int, default=ws.first_year)
+    w.add_argument("--valid-years", type=_positive_int, default=ws.valid_years)
+    w.add_argument("--first-test-year", type=int, default=ws.first_test_year)
+    w.add_argument("--windows", type=_positive_int, default=ws.n_windows)
+    p.add_argument("--out", default="runs/data_check", help="output folder (default runs/data_check)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(data="gkx", factors=None)  # what fapm_jax.cli.run.load_data reads
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -258,10 +316,11 @@ def _add_suite(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--estimators",
         type=_names,
-        default=("map",),
-        help="FAPM estimators with their own Table 1 / Diebold-Mariano rows besides --estimator's, "
-        "plus FAPM-best, the per-window choice among them on validation R² "
-        "(comma-separated, default map; 'none' for none)",
+        default=("map", "bayes"),
+        help="FAPM estimators with their own Table 1 / Diebold-Mariano rows besides --estimator's "
+        "(map, ensemble, bayes: Gibbs-sampled FAPM, whose credible intervals join the interaction "
+        "tables), plus FAPM-best, the per-window choice among the selecting ones on validation R² "
+        "(comma-separated, default map,bayes; 'none' for none)",
     )
 
 
@@ -311,7 +370,12 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
-COMMANDS = {"run": cmd_run, "reproduce": cmd_reproduce, "simulate": cmd_simulate}
+COMMANDS = {
+    "run": cmd_run,
+    "reproduce": cmd_reproduce,
+    "simulate": cmd_simulate,
+    "data": lambda args: {"check": cmd_data_check}[args.data_command](args),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -106,7 +106,7 @@ def execute(args) -> tuple[RollingRun, Panel, SimTruth | None, TrainConfig, Wind
     t0 = time.perf_counter()
     panel, truth = load_data(args)
     train, spec = configs(args)
-    est = make_estimator(train, panel, spec, epochs=args.epochs)
+    est = make_estimator(train, panel, spec, epochs=args.epochs, select=getattr(args, "select", "window"))
     cfg = est.config
     log(
         args,

@@ -254,3 +254,18 @@ def cumulative_figure(cumulative: Mapping[str, np.ndarray], title: str) -> Figur
     ax.legend(frameon=False, ncols=4, fontsize=7)
     ax.set_title(title)
     return fig
+
+
+def stocks_per_month_figure(months: np.ndarray, stocks: np.ndarray, title: str) -> Figure:
+    """Stocks in the panel each month (``months`` ``[T]`` ``YYYYMM``, ``stocks`` ``[T]``): the
+    cross-section every rank and every window's rows come from."""
+    months = np.asarray(months)
+    x = months // 100 + (months % 100 - 1) / 12
+    fig = Figure(figsize=(8, 3.2))
+    ax = fig.subplots()
+    ax.plot(x, np.asarray(stocks), lw=1.0, color="tab:blue", drawstyle="steps-post")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("month t")
+    ax.set_ylabel("stocks")
+    ax.set_title(title)
+    return fig

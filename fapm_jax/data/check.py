@@ -1,0 +1,428 @@
+"""What a user's GKX files hold before anything trains on them (``fapm data check``).
+
+:func:`check_files` takes the panel :func:`~fapm_jax.data.preprocess.build_gkx_panel` builds
+from the files (the rows ``fapm run --data gkx`` trains on) and re-reads the raw files for what
+the panel no longer shows: which characteristic values were missing before the median fill,
+which rows of the characteristics file were dropped and why, where market equity came from,
+and how far each Welch–Goyal predictor reaches. The numbers come back as a :class:`DataReport`;
+its text is :mod:`fapm_jax.reporting.data_sections`. Nothing here changes how a panel is built:
+the drops are counted by re-doing the joins of ``preprocess._build`` on the keys only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .crsp_returns import _returns_month, check_returns, load_returns
+from .file_checks import NULL_TOKENS, existing, kind, read_header
+from .gkx_files import GKX_CHARS, scan_characteristics
+from .macro import MACRO_HISTORY, MACRO_NAMES, load_welch_goyal
+from .panel import Panel
+from .preprocess import CharSource, MacroSource, ReturnSource, build_gkx_panel, next_month
+from .windows import Window, WindowSpec, rolling_windows
+
+#: Why a row of the characteristics file (month ``t``) is not in the panel, in report order.
+DROP_REASONS: dict[str, str] = {
+    "no_crsp_row": "no CRSP row for the stock in month t + 1",
+    "letter_code": "a letter code in RET at t + 1 (CRSP's A, B, C, …)",
+    "ret_missing": "RET empty or missing at t + 1",
+    "ret_code": "a numeric missing code in RET at t + 1 (−66, −77, −88, −99: below −100%)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowCheck:
+    """One rolling window: its years, its row counts and the years it needs that have no rows."""
+
+    window: Window
+    train_rows: int
+    valid_rows: int
+    test_rows: int
+    missing_years: tuple[int, ...]
+
+    @property
+    def fillable(self) -> bool:
+        """Every year of the window has rows (the check ``fapm run`` makes before training)."""
+        return not self.missing_years
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DataReport:
+    """The numbers of a data check (see :func:`check_files`).
+
+    Attributes:
+        sources: ``characteristics``, ``returns``, ``macro``: the inputs as named by the caller.
+        months: ``[T]`` int32 panel months ``YYYYMM``, ascending.
+        stocks_per_month: ``[T]`` int64 stocks (= stock-months) of each panel month.
+        n_stocks: distinct ``permno`` in the panel.
+        file_chars: GKX characteristics the characteristics file has, GKX order.
+        used_chars: those the panel's factors hold (``--use-chars`` / ``--drop-chars``).
+        constant_chars: used characteristics whose ranked column is constant over the panel
+            (every value equal or missing: the factor carries nothing).
+        n_factors: columns of the panel's ``X``; ``n_sic2_dummies`` of them ``sic2_XX``.
+        missing: one row per file characteristic: ``characteristic``, ``used``,
+            ``missing_rows`` (panel rows whose raw value is missing), ``all`` (their share) and
+            one share column per decade of the panel (``1990s`` …).
+        file_rows: rows of the characteristics file.
+        dropped: rows of the file not in the panel, by :data:`DROP_REASONS` key.
+        me_source: panel rows whose market equity is ``|PRC|·SHROUT`` at ``t`` (``crsp``) or
+            the raw ``mvel1`` (``mvel1``, where CRSP has none at ``t``).
+        sic2_codes: distinct SIC2 codes of the panel (``None``: no ``sic2`` column);
+            ``sic2_missing``: panel rows without one.
+        macro: one row per Welch–Goyal predictor and ``rf``: ``predictor``, ``first``,
+            ``last``, ``months`` (with a value), ``missing`` (months the panel needs without
+            one: ``t`` for a predictor, ``t + 1`` for ``rf``), ``history`` (months with a value
+            up to the panel's first month; the expanding transform needs
+            :data:`~fapm_jax.data.macro.MACRO_HISTORY`), ``history_ok``.
+        macro_transform: the transform asked for (``raw`` needs no history).
+        spec: the windows' parameters; ``windows`` one :class:`WindowCheck` each.
+    """
+
+    sources: Mapping[str, str]
+    months: np.ndarray
+    stocks_per_month: np.ndarray
+    n_stocks: int
+    file_chars: tuple[str, ...]
+    used_chars: tuple[str, ...]
+    constant_chars: tuple[str, ...]
+    n_factors: int
+    n_sic2_dummies: int
+    missing: pl.DataFrame
+    file_rows: int
+    dropped: Mapping[str, int]
+    me_source: Mapping[str, int]
+    sic2_codes: int | None
+    sic2_missing: int
+    macro: pl.DataFrame
+    macro_transform: str
+    spec: WindowSpec
+    windows: tuple[WindowCheck, ...]
+
+    @property
+    def n_stock_months(self) -> int:
+        return int(self.stocks_per_month.sum())
+
+    @property
+    def n_months(self) -> int:
+        return int(self.months.size)
+
+    @property
+    def first_month(self) -> int:
+        return int(self.months[0])
+
+    @property
+    def last_month(self) -> int:
+        return int(self.months[-1])
+
+    @property
+    def absent_chars(self) -> tuple[str, ...]:
+        """The GKX characteristics the file does not have."""
+        return tuple(c for c in GKX_CHARS if c not in set(self.file_chars))
+
+    @property
+    def unused_chars(self) -> tuple[str, ...]:
+        """Characteristics of the file left out of the panel."""
+        return tuple(c for c in self.file_chars if c not in set(self.used_chars))
+
+    @property
+    def n_dropped(self) -> int:
+        return int(sum(self.dropped.values()))
+
+    @property
+    def n_fillable(self) -> int:
+        return sum(w.fillable for w in self.windows)
+
+    def summary_paragraph(self) -> str:
+        """One paragraph: stock-months, stocks, months, characteristics used, rows dropped and
+        windows fillable (for a run's log or summary)."""
+        spm = self.stocks_per_month
+        absent = len(self.absent_chars)
+        const = f", {len(self.constant_chars)} constant" if self.constant_chars else ""
+        sic = f" and {self.n_sic2_dummies} SIC2 dummies" if self.n_sic2_dummies else ""
+        w = self.windows
+        return (
+            f"{self.n_stock_months:,} stock-months of {self.n_stocks:,} stocks over {self.n_months} months "
+            f"({month_label(self.first_month)} to {month_label(self.last_month)}; {int(spm.min()):,} to "
+            f"{int(spm.max()):,} stocks a month, median {int(np.median(spm)):,}); "
+            f"{len(self.used_chars)} of the 94 GKX characteristics used ({absent} absent from the file"
+            f"{const}), {self.n_factors} factors with the {len(MACRO_NAMES)} macro predictors{sic}; "
+            f"{self.n_dropped:,} of the file's {self.file_rows:,} rows dropped for want of a next-month "
+            f"return; {self.n_fillable} of {len(w)} windows fillable (test years {w[0].window.test}"
+            f"–{w[-1].window.test})."
+        )
+
+
+def month_label(month: int) -> str:
+    """``200001`` → ``'2000-01'``."""
+    return f"{month // 100}-{month % 100:02d}"
+
+
+def check_files(
+    characteristics: CharSource,
+    returns: ReturnSource,
+    macro: MacroSource = None,
+    *,
+    panel: Panel | None = None,
+    spec: WindowSpec = WindowSpec(),
+    macro_transform: str = "rank",
+    **build_options,
+) -> DataReport:
+    """The data report of a characteristics file, CRSP returns and Welch–Goyal data.
+
+    ``panel`` is the panel built from these inputs (the command line passes the one ``fapm run``
+    would load, cache included); ``None`` builds it with
+    :func:`~fapm_jax.data.preprocess.build_gkx_panel` (``macro_transform`` and
+    ``build_options``: ``use_chars``, ``drop_chars``, ``sic2_dummies``, ``cache_dir`` …),
+    which raises the loaders' one-line :class:`~fapm_jax.core.errors.DataError`. Windows the
+    data cannot fill are reported (``WindowCheck.fillable``), not raised.
+
+    Memory: besides the panel, the characteristics' keys and one missing flag per value (bits)
+    and two copies of the returns' keys.
+    """
+    if panel is None:
+        panel = build_gkx_panel(
+            characteristics, returns, macro, macro_transform=macro_transform, **build_options
+        )
+    scan = _char_scan(characteristics)
+    file_chars = tuple(c for c in GKX_CHARS if c in scan.collect_schema().names())
+    # streamed: one boolean per value, never the float64 columns of the whole file at once
+    flags = scan.select(
+        "permno", "month", *[pl.col(c).fill_nan(None).is_null().alias(c) for c in file_chars]
+    ).collect(engine="streaming")
+    keys = pl.DataFrame({"permno": panel.permno.astype(np.int64), "month": panel.month.astype(np.int32)})
+
+    months, stocks = np.unique(panel.month, return_counts=True)
+    used = tuple(f for f in panel.feature_names if f in set(GKX_CHARS))
+    wg = macro if isinstance(macro, pl.DataFrame) else load_welch_goyal(macro)
+    sic2_codes = None if panel.sic2 is None else int(np.unique(panel.sic2[panel.sic2 >= 0]).size)
+    return DataReport(
+        sources={
+            "characteristics": _source_name(characteristics, "characteristics frame"),
+            "returns": _source_name(returns, "returns frame"),
+            "macro": _source_name(macro, "Welch-Goyal frame")
+            if macro is not None
+            else "the Welch-Goyal data shipped with the package (2022)",
+        },
+        months=months.astype(np.int32),
+        stocks_per_month=stocks.astype(np.int64),
+        n_stocks=int(np.unique(panel.permno).size),
+        file_chars=file_chars,
+        used_chars=used,
+        constant_chars=_constant_columns(panel, used),
+        n_factors=panel.n_features,
+        n_sic2_dummies=sum(f.startswith("sic2_") for f in panel.feature_names),
+        missing=missing_table(flags.join(keys, on=["permno", "month"], how="semi"), file_chars, used),
+        file_rows=flags.height,
+        dropped=dropped_rows(flags.select("permno", "month"), return_status(returns)),
+        me_source=_me_source(keys, returns),
+        sic2_codes=sic2_codes,
+        sic2_missing=0 if panel.sic2 is None else int((panel.sic2 < 0).sum()),
+        macro=macro_coverage(wg, int(months[0]), int(months[-1])),
+        macro_transform=macro_transform,
+        spec=spec,
+        windows=window_checks(panel.year, spec),
+    )
+
+
+def _char_scan(characteristics: CharSource) -> pl.LazyFrame:
+    if isinstance(characteristics, pl.LazyFrame):
+        return characteristics
+    if isinstance(characteristics, pl.DataFrame):
+        return characteristics.lazy()
+    return scan_characteristics(characteristics)
+
+
+def _source_name(src, frame_name: str) -> str:
+    return str(src) if isinstance(src, str | Path) else frame_name
+
+
+def _constant_columns(panel: Panel, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``names`` whose column of ``X`` takes a single value over the panel."""
+    out = []
+    for name in names:
+        col = panel.X[:, panel.feature_names.index(name)]
+        if col.size == 0 or col.min() == col.max():
+            out.append(name)
+    return tuple(out)
+
+
+def missing_table(flags: pl.DataFrame, chars: tuple[str, ...], used: tuple[str, ...]) -> pl.DataFrame:
+    """Missing counts and shares by characteristic, overall and by decade.
+
+    ``flags``: ``permno``, ``month`` and one boolean column per characteristic (true: the raw
+    value is missing), one row per stock-month counted. Returns ``characteristic``, ``used``,
+    ``missing_rows``, ``all`` and one share column per decade present (``2000s``, ...).
+    """
+    by = (
+        flags.with_columns((pl.col("month") // 1000 * 10).alias("_decade"))
+        .group_by("_decade")
+        .agg(pl.len().alias("_rows"), *[pl.col(c).sum() for c in chars])
+        .sort("_decade")
+    )
+    rows = by["_rows"].to_numpy().astype(np.int64)  # [D]
+    counts = by.select(chars).to_numpy().astype(np.int64).T if chars else np.zeros((0, rows.size))  # [C, D]
+    total = max(int(rows.sum()), 1)
+    cols = {
+        "characteristic": list(chars),
+        "used": [c in set(used) for c in chars],
+        "missing_rows": counts.sum(axis=1).tolist(),
+        "all": (counts.sum(axis=1) / total).tolist(),
+    }
+    for d, (decade, n) in enumerate(zip(by["_decade"].to_list(), rows)):
+        cols[f"{decade}s"] = (counts[:, d] / n).tolist()
+    return pl.DataFrame(cols, schema_overrides={"missing_rows": pl.Int64})
+
+
+def return_status(returns: ReturnSource) -> pl.DataFrame:
+    """``permno``, ``month`` and ``status`` of every row of a CRSP returns file.
+
+    ``status`` is ``"ok"`` where :func:`~fapm_jax.data.crsp_returns.load_returns` reads a return,
+    else why it reads none: ``"letter_code"`` (a non-numeric token such as CRSP's ``C``),
+    ``"ret_missing"`` (empty or a missing token, :data:`~fapm_jax.data.file_checks.NULL_TOKENS`)
+    or ``"ret_code"`` (a number below −1, CRSP's numeric missing codes). A loaded frame (the
+    output form of ``load_returns``) only tells ``"ok"`` from ``"ret_missing"``. The file is
+    assumed to have passed ``load_returns`` (its keys parse and are unique).
+    """
+    if isinstance(returns, pl.DataFrame):
+        df = check_returns(returns)
+        status = pl.when(pl.col("ret").is_null()).then(pl.lit("ret_missing")).otherwise(pl.lit("ok"))
+        return df.select("permno", "month", status.alias("status"))
+    path = existing(returns)
+    lower = {c.lower(): c for c in read_header(path) if c.lower() in ("permno", "date", "ret")}
+    cols = [lower["permno"], lower["date"], lower["ret"]]
+    if kind(path) == "csv":
+        raw = pl.read_csv(path, columns=cols, infer_schema=False)
+    else:
+        raw = pl.read_parquet(path, columns=cols)
+    raw = raw.select(cols).rename({lower[k]: k for k in ("permno", "date", "ret")})
+    permno = raw["permno"]
+    if permno.dtype == pl.String:
+        permno = permno.str.strip_chars()
+    ret = raw["ret"]
+    if ret.dtype == pl.String:
+        text = ret.str.strip_chars()
+        value = text.cast(pl.Float64, strict=False)
+        absent = text.is_null() | text.is_in(list(NULL_TOKENS))
+        letter = ~absent & value.is_null()
+    else:
+        value = ret.cast(pl.Float64)
+        absent = value.is_null() | value.is_nan()
+        letter = pl.Series([False] * raw.height)
+    frame = pl.DataFrame(
+        {
+            "permno": permno.cast(pl.Int64),
+            "month": _returns_month(raw["date"]),
+            "_absent": absent.fill_null(True),
+            "_letter": letter.fill_null(False),
+            "_value": value,
+        }
+    )
+    status = (
+        pl.when(pl.col("_absent"))
+        .then(pl.lit("ret_missing"))
+        .when(pl.col("_letter"))
+        .then(pl.lit("letter_code"))
+        .when(pl.col("_value").is_nan())
+        .then(pl.lit("ret_missing"))
+        .when(pl.col("_value") < -1.0)
+        .then(pl.lit("ret_code"))
+        .otherwise(pl.lit("ok"))
+    )
+    return frame.select("permno", "month", status.alias("status"))
+
+
+def dropped_rows(char_keys: pl.DataFrame, status: pl.DataFrame) -> dict[str, int]:
+    """How many rows of the characteristics file have no return in ``t + 1``, by reason.
+
+    ``char_keys``: ``permno``, ``month`` of every characteristics row; ``status``: the
+    :func:`return_status` of the returns. A row is kept (as in ``preprocess._build``) when the
+    returns have a usable return for its stock in the month after; otherwise it counts under
+    one :data:`DROP_REASONS` key.
+    """
+    nxt = status.select(pl.col("permno"), pl.col("month").alias("_nxt"), pl.col("status"))
+    joined = char_keys.select(
+        pl.col("permno").cast(pl.Int64), next_month(pl.col("month")).cast(pl.Int32).alias("_nxt")
+    ).join(nxt, on=["permno", "_nxt"], how="left")
+    counts = dict(joined.group_by("status").len().iter_rows())
+    out = {key: int(counts.get(key, 0)) for key in DROP_REASONS}
+    out["no_crsp_row"] = int(counts.get(None, 0))
+    return out
+
+
+def _me_source(keys: pl.DataFrame, returns: ReturnSource) -> dict[str, int]:
+    """Panel rows with market equity from CRSP at ``t`` and those falling back on ``mvel1``."""
+    rets = check_returns(returns) if isinstance(returns, pl.DataFrame) else load_returns(returns)
+    me = keys.join(rets.select("permno", "month", "me"), on=["permno", "month"], how="left")["me"]
+    n_crsp = int(me.is_not_null().sum())
+    return {"crsp": n_crsp, "mvel1": keys.height - n_crsp}
+
+
+def _month_index(month: int) -> int:
+    return (month // 100) * 12 + month % 100 - 1
+
+
+def _month_from_index(i: int) -> int:
+    return (i // 12) * 100 + i % 12 + 1
+
+
+def macro_coverage(wg: pl.DataFrame, first: int, last: int) -> pl.DataFrame:
+    """How far each predictor of the Welch–Goyal frame ``wg`` (from
+    :func:`~fapm_jax.data.macro.load_welch_goyal`) reaches, for a panel of months
+    ``first``–``last``: see :class:`DataReport` ``macro``."""
+    panel_months = [_month_from_index(i) for i in range(_month_index(first), _month_index(last) + 1)]
+    rows = []
+    for name in (*MACRO_NAMES, "rf"):
+        have = wg.filter(pl.col(name).is_not_null() & pl.col(name).is_not_nan())["month"].to_numpy()
+        need = [next_month_int(m) for m in panel_months] if name == "rf" else panel_months
+        history = int((have <= first).sum())
+        rows.append(
+            {
+                "predictor": name,
+                "first": int(have.min()) if have.size else None,
+                "last": int(have.max()) if have.size else None,
+                "months": int(have.size),
+                "missing": int(np.isin(need, have, invert=True).sum()),
+                "history": None if name == "rf" else history,
+                "history_ok": None if name == "rf" else history >= MACRO_HISTORY,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "predictor": pl.String,
+            "first": pl.Int32,
+            "last": pl.Int32,
+            "months": pl.Int64,
+            "missing": pl.Int64,
+            "history": pl.Int64,
+            "history_ok": pl.Boolean,
+        },
+        orient="row",
+    )
+
+
+def next_month_int(month: int) -> int:
+    """``YYYYMM`` of the month after ``month``."""
+    return _month_from_index(_month_index(month) + 1)
+
+
+def window_checks(years: np.ndarray, spec: WindowSpec) -> tuple[WindowCheck, ...]:
+    """Each window of ``spec`` with its training, validation and test rows among rows of
+    ``years`` (``[N]``), and the years it needs without rows — the coverage check of
+    :func:`~fapm_jax.data.windows.window_masks`, window by window."""
+    ys, counts = np.unique(np.asarray(years), return_counts=True)
+    per_year = dict(zip(ys.tolist(), counts.tolist()))
+
+    def rows(lo: int, hi: int) -> int:
+        return int(sum(per_year.get(y, 0) for y in range(lo, hi + 1)))
+
+    out = []
+    for w in rolling_windows(spec):
+        missing = tuple(y for y in w.years if y not in per_year)
+        out.append(WindowCheck(w, rows(*w.train), rows(*w.valid), rows(w.test, w.test), missing))
+    return tuple(out)
