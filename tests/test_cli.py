@@ -65,10 +65,12 @@ def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
     )
     report = (tmp_path / "REPORT.md").read_text()
     assert "Table 1" in report and "Diebold–Mariano" in report and "Figure 4" in report
+    post = pl.read_csv(tmp_path / "posterior_interactions.csv")  # Bayesian FAPM's credible intervals
+    assert post.height > 0 and (post["ci_low"] <= post["ci_high"]).all()
     assert "| OLS+H | " in report and "-3.46" in report  # GKX's OLS+H beside ours
     assert "0.47" in report  # the paper's FAPM value
     t1 = pl.read_csv(tmp_path / "table1.csv")
-    want = ["OLS+H", "OLS-3+H", "PLS", "GBRT+H", "FAPM", "FAPM-MAP", "FAPM-best", "FAPM-2"]
+    want = ["OLS+H", "OLS-3+H", "PLS", "GBRT+H", "FAPM", "FAPM-MAP", "FAPM-Bayes", "FAPM-best", "FAPM-2"]
     assert t1["model"].to_list() == want  # a row per estimator, and their per-window choice
     # every model's R² in the table is recomputed from the written forecasts
     pred = pl.read_parquet(tmp_path / "predictions_all.parquet")

@@ -30,7 +30,7 @@ from ..reporting.run_sections import (
     yearly_section,
 )
 from ..studies.comparison import Comparison, make_model, run_comparison
-from ..studies.estimators import best_per_window, make_estimator, run_estimator
+from ..studies.estimators import best_per_window, make_estimator, run_estimator, run_gibbs
 from ..studies.fapm_m import FAPMmSweep, fapm_m_sweep
 from .common import available, log
 from .output import write_report
@@ -72,8 +72,17 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep) -> tuple[Compa
     comp = comp.with_forecast("FAPM", run.predictions["r_hat"].to_numpy())
     comp.seconds["FAPM"] = run.seconds["total"]
     runs = {args.estimator: run}
+    gibbs = None
     for kind in [e for e in args.estimators if e not in ("none", args.estimator)]:
         log(args, f"fapm: FAPM estimator {kind}")
+        if kind == "bayes":  # Bayesian FAPM: the posterior mean of every window's Gibbs draws
+            gibbs = run_gibbs(panel, spec)
+            if not np.array_equal(gibbs.test_rows, run.test_rows):
+                raise ConfigError("internal: the Gibbs sampler and FAPM forecast different test rows")
+            comp = comp.with_forecast("FAPM-Bayes", gibbs.r_hat)
+            comp.seconds["FAPM-Bayes"] = gibbs.seconds
+            log(args, f"  {gibbs.seconds:7.1f} s")
+            continue
         est = make_estimator(dataclasses.replace(train, estimator=kind), panel, spec, epochs=args.epochs)
         runs[kind] = run_estimator(panel, est, spec, size_group=run.size_group)
         comp = comp.with_forecast(est.name, runs[kind].predictions["r_hat"].to_numpy())
@@ -88,13 +97,13 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep) -> tuple[Compa
     if m in msweep.ms:
         comp = comp.with_forecast(f"FAPM-{m}", msweep.test_forecasts(m, panel, spec)[run.test_rows])
         comp.seconds[f"FAPM-{m}"] = msweep.seconds
-    return comp, missing
+    return comp, missing, gibbs
 
 
-def suite_report(args, run, panel, spec, train, oracle, msweep) -> tuple[list[Section], Comparison]:
+def suite_report(args, run, panel, spec, train, oracle, msweep):
     """Table 1, Figure 4 and the Diebold–Mariano tests, and the comparison they come from."""
     t0 = time.perf_counter()
-    comp, missing = comparison(args, run, panel, spec, train, msweep)
+    comp, missing, gibbs = comparison(args, run, panel, spec, train, msweep)
     log(args, f"fapm: comparison suite done in {time.perf_counter() - t0:.0f} s")
     notes = [
         suite.size_note(args.data, run.size_group),
@@ -110,7 +119,7 @@ def suite_report(args, run, panel, spec, train, oracle, msweep) -> tuple[list[Se
         notes=notes,
         missing=missing,
     )
-    return sections, comp
+    return sections, comp, gibbs
 
 
 def sic2_sweep(args, base, train, spec, ms) -> tuple[FAPMmSweep | None, str]:
@@ -168,17 +177,19 @@ def cmd_reproduce(args) -> int:
     msweep = fapm_m_sweep(base, train, spec, ms)
     log(args, f"  {msweep.seconds:.1f} s")
     sections = [setup_section(run, panel, train)]
-    comp = None
+    comp = gibbs = None
     if args.no_suite:
         sections.append(fapm_table1_section(run, oracle, suite.size_note(args.data, run.size_group)))
     else:
-        suite_secs, comp = suite_report(args, run, panel, spec, train, oracle, msweep)
+        suite_secs, comp, gibbs = suite_report(args, run, panel, spec, train, oracle, msweep)
         sections += suite_secs
     sic2, sic2_note = sic2_sweep(args, base, train, spec, ms)
     sections += fapm_m_sections(msweep, years, sic2=sic2, sic2_note=sic2_note)
     t1 = time.perf_counter()
     sections += importance_sections(run, panel, train_m, comp.importance if comp is not None else None, truth)
-    sections += interaction_sections(run, panel, truth)
+    sections += interaction_sections(
+        run, panel, truth, posterior=gibbs.interactions if gibbs is not None else None
+    )
     log(args, f"fapm: importance and interactions {time.perf_counter() - t1:.1f} s")
     t1 = time.perf_counter()
     sections += portfolio_report(args, run, panel, comp)

@@ -312,11 +312,17 @@ def _static(cfg: GibbsConfig) -> GibbsConfig:
     return dataclasses.replace(cfg, seed=0, n_chains=1)
 
 
-@functools.partial(jax.jit, static_argnames=("n_groups", "cfg", "size"))
-def _run(keys, X, y, masks, groups, *, n_groups: int, cfg: GibbsConfig, size: int) -> GibbsDraws:
+@functools.partial(jax.jit, static_argnames=("n_groups", "cfg", "size", "vmap_windows"))
+def _run(
+    keys, X, y, masks, groups, *, n_groups: int, cfg: GibbsConfig, size: int, vmap_windows: bool
+) -> GibbsDraws:
     """All windows × chains. Each window first gathers its training rows into ``size`` slots
     (:func:`~fapm_jax.core.masked.compact_rows`; empty slots stay masked), so a sweep costs
-    ``O(size)`` per coordinate instead of ``O(N)``; its chains share the gathered block."""
+    ``O(size)`` per coordinate instead of ``O(N)``; its chains share the gathered block.
+
+    ``vmap_windows``: the windows side by side (an accelerator's lanes) or one after another in
+    a ``lax.map`` (a CPU: a sweep is a few thousand coordinate steps, each a pass over the
+    window's rows; one window's vectors stay in cache, thirty side by side do not)."""
     chain = functools.partial(_chain, n_groups=n_groups, cfg=cfg)
     over_chains = jax.vmap(chain, in_axes=(0, None, None, None, None, None))
     y = jnp.asarray(y, X.dtype)
@@ -326,7 +332,9 @@ def _run(keys, X, y, masks, groups, *, n_groups: int, cfg: GibbsConfig, size: in
         Xw = X[idx]
         return over_chains(keys_w, Xw, Xw.T, y[idx], ok, groups)
 
-    return jax.vmap(window)(keys, masks)
+    if vmap_windows:
+        return jax.vmap(window)(keys, masks)
+    return jax.lax.map(lambda a: window(*a), (keys, masks))
 
 
 def sample_window(
@@ -343,7 +351,15 @@ def sample_window(
     g, n_groups = _check(X, y, np.asarray(train_mask)[None], groups)
     mask = jnp.asarray(train_mask)[None]
     out = _run(
-        jnp.reshape(key, (1, 1)), X, y, mask, g, n_groups=n_groups, cfg=_static(config), size=_size(mask)
+        jnp.reshape(key, (1, 1)),
+        X,
+        y,
+        mask,
+        g,
+        n_groups=n_groups,
+        cfg=_static(config),
+        size=_size(mask),
+        vmap_windows=True,
     )
     return jax.tree_util.tree_map(lambda a: a[0, 0], out)
 
@@ -355,10 +371,13 @@ def sample_windows(
     config: GibbsConfig = GibbsConfig(),
     *,
     groups: Int[Array, " n"] | None = None,
+    vmap_windows: bool | None = None,
 ) -> GibbsDraws:
     """``config.n_chains`` chains of every window over one shared panel in one compiled program
-    (``vmap`` over windows and chains); draws ``[W, C, K, ...]``. Chain ``c`` of window ``w`` is
-    :func:`sample_window` with :func:`chain_key` ``(config.seed, w, c)``."""
+    (``vmap`` over chains; over windows too, or a ``lax.map`` over them: ``vmap_windows``,
+    ``None`` = by backend, ``lax.map`` on a CPU); draws ``[W, C, K, ...]``. Chain ``c`` of window
+    ``w`` is :func:`sample_window` with :func:`chain_key` ``(config.seed, w, c)``; the draws do
+    not depend on ``vmap_windows`` beyond float rounding."""
     g, n_groups = _check(X, y, train_masks, groups)
     W, C = np.shape(train_masks)[0], config.n_chains
     keys = jax.vmap(lambda w: jax.vmap(lambda c: chain_key(config.seed, w, c))(jnp.arange(C)))(jnp.arange(W))
@@ -371,6 +390,7 @@ def sample_windows(
         n_groups=n_groups,
         cfg=_static(config),
         size=_size(train_masks),
+        vmap_windows=jax.default_backend() != "cpu" if vmap_windows is None else bool(vmap_windows),
     )
 
 
