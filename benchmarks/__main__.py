@@ -10,7 +10,7 @@ import polars as pl
 
 from fapm_jax.core.io import write_frame, write_text
 
-from . import gkx_scale, moments, precision, torch_peer, vmap_vs_loop
+from . import gibbs_peer, gkx_scale, moments, precision, torch_peer, vmap_vs_loop
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument(
         "--only",
-        choices=("vmap", "moments", "gkx", "torch", "precision"),
+        choices=("vmap", "moments", "gkx", "torch", "precision", "peers"),
         default=None,
         help="run one benchmark (default: all)",
     )
@@ -61,9 +61,17 @@ def main() -> None:
             lambda: precision.run(a.stocks, a.chars, a.rank, a.epochs, a.windows),
             precision.describe,
         ),
+        "peers": (  # myFM on the same windows, rank and sweeps: a loop, as a user runs it
+            "gibbs_peer",
+            lambda: [gibbs_peer.run(a.stocks, a.chars, a.windows, a.rank, myfm_windows=None)],
+            gibbs_peer.describe,
+        ),
     }
     for name, (stem, run, describe) in runs.items():
         if a.only not in (None, name):
+            continue
+        if name == "peers" and importlib.util.find_spec("myfm") is None:
+            print('peers: myfm not installed (pip install "fapm-jax[dev]"); the myFM comparison is left out')
             continue
         if name == "torch" and importlib.util.find_spec("torch") is None:
             print('torch: not installed (pip install "fapm-jax[torch]"); the PyTorch comparison is left out')
