@@ -7,7 +7,16 @@ the 94 characteristics with ≈18% missing values written as empty fields, ``sic
 with letter codes in ``RET``), then times :func:`fapm_jax.data.preprocess.build_gkx_panel` twice:
 
 * cold: load, rank, align and build the panel, then write the parquet cache;
-* cached: the same call again, which reads the cache.
+* cached: the same call again, which reads the cache;
+
+and ``fapm data check`` on the same files (``fapm_jax.cli.parser.main(["data", "check", ...])``,
+its own ``--cache`` folder):
+
+* cold: an empty cache folder: load, rank, build and cache the panel, then the report;
+* cached: a second run, whose panel comes from the cache;
+* ``check_files`` alone: the panel loaded from that cache first (untimed), then only
+  :func:`fapm_jax.data.check.check_files` with ``panel=`` (what ``fapm run`` would add to print
+  the report's summary paragraph).
 
 Each measurement runs in a fresh child process that reports its own peak resident set
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, stdlib), so the numbers include everything
@@ -148,21 +157,103 @@ def _child(chars: str, rets: str, cache_dir: str, sic2_dummies: str = "0") -> No
     )
 
 
-def measure(chars: Path, rets: Path, cache_dir: Path, sic2_dummies: bool = False) -> dict:
+def _check_argv(chars: str, rets: str, cache_dir: str, sic2_dummies: str, out: str) -> list[str]:
+    argv = ["data", "check", "--chars", chars, "--returns", rets, "--cache", cache_dir, "--out", out]
+    return [*argv, "--sic2"] if sic2_dummies == "1" else argv
+
+
+def _check_child(chars: str, rets: str, cache_dir: str, sic2_dummies: str, out: str) -> None:
+    """Run in a fresh process: ``fapm data check`` on the files; timings and peak RSS as JSON."""
+    t_import = time.perf_counter()
+    from fapm_jax.cli.parser import main
+
+    rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    code = main(_check_argv(chars, rets, cache_dir, sic2_dummies, out))
+    seconds = time.perf_counter() - t0
+    if code != 0:
+        raise SystemExit(f"fapm data check exited with {code}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "import_s": t0 - t_import,
+                "peak_rss_mib": peak / 1024,
+                "import_rss_mib": rss_import / 1024,
+            }
+        )
+    )
+
+
+def _check_files_child(chars: str, rets: str, cache_dir: str, sic2_dummies: str, out: str) -> None:
+    """Run in a fresh process: load the panel as ``fapm data check`` does (from the cache), then
+    time :func:`~fapm_jax.data.check.check_files` alone on it."""
+    t_import = time.perf_counter()
+    from fapm_jax.cli.parser import build_parser
+    from fapm_jax.cli.run import load_data
+    from fapm_jax.data.check import check_files
+    from fapm_jax.data.windows import WindowSpec
+
+    rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    args = build_parser().parse_args(_check_argv(chars, rets, cache_dir, sic2_dummies, out))
+    spec = WindowSpec(
+        first_year=args.first_year,
+        valid_years=args.valid_years,
+        first_test_year=args.first_test_year,
+        n_windows=args.windows,
+    )
+    t0 = time.perf_counter()
+    panel, _ = load_data(args)
+    t1 = time.perf_counter()
+    rss_panel = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = check_files(
+        args.chars,
+        args.returns,
+        args.macro,
+        panel=panel,
+        spec=spec,
+        macro_transform=args.macro_transform,
+    )
+    seconds = time.perf_counter() - t1
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "load_s": t1 - t0,
+                "import_s": t0 - t_import,
+                "peak_rss_mib": peak / 1024,
+                "panel_rss_mib": rss_panel / 1024,
+                "import_rss_mib": rss_import / 1024,
+                "stock_months": report.n_stock_months,
+            }
+        )
+    )
+
+
+def measure(
+    chars: Path, rets: Path, cache_dir: Path, sic2_dummies: bool = False, mode: str = "--child", *extra
+):
+    """Run one child (``mode``: ``--child``, ``--check-child``, ``--check-files-child``) and return
+    its JSON line, with ``stderr`` (its log) added."""
     cmd = [
         sys.executable,
         "-m",
         "benchmarks.load_scale",
-        "--child",
+        mode,
         str(chars),
         str(rets),
         str(cache_dir),
         "1" if sic2_dummies else "0",
+        *map(str, extra),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     if done.returncode != 0:
         raise SystemExit(f"child failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["stderr"] = done.stderr
+    return result
 
 
 def main(argv=None) -> None:
@@ -173,9 +264,16 @@ def main(argv=None) -> None:
     p.add_argument("--sic2-dummies", action="store_true", help="also build the sic2_XX one-hot columns")
     p.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child", nargs=4, metavar=("CHARS", "RETURNS", "CACHE", "SIC"), help=argparse.SUPPRESS)
+    five = ("CHARS", "RETURNS", "CACHE", "SIC", "OUT")
+    p.add_argument("--check-child", nargs=5, metavar=five, help=argparse.SUPPRESS)
+    p.add_argument("--check-files-child", nargs=5, metavar=five, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         return _child(*a.child)
+    if a.check_child:
+        return _check_child(*a.check_child)
+    if a.check_files_child:
+        return _check_files_child(*a.check_files_child)
     out = Path(a.out)
     if Path(__file__).resolve().parents[1] in out.resolve().parents:
         raise SystemExit(f"--out {out}: keep the generated data outside the repository")
@@ -206,9 +304,28 @@ def main(argv=None) -> None:
     rows = []
     for label in ("cold (build + write cache)", "cached (read cache)"):
         r = measure(chars, rets, cache, a.sic2_dummies)
+        del r["stderr"]
         r["run"] = label
         rows.append(r)
         print(f"{label}: {r['seconds']:.1f} s, peak RSS {r['peak_rss_mib'] / 1024:.2f} GiB", flush=True)
+    check_cache, report_dir = out / "check_cache", out / "data_check"
+    shutil.rmtree(check_cache, ignore_errors=True)
+    checks = []
+    for label, mode in (
+        ("fapm data check, cold (empty cache)", "--check-child"),
+        ("fapm data check, cached", "--check-child"),
+        ("check_files alone (panel from the cache)", "--check-files-child"),
+    ):
+        r = measure(chars, rets, check_cache, a.sic2_dummies, mode, report_dir)
+        log = r.pop("stderr")
+        r["run"] = label
+        if mode == "--check-child":
+            r["summary"] = next(
+                (ln.removeprefix("fapm: ") for ln in log.splitlines() if " stock-months of " in ln), None
+            )
+        checks.append(r)
+        print(f"{label}: {r['seconds']:.1f} s, peak RSS {r['peak_rss_mib'] / 1024:.2f} GiB", flush=True)
+    summary = checks[-2]["summary"]
     size = chars.stat().st_size
     cache_size = sum(f.stat().st_size for f in cache.glob("*.parquet"))
     lines = [
@@ -221,13 +338,30 @@ def main(argv=None) -> None:
     lines += [
         f"| {r['run']} | {r['seconds']:.1f} | {r['peak_rss_mib'] / 1024:.2f} | "
         f"{r['import_rss_mib'] / 1024:.2f} |"
-        for r in rows
+        for r in [*rows, *checks]
+    ]
+    alone = checks[-1]
+    lines += [
+        "",
+        f"check_files alone: {alone['seconds']:.1f} s after loading the panel from the cache in "
+        f"{alone['load_s']:.1f} s ({100 * alone['seconds'] / alone['load_s']:.0f}% of the cached load)",
+        "",
+        f"Summary paragraph: {summary}",
     ]
     text = "\n".join(lines) + "\n"
     tag = "_sic2" if a.sic2_dummies else ""
     (out / f"load_scale{tag}.md").write_text(text)
     (out / f"load_scale{tag}.json").write_text(
-        json.dumps({"csv_bytes": size, "cache_bytes": cache_size, "runs": rows}, indent=1)
+        json.dumps(
+            {
+                "csv_bytes": size,
+                "cache_bytes": cache_size,
+                "runs": rows,
+                "data_check": checks,
+                "summary": summary,
+            },
+            indent=1,
+        )
     )
     print(text)
 

@@ -34,10 +34,11 @@ from ..studies.estimators import best_per_window, make_estimator, run_estimator,
 from ..studies.fapm_m import FAPMmSweep, fapm_m_sweep
 from .common import available, log
 from .output import write_report
+from .progress import Stages
 from .run import execute
 
 
-def comparison(args, run, panel, spec, train, msweep: FAPMmSweep) -> tuple[Comparison, list[str]]:
+def comparison(args, run, panel, spec, train, msweep: FAPMmSweep, stages: Stages | None = None):
     """The GKX comparison suite on FAPM's windows, with the test forecasts of FAPM (the run's
     estimator), of the estimators of ``--estimators``, of their per-window choice (FAPM-best)
     and of FAPM-m added; and the models left out (library not installed)."""
@@ -48,7 +49,8 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep) -> tuple[Compa
     models = [make_model(nm, panel.feature_names, profile=args.profile, ols3=ols3) for nm in names]
 
     def progress(name, sec, reused):
-        log(args, f"  {name:<8} {sec:7.1f} s{'  (saved forecasts reused)' if reused else ''}")
+        label = f"{name} {sec:.1f} s{' (saved forecasts reused)' if reused else ''}"
+        stages.done(label) if stages is not None else log(args, "  " + label)
 
     log(
         args,
@@ -81,13 +83,15 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep) -> tuple[Compa
                 raise ConfigError("internal: the Gibbs sampler and FAPM forecast different test rows")
             comp = comp.with_forecast("FAPM-Bayes", gibbs.r_hat)
             comp.seconds["FAPM-Bayes"] = gibbs.seconds
-            log(args, f"  {gibbs.seconds:7.1f} s")
+            if stages is not None:
+                stages.done(f"FAPM-Bayes {gibbs.seconds:.1f} s")
             continue
         est = make_estimator(dataclasses.replace(train, estimator=kind), panel, spec, epochs=args.epochs)
         runs[kind] = run_estimator(panel, est, spec, size_group=run.size_group)
         comp = comp.with_forecast(est.name, runs[kind].predictions["r_hat"].to_numpy())
         comp.seconds[est.name] = runs[kind].seconds["total"]
-        log(args, f"  {runs[kind].seconds['total']:7.1f} s  R²_oos {100 * runs[kind].r2_value():.3f}%")
+        label = f"{est.name} {runs[kind].seconds['total']:.1f} s, R²_oos {100 * runs[kind].r2_value():.3f}%"
+        stages.done(label) if stages is not None else log(args, "  " + label)
     select = [r for k, r in runs.items() if k != "ensemble"]
     if len(select) > 1:  # the per-window choice among the estimators, on validation R²
         r_hat, _ = best_per_window(select, panel)
@@ -100,10 +104,10 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep) -> tuple[Compa
     return comp, missing, gibbs
 
 
-def suite_report(args, run, panel, spec, train, oracle, msweep):
+def suite_report(args, run, panel, spec, train, oracle, msweep, stages: Stages | None = None):
     """Table 1, Figure 4 and the Diebold–Mariano tests, and the comparison they come from."""
     t0 = time.perf_counter()
-    comp, missing, gibbs = comparison(args, run, panel, spec, train, msweep)
+    comp, missing, gibbs = comparison(args, run, panel, spec, train, msweep, stages)
     log(args, f"fapm: comparison suite done in {time.perf_counter() - t0:.0f} s")
     notes = [
         suite.size_note(args.data, run.size_group),
@@ -173,27 +177,33 @@ def cmd_reproduce(args) -> int:
     # FAPM-m on the factors without SIC2 dummies (moment trainer: seconds), before Table 1 uses it
     base = panel.select_features([f for f in panel.feature_names if not f.startswith("sic2_")])
     ms = default_ms(base.n_features, args.fapm_m_max)
-    log(args, f"fapm: FAPM-m sweep, m = 1..{ms[-2] if len(ms) > 1 else '-'} and all factors")
+    extra = [e for e in args.estimators if e not in ("none", args.estimator)]
+    n_suite = 0 if args.no_suite else len(args.models) + len(extra)
+    stages = Stages(args, 2 + n_suite + 3, "reproduce")
+    stages.done(f"FAPM {run.seconds['total']:.1f} s")
+    stages.note(f"fapm: FAPM-m sweep, m = 1..{ms[-2] if len(ms) > 1 else '-'} and all factors")
     msweep = fapm_m_sweep(base, train, spec, ms)
-    log(args, f"  {msweep.seconds:.1f} s")
+    stages.done(f"FAPM-m sweep {msweep.seconds:.1f} s")
     sections = [setup_section(run, panel, train)]
     comp = gibbs = None
     if args.no_suite:
         sections.append(fapm_table1_section(run, oracle, suite.size_note(args.data, run.size_group)))
     else:
-        suite_secs, comp, gibbs = suite_report(args, run, panel, spec, train, oracle, msweep)
+        suite_secs, comp, gibbs = suite_report(args, run, panel, spec, train, oracle, msweep, stages)
         sections += suite_secs
     sic2, sic2_note = sic2_sweep(args, base, train, spec, ms)
+    stages.done("FAPM-m with SIC2 dummies" if sic2 is not None else "FAPM-m with SIC2 dummies: not run")
     sections += fapm_m_sections(msweep, years, sic2=sic2, sic2_note=sic2_note)
     t1 = time.perf_counter()
     sections += importance_sections(run, panel, train_m, comp.importance if comp is not None else None, truth)
     sections += interaction_sections(
         run, panel, truth, posterior=gibbs.interactions if gibbs is not None else None
     )
-    log(args, f"fapm: importance and interactions {time.perf_counter() - t1:.1f} s")
+    stages.done(f"importance and interactions {time.perf_counter() - t1:.1f} s")
     t1 = time.perf_counter()
     sections += portfolio_report(args, run, panel, comp)
-    log(args, f"fapm: portfolios (Tables 7-9) {time.perf_counter() - t1:.1f} s")
+    stages.done(f"portfolios (Tables 7-9) {time.perf_counter() - t1:.1f} s")
+    stages.close()
     sections += [yearly_section(run, panel.name), training_per_window_section(run)]
     write_report(out / "REPORT.md", f"FAPM reproduction — {panel.name} data", sections)
     log(args, f"fapm: R²_oos {100 * run.r2_value('all'):.3f}%; wrote {out}/REPORT.md")

@@ -12,6 +12,7 @@ from ..reporting.simulation_sections import table_a1_section
 from ..studies.simulation_study import compare_table, run_study, sim_models, table_a1
 from .common import available, log, output_dir
 from .output import write_report
+from .progress import Stages
 
 
 def designs(args) -> list[tuple[str, int]]:
@@ -35,14 +36,16 @@ def cmd_simulate(args) -> int:
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}
 
-    def progress(name, design, sec, reused):
-        seconds[name] = seconds.get(name, 0.0) + sec
-        log(args, f"  {design:<7} {name:<8} {sec:7.1f} s{'  (saved results reused)' if reused else ''}")
-
     log(
         args,
         f"fapm: GKX simulation study, {args.reps} repetitions x {len(chosen)} designs, {len(models)} models",
     )
+    stages = Stages(args, len(chosen) * len(models), "simulate: cells")
+
+    def progress(name, design, sec, reused):
+        seconds[name] = seconds.get(name, 0.0) + sec
+        stages.done(f"{design} {name} {sec:.1f} s{' (saved results reused)' if reused else ''}")
+
     res = run_study(
         models,
         args.reps,
@@ -52,6 +55,7 @@ def cmd_simulate(args) -> int:
         checkpoint_dir=out / ".study",
         progress=progress,
     )
+    stages.close()
     total = time.perf_counter() - t0
     write_frame(out / "results.csv", res)
     ours = table_a1(res)
