@@ -204,7 +204,7 @@ def _sweep(state: GibbsState, key, X, XT, y, m, groups, onehot, cfg: GibbsConfig
     )
     gam = jax.random.gamma(kg, shapes, dtype=dt)
     gh, ga = gam[:-1].reshape(G, k + 2), gam[-1]
-    col = lambda i: jnp.where(m, XT[i], 0.0)
+    col = lambda i: XT[i]  # the rows outside the mask are zero in XT (see _run)
     e = _residuals(p, X, y, m)
     alpha = state.alpha
     if cfg.fixed_alpha is None:  # Eq. 34
@@ -329,7 +329,7 @@ def _run(
 
     def window(keys_w, m):
         idx, ok = compact_rows(m, size)
-        Xw = X[idx]
+        Xw = jnp.where(ok[:, None], X[idx], 0.0)  # empty slots are zero once, not per coordinate
         return over_chains(keys_w, Xw, Xw.T, y[idx], ok, groups)
 
     if vmap_windows:
