@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from fapm_jax.cli.progress import Stages
 from fapm_jax.core.io import write_frame, write_text
 
 from . import gibbs_peer, gkx_scale, moments, precision, torch_peer, vmap_vs_loop
@@ -36,6 +37,7 @@ def main() -> None:
     )
     p.add_argument("--gkx-ranks", default="8,32", help="ranks of the GKX-scale runs")
     p.add_argument("--gkx-full", action="store_true", help="also run (not only extrapolate) the 100 epochs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or lines (results still printed)")
     p.add_argument("--moment-stocks", type=int, default=200, help="stocks of the moment-trainer benchmark")
     a = p.parse_args()
     out = Path(a.out)
@@ -67,21 +69,31 @@ def main() -> None:
             gibbs_peer.describe,
         ),
     }
+    chosen = [n for n in runs if a.only in (None, n)]
+    stages = Stages(a, len(chosen), "benchmarks")
     for name, (stem, run, describe) in runs.items():
-        if a.only not in (None, name):
+        if name not in chosen:
             continue
         if name == "peers" and importlib.util.find_spec("myfm") is None:
-            print('peers: myfm not installed (pip install "fapm-jax[dev]"); the myFM comparison is left out')
+            stages.note(
+                'peers: myfm not installed (pip install "fapm-jax[dev]"); the myFM comparison is left out'
+            )
+            stages.done(name)
             continue
         if name == "torch" and importlib.util.find_spec("torch") is None:
-            print('torch: not installed (pip install "fapm-jax[torch]"); the PyTorch comparison is left out')
+            stages.note(
+                'torch: not installed (pip install "fapm-jax[torch]"); the PyTorch comparison is left out'
+            )
+            stages.done(name)
             continue
         rows = run()
         stem = stem or f"gkx_scale_{rows[0]['platform']}"
         write_frame(out / f"{stem}.csv", pl.DataFrame(rows))
         text = describe(rows)
         write_text(out / f"{stem}.md", text)
-        print(text)
+        print(text) if a.quiet else stages.note(text)  # the results always; above the bar when there is one
+        stages.done(name)
+    stages.close()
 
 
 if __name__ == "__main__":
