@@ -4,7 +4,6 @@ starts from the same :func:`execute`."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from ..studies.estimators import make_estimator, run_estimator
 from ..studies.rolling import RollingRun, params_arrays, training_table
 from .common import log, output_dir
 from .output import write_report
+from .progress import Stages
 
 
 def _load_gkx(args) -> Panel:
@@ -87,23 +87,25 @@ def configs(args) -> tuple[TrainConfig, WindowSpec]:
     return train, spec
 
 
-def _progress(args, t0: float):
+def _progress(args, total: int) -> tuple[Stages, object]:
+    """A progress bar over the epochs (plain lines in a log) and the trainer's callback."""
+    stages = Stages(args, total, "fapm run: epochs")
+    last = [0]
+
     def report(done, total, state):
         best = np.asarray(state.best_valid_r2)
-        log(
-            args,
-            f"  epoch {done:>4}/{total}  {time.perf_counter() - t0:6.1f} s  "
-            f"mean best validation R² {100 * np.nanmean(best):.3f}%",
+        stages.done(
+            f"epoch {done}/{total}, mean best validation R² {100 * np.nanmean(best):.3f}%", n=done - last[0]
         )
+        last[0] = done
 
-    return report
+    return stages, report
 
 
 def execute(args) -> tuple[RollingRun, Panel, SimTruth | None, TrainConfig, WindowSpec]:
     """Load data, train all windows, write the run's files; return ``(run, panel, truth, train,
     spec)``."""
     out = output_dir(args)
-    t0 = time.perf_counter()
     panel, truth = load_data(args)
     train, spec = configs(args)
     est = make_estimator(train, panel, spec, epochs=args.epochs, select=getattr(args, "select", "window"))
@@ -117,15 +119,17 @@ def execute(args) -> tuple[RollingRun, Panel, SimTruth | None, TrainConfig, Wind
     size_group = args.size_group
     if size_group is None and args.data == "french":
         size_group = FRENCH_SIZE_GROUP  # top/bottom = exactly the S5 / S1 portfolios
+    stages, report = _progress(args, cfg.epochs)
     run = run_estimator(
         panel,
         est,
         spec,
         size_group=size_group,
-        progress=None if args.quiet else _progress(args, t0),
+        progress=report,
         epochs_per_call=max(1, cfg.epochs // 10),
         checkpoint=out / ".checkpoint.npz",  # an interrupted run resumes where it stopped
     )
+    stages.close()
     write_frame(out / "predictions.parquet", run.predictions.select("permno", "month", "r", "r_hat"))
     write_frame(out / "r2_oos.csv", run.r2)
     write_frame(out / "training.csv", training_table(run))
