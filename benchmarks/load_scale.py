@@ -15,8 +15,9 @@ its own ``--cache`` folder):
 * cold: an empty cache folder: load, rank, build and cache the panel, then the report;
 * cached: a second run, whose panel comes from the cache;
 * ``check_files`` alone: the panel loaded from that cache first (untimed), then only
-  :func:`fapm_jax.data.check.check_files` with ``panel=`` (what ``fapm run`` would add to print
-  the report's summary paragraph).
+  :func:`fapm_jax.data.check.check_files` with ``panel=`` and the same cache folder, whose
+  stored file statistics it reads (what ``fapm run`` would add to print the report's summary
+  paragraph).
 
 Each measurement runs in a fresh child process that reports its own peak resident set
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, stdlib), so the numbers include everything
@@ -207,13 +208,17 @@ def _check_files_child(chars: str, rets: str, cache_dir: str, sic2_dummies: str,
     panel, _ = load_data(args)
     t1 = time.perf_counter()
     rss_panel = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report = check_files(
+    report = check_files(  # as cli.data_check calls it: the stored statistics of that cache
         args.chars,
         args.returns,
         args.macro,
         panel=panel,
         spec=spec,
         macro_transform=args.macro_transform,
+        sic2_dummies=args.sic2,
+        use_chars=args.use_chars or "all",
+        drop_chars=args.drop_chars,
+        cache_dir=args.cache,
     )
     seconds = time.perf_counter() - t1
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -5,20 +5,30 @@ message, exit code 2 and no output folder."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import polars as pl
 import pytest
 
+import fapm_jax.data.check as check_mod
 from fapm_jax.cli.parser import main
-from fapm_jax.data.check import check_files, return_status
+from fapm_jax.data.check import check_files, file_statistics, return_status
 from fapm_jax.data.gkx_files import GKX_CHARS
 from fapm_jax.data.macro import welch_goyal_path
+from fapm_jax.data.preprocess import (
+    gkx_panel_and_stats,
+    panel_cache_file,
+    read_file_stats,
+    write_panel_cache,
+)
 from fapm_jax.data.windows import WindowSpec
 
 N_STOCKS, FIRST_YEAR, LAST_YEAR = 12, 2000, 2012
 PERMNOS = list(range(10001, 10001 + N_STOCKS))
 MONTHS = [y * 100 + m for y in range(FIRST_YEAR, LAST_YEAR + 1) for m in range(1, 13)]
 USE = "mvel1,bm,mom12m,mom1m,mom6m"
+SPEC = WindowSpec(first_year=2000, valid_years=3, first_test_year=2010, n_windows=2)
 WINDOWS = ["--first-year", "2000", "--valid-years", "3", "--first-test-year", "2010", "--windows", "2"]
 
 # What the files below hold, by hand (t = the characteristics row's month):
@@ -154,14 +164,57 @@ def test_fapm_data_check_writes_the_report(files, tmp_path):
     assert csv["characteristic"].to_list() == [c for c in GKX_CHARS if c in USE.split(",")]  # GKX order
 
 
-def test_cache_gives_the_same_report(files, tmp_path):
+def test_cache_gives_the_same_report(files, tmp_path, monkeypatch):
     chars, rets = files
     base = ["data", "check", "--chars", str(chars), "--returns", str(rets), "--use-chars", USE, "--quiet"]
     cache = ["--cache", str(tmp_path / "cache"), *WINDOWS]
+    assert main([*base, "--cache", "none", *WINDOWS, "--out", str(tmp_path / "direct")]) == 0
+    # with a cache the raw files are not re-read: the statistics come from the build, stored
+    # beside the panel, and are read back on the second run
+    monkeypatch.setattr(check_mod, "file_statistics", _no_rescan)
     assert main([*base, *cache, "--out", str(tmp_path / "a")]) == 0
-    assert list((tmp_path / "cache").iterdir())
+    (cached,) = (tmp_path / "cache").iterdir()
+    assert read_file_stats(cached) is not None  # in the panel file's metadata
     assert main([*base, *cache, "--out", str(tmp_path / "b")]) == 0  # read back from the cache
-    assert (tmp_path / "a" / "data_check.md").read_text() == (tmp_path / "b" / "data_check.md").read_text()
+    text = (tmp_path / "a" / "data_check.md").read_text()
+    assert text == (tmp_path / "b" / "data_check.md").read_text()
+    assert text == (tmp_path / "direct" / "data_check.md").read_text()
+    for name in ("a", "b"):
+        assert (tmp_path / name / "missing_by_characteristic.csv").read_text() == (
+            tmp_path / "direct" / "missing_by_characteristic.csv"
+        ).read_text()
+
+
+def _no_rescan(*args, **kwargs):
+    raise AssertionError("the raw files were re-read although the cache has their statistics")
+
+
+def test_stored_statistics_equal_the_files_and_are_keyed(files, tmp_path):
+    chars, rets = files
+    use = USE.split(",")
+    cache_dir = tmp_path / "cache"
+    panel, built = gkx_panel_and_stats(chars, rets, use_chars=use, cache_dir=cache_dir)
+    assert built == file_statistics(chars, rets, panel)  # computed in the build = read from the files
+    assert built.file_rows == FILE_ROWS and built.dropped == DROPPED and built.panel_rows == PANEL_ROWS
+    assert built.me_source == {"crsp": PANEL_ROWS - 2, "mvel1": 2}
+    cache_file = panel_cache_file(chars, rets, use_chars=use, cache_dir=cache_dir)
+    assert cache_file.is_file() and read_file_stats(cache_file) == built
+    _, cached = gkx_panel_and_stats(chars, rets, use_chars=use, cache_dir=cache_dir)
+    assert cached == built
+    # other inputs or options have another key (another file)
+    assert panel_cache_file(chars, rets, use_chars=use[:-1], cache_dir=cache_dir) != cache_file
+    # a panel cached without statistics, or with a stale one (for a panel of other rows): the
+    # check reads the files instead
+    panel_only = tmp_path / "panel_only.parquet"
+    write_panel_cache(panel_only, panel)
+    assert read_file_stats(panel_only) is None
+    write_panel_cache(cache_file, panel, dataclasses.replace(built, decade_rows=(1, 2)))
+    rep = check_files(chars, rets, use_chars=use, cache_dir=cache_dir, spec=SPEC)
+    assert rep.n_stock_months == PANEL_ROWS and rep.file_rows == FILE_ROWS
+    assert rep.dropped == DROPPED and rep.me_source == built.me_source
+    # without a build: the panel passed in, nothing cached
+    rep2 = check_files(chars, rets, panel=panel, spec=SPEC)
+    assert rep2.missing.equals(rep.missing) and rep2.dropped == rep.dropped
 
 
 def test_macro_history_is_reported_and_enforced(files, tmp_path, capsys):
@@ -243,3 +296,29 @@ def test_chars_and_returns_are_required(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--chars" in err
+
+
+def test_fapm_run_prints_the_data_check_paragraph_before_training(files, tmp_path, capsys):
+    """``fapm run --data gkx`` logs the same one-paragraph summary as ``fapm data check``, before
+    its first training line (from the statistics stored with the cached panel)."""
+    chars, rets = files
+    common = [
+        "--chars",
+        str(chars),
+        "--returns",
+        str(rets),
+        "--use-chars",
+        USE,
+        "--cache",
+        str(tmp_path / "c"),
+    ]
+    common += WINDOWS  # not --quiet: the paragraph is a progress line
+    assert main(["data", "check", *common, "--out", str(tmp_path / "check")]) == 0
+    para = next(x for x in capsys.readouterr().err.splitlines() if "stock-months of" in x)
+    assert "1,856 stock-months of 12 stocks" in para
+    run = ["run", "--data", "gkx", *common, "--epochs", "2", "--rank", "2", "--out", str(tmp_path / "run")]
+    assert main(run) == 0
+    err = capsys.readouterr().err.splitlines()
+    at = next(i for i, x in enumerate(err) if "stock-months of" in x)
+    assert err[at] == para
+    assert at < next(i for i, x in enumerate(err) if "epoch" in x)

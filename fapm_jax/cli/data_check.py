@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import time
 
-from ..core.errors import DataError, FAPMError
-from ..data.check import check_files
 from ..data.windows import WindowSpec, rolling_windows, window_masks
 from ..reporting.data_sections import FIGURE, MISSING_TABLE, data_check_section
 from .common import log, output_dir
 from .output import write_report
-from .run import load_data
+from .run import data_report, load_data
 
 REPORT = "data_check.md"
 
@@ -33,14 +31,7 @@ def cmd_data_check(args) -> int:
         n_windows=args.windows,
     )
     window_masks(panel.year, rolling_windows(spec))  # run_rolling's check: the same WindowError
-    try:
-        report = check_files(
-            args.chars, args.returns, args.macro, panel=panel, spec=spec, macro_transform=args.macro_transform
-        )
-    except FAPMError:
-        raise
-    except ValueError as e:  # a library's parsing error: still one line
-        raise DataError(str(e).splitlines()[0]) from None
+    report = data_report(args, panel, spec)  # the options and cache of fapm run's load
     del panel
     write_report(out / REPORT, "fapm data check", [data_check_section(report)])
     log(args, "fapm: " + report.summary_paragraph())

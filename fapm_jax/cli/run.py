@@ -11,6 +11,7 @@ import numpy as np
 from ..core.config import TrainConfig
 from ..core.errors import ConfigError, DataError, FAPMError
 from ..core.io import write_arrays, write_frame
+from ..data.check import DataReport, check_files
 from ..data.embedded import SimConfig, SimTruth, simulate_panel
 from ..data.french import FRENCH_SIZE_GROUP, french_panel
 from ..data.panel import Panel
@@ -24,6 +25,34 @@ from .output import write_report
 from .progress import Stages
 
 
+def _cache(args) -> str | None:
+    """The panel cache folder of ``--cache`` (``None``: disabled)."""
+    cache = args.cache if args.cache is not None else str(Path.home() / ".cache" / "fapm-jax")
+    return None if cache == "none" else cache
+
+
+def data_report(args, panel: Panel, spec: WindowSpec) -> DataReport:
+    """The report of ``fapm data check`` for the files of the command line and the ``panel``
+    loaded from them (the file statistics stored with its cached panel, when there is one)."""
+    try:
+        return check_files(
+            args.chars,
+            args.returns,
+            args.macro,
+            panel=panel,
+            spec=spec,
+            macro_transform=args.macro_transform,
+            sic2_dummies=args.sic2,
+            use_chars=args.use_chars or "all",
+            drop_chars=args.drop_chars,
+            cache_dir=_cache(args),
+        )
+    except FAPMError:
+        raise
+    except ValueError as e:  # a library's parsing error: still one line
+        raise DataError(str(e).splitlines()[0]) from None
+
+
 def _load_gkx(args) -> Panel:
     missing = [opt for opt, v in (("--chars", args.chars), ("--returns", args.returns)) if not v]
     if missing:
@@ -31,7 +60,6 @@ def _load_gkx(args) -> Panel:
     for opt, path in (("--chars", args.chars), ("--returns", args.returns), ("--macro", args.macro)):
         if path and not Path(path).is_file():
             raise ConfigError(f"{opt} {path}: no such file")
-    cache = args.cache if args.cache is not None else str(Path.home() / ".cache" / "fapm-jax")
     return build_gkx_panel(
         args.chars,
         args.returns,
@@ -40,7 +68,7 @@ def _load_gkx(args) -> Panel:
         use_chars=args.use_chars or "all",
         drop_chars=args.drop_chars,
         macro_transform=args.macro_transform,
-        cache_dir=None if cache == "none" else cache,
+        cache_dir=_cache(args),
     )
 
 
@@ -108,6 +136,11 @@ def execute(args) -> tuple[RollingRun, Panel, SimTruth | None, TrainConfig, Wind
     out = output_dir(args)
     panel, truth = load_data(args)
     train, spec = configs(args)
+    if args.data == "gkx":  # the paragraph of fapm data check (seconds with the panel cache)
+        if _cache(args) is not None:
+            log(args, "fapm: " + data_report(args, panel, spec).summary_paragraph())
+        else:
+            log(args, "fapm: no panel cache (--cache none); fapm data check writes the data report")
     est = make_estimator(train, panel, spec, epochs=args.epochs, select=getattr(args, "select", "window"))
     cfg = est.config
     log(

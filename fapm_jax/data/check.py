@@ -7,6 +7,12 @@ which rows of the characteristics file were dropped and why, where market equity
 and how far each Welch–Goyal predictor reaches. The numbers come back as a :class:`DataReport`;
 its text is :mod:`fapm_jax.reporting.data_sections`. Nothing here changes how a panel is built:
 the drops are counted by re-doing the joins of ``preprocess._build`` on the keys only.
+
+Those raw-file numbers are a :class:`FileStats`. With a cache folder they are counted once, while
+the panel is built (:func:`~fapm_jax.data.preprocess.gkx_panel_and_stats`, from the frames in
+memory), and stored with the cached panel (its parquet metadata, under its key); a cached check reads
+them and no raw file. Without a cache, or for a cached panel without them, they are read from
+the files (:func:`file_statistics`).
 """
 
 from __future__ import annotations
@@ -23,7 +29,15 @@ from .file_checks import NULL_TOKENS, existing, kind, read_header
 from .gkx_files import GKX_CHARS, scan_characteristics
 from .macro import MACRO_HISTORY, MACRO_NAMES, load_welch_goyal
 from .panel import Panel
-from .preprocess import CharSource, MacroSource, ReturnSource, build_gkx_panel, next_month
+from .preprocess import (
+    CharSource,
+    MacroSource,
+    ReturnSource,
+    gkx_panel_and_stats,
+    next_month,
+    panel_cache_file,
+    read_file_stats,
+)
 from .windows import Window, WindowSpec, rolling_windows
 
 #: Why a row of the characteristics file (month ``t``) is not in the panel, in report order.
@@ -49,6 +63,60 @@ class WindowCheck:
     def fillable(self) -> bool:
         """Every year of the window has rows (the check ``fapm run`` makes before training)."""
         return not self.missing_years
+
+
+@dataclasses.dataclass(frozen=True)
+class FileStats:
+    """What the report needs from the raw files beyond the panel, as counts (a few kB).
+
+    Computed by :func:`~fapm_jax.data.preprocess.gkx_panel_and_stats` while it builds the
+    panel (the raw frames are in memory then) or by :func:`file_statistics` from the files, and
+    stored with the cached panel, so that a cached ``fapm data check`` reads no raw file.
+
+    Attributes:
+        file_chars: GKX characteristics of the characteristics file, GKX order.
+        file_rows: rows of the characteristics file.
+        decades: decades of the panel's months (``1990`` …), ascending;
+            ``decade_rows``: panel rows of each.
+        missing: per file characteristic, panel rows of each decade whose raw value is missing.
+        dropped: rows of the file not in the panel, by :data:`DROP_REASONS` key.
+        me_source: panel rows with market equity from CRSP at ``t`` (``crsp``) or ``mvel1``.
+    """
+
+    file_chars: tuple[str, ...]
+    file_rows: int
+    decades: tuple[int, ...]
+    decade_rows: tuple[int, ...]
+    missing: Mapping[str, tuple[int, ...]]
+    dropped: Mapping[str, int]
+    me_source: Mapping[str, int]
+
+    @property
+    def panel_rows(self) -> int:
+        return int(sum(self.decade_rows))
+
+    def to_json(self) -> dict:
+        return {
+            "file_chars": list(self.file_chars),
+            "file_rows": self.file_rows,
+            "decades": list(self.decades),
+            "decade_rows": list(self.decade_rows),
+            "missing": {c: list(v) for c, v in self.missing.items()},
+            "dropped": dict(self.dropped),
+            "me_source": dict(self.me_source),
+        }
+
+    @classmethod
+    def from_json(cls, blob: Mapping) -> FileStats:
+        return cls(
+            file_chars=tuple(blob["file_chars"]),
+            file_rows=int(blob["file_rows"]),
+            decades=tuple(int(d) for d in blob["decades"]),
+            decade_rows=tuple(int(n) for n in blob["decade_rows"]),
+            missing={c: tuple(int(n) for n in v) for c, v in blob["missing"].items()},
+            dropped={k: int(v) for k, v in blob["dropped"].items()},
+            me_source={k: int(v) for k, v in blob["me_source"].items()},
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -181,20 +249,23 @@ def check_files(
     which raises the loaders' one-line :class:`~fapm_jax.core.errors.DataError`. Windows the
     data cannot fill are reported (``WindowCheck.fillable``), not raised.
 
-    Memory: besides the panel, the characteristics' keys and one missing flag per value (bits)
-    and two copies of the returns' keys.
+    With ``cache_dir`` in ``build_options`` (the command line passes the options of its load),
+    the :class:`FileStats` stored with the cached panel are used when they are this panel's;
+    otherwise they are read from the files (:func:`file_statistics`). The numbers are the same
+    either way.
+
+    Memory: besides the panel, when the files are read: the characteristics' keys and one
+    missing flag per value (bits) and two copies of the returns' keys.
     """
+    opts = {**build_options, "macro_transform": macro_transform}
+    stats = None
     if panel is None:
-        panel = build_gkx_panel(
-            characteristics, returns, macro, macro_transform=macro_transform, **build_options
-        )
-    scan = _char_scan(characteristics)
-    file_chars = tuple(c for c in GKX_CHARS if c in scan.collect_schema().names())
-    # streamed: one boolean per value, never the float64 columns of the whole file at once
-    flags = scan.select(
-        "permno", "month", *[pl.col(c).fill_nan(None).is_null().alias(c) for c in file_chars]
-    ).collect(engine="streaming")
-    keys = pl.DataFrame({"permno": panel.permno.astype(np.int64), "month": panel.month.astype(np.int32)})
+        panel, stats = gkx_panel_and_stats(characteristics, returns, macro, **opts)
+    cache_file = panel_cache_file(characteristics, returns, macro, **opts)
+    if stats is None and cache_file is not None:
+        stats = read_file_stats(cache_file)
+    if stats is None or stats.panel_rows != panel.n_rows:  # none stored, or not this panel's
+        stats = file_statistics(characteristics, returns, panel)
 
     months, stocks = np.unique(panel.month, return_counts=True)
     used = tuple(f for f in panel.feature_names if f in set(GKX_CHARS))
@@ -211,15 +282,15 @@ def check_files(
         months=months.astype(np.int32),
         stocks_per_month=stocks.astype(np.int64),
         n_stocks=int(np.unique(panel.permno).size),
-        file_chars=file_chars,
+        file_chars=stats.file_chars,
         used_chars=used,
         constant_chars=_constant_columns(panel, used),
         n_factors=panel.n_features,
         n_sic2_dummies=sum(f.startswith("sic2_") for f in panel.feature_names),
-        missing=missing_table(flags.join(keys, on=["permno", "month"], how="semi"), file_chars, used),
-        file_rows=flags.height,
-        dropped=dropped_rows(flags.select("permno", "month"), return_status(returns)),
-        me_source=_me_source(keys, returns),
+        missing=missing_frame(stats, used),
+        file_rows=stats.file_rows,
+        dropped=dict(stats.dropped),
+        me_source=dict(stats.me_source),
         sic2_codes=sic2_codes,
         sic2_missing=0 if panel.sic2 is None else int((panel.sic2 < 0).sum()),
         macro=macro_coverage(wg, int(months[0]), int(months[-1])),
@@ -227,6 +298,100 @@ def check_files(
         spec=spec,
         windows=window_checks(panel.year, spec),
     )
+
+
+def file_statistics(characteristics: CharSource, returns: ReturnSource, panel: Panel) -> FileStats:
+    """The :class:`FileStats` of the files, read from them (streamed: one boolean per value,
+    never the float64 columns of the whole file at once); ``panel`` is the panel built from them."""
+    scan = _char_scan(characteristics)
+    schema = scan.collect_schema()
+    file_chars = tuple(c for c in GKX_CHARS if c in schema.names())
+    flags = scan.select("permno", "month", *[_is_missing(c, schema[c]).alias(c) for c in file_chars]).collect(
+        engine="streaming"
+    )
+    keys = pl.DataFrame({"permno": panel.permno.astype(np.int64), "month": panel.month.astype(np.int32)})
+    decades, rows, counts = _decade_counts(
+        flags.join(keys, on=["permno", "month"], how="semi"), [pl.col(c) for c in file_chars], None
+    )
+    return FileStats(
+        file_chars=file_chars,
+        file_rows=flags.height,
+        decades=decades,
+        decade_rows=rows,
+        missing={c: tuple(counts[i]) for i, c in enumerate(file_chars)},
+        dropped=dropped_rows(flags.select("permno", "month"), return_status(returns)),
+        me_source=_me_source(keys, returns),
+    )
+
+
+def char_statistics(chars: pl.DataFrame, rets: pl.DataFrame, returns: ReturnSource) -> FileStats:
+    """:func:`file_statistics` from the frames in memory while a panel is built: ``chars`` the
+    whole characteristics frame as loaded (every column of the file), ``rets`` the loaded
+    returns and ``returns`` what they were loaded from (re-read for the return status, which the
+    loaded frame no longer tells). ``me_source`` is left empty: it needs the panel
+    (:func:`me_source_counts`)."""
+    file_chars = tuple(c for c in GKX_CHARS if c in chars.columns)
+    # a row is in the panel when its stock has a return in t + 1 (the inner join of _build)
+    nxt = rets.filter(pl.col("ret").is_not_null()).select("permno", pl.col("month").alias("_nxt"))
+    rows = (
+        chars.select(
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),
+            "permno",
+            next_month(pl.col("month")).cast(pl.Int32).alias("_nxt"),
+        )
+        .join(nxt, on=["permno", "_nxt"], how="semi")["_row"]
+        .to_numpy()
+    )
+    mask = np.zeros(chars.height, bool)
+    mask[rows] = True
+    frame = chars.select("month", *file_chars).with_columns(pl.Series("_in", mask))
+    decades, counts_rows, counts = _decade_counts(
+        frame, [_is_missing(c, chars.schema[c]) for c in file_chars], "_in"
+    )
+    del frame
+    return FileStats(
+        file_chars=file_chars,
+        file_rows=chars.height,
+        decades=decades,
+        decade_rows=counts_rows,
+        missing={c: tuple(counts[i]) for i, c in enumerate(file_chars)},
+        dropped=dropped_rows(chars.select("permno", "month"), return_status(returns)),
+        me_source={},
+    )
+
+
+def me_source_counts(permno: np.ndarray, month: np.ndarray, rets: pl.DataFrame) -> dict[str, int]:
+    """``FileStats.me_source`` of the panel rows ``(permno, month)`` given the loaded returns."""
+    keys = pl.DataFrame({"permno": permno.astype(np.int64), "month": month.astype(np.int32)})
+    return _me_counts(keys, rets)
+
+
+def _is_missing(col: str, dtype: pl.DataType) -> pl.Expr:
+    """True where the raw value of ``col`` is missing (null, or NaN in a float column)."""
+    x = pl.col(col)
+    return (x.is_null() | x.is_nan()) if dtype.is_float() else x.is_null()
+
+
+def _decade_counts(frame: pl.DataFrame, missing: list[pl.Expr], counted: str | None):
+    """Panel rows by decade and missing values by characteristic and decade among the rows of
+    ``frame`` (``month`` and what ``missing``, one boolean expression per characteristic, read)
+    whose boolean column ``counted`` is true (``None``: every row): ``(decades, rows [D],
+    counts [C][D])``, decades without rows left out."""
+    if counted is None:
+        aggs = [pl.len().alias("_rows"), *[m.sum().alias(f"_c{i}") for i, m in enumerate(missing)]]
+    else:
+        c = pl.col(counted)
+        aggs = [c.sum().alias("_rows"), *[(m & c).sum().alias(f"_c{i}") for i, m in enumerate(missing)]]
+    by = (
+        frame.group_by((pl.col("month") // 1000 * 10).alias("_decade"))
+        .agg(*aggs)
+        .filter(pl.col("_rows") > 0)
+        .sort("_decade")
+    )
+    decades = tuple(int(d) for d in by["_decade"].to_list())
+    rows = tuple(int(n) for n in by["_rows"].to_list())
+    counts = [tuple(int(n) for n in by[f"_c{i}"].to_list()) for i in range(len(missing))]
+    return decades, rows, counts
 
 
 def _char_scan(characteristics: CharSource) -> pl.LazyFrame:
@@ -241,14 +406,56 @@ def _source_name(src, frame_name: str) -> str:
     return str(src) if isinstance(src, str | Path) else frame_name
 
 
+_MINMAX_ROWS = 1 << 16  # rows of X per block of the min/max pass
+
+
 def _constant_columns(panel: Panel, names: tuple[str, ...]) -> tuple[str, ...]:
-    """Those of ``names`` whose column of ``X`` takes a single value over the panel."""
-    out = []
-    for name in names:
-        col = panel.X[:, panel.feature_names.index(name)]
-        if col.size == 0 or col.min() == col.max():
-            out.append(name)
-    return tuple(out)
+    """Those of ``names`` whose column of ``X`` takes a single value over the panel (one
+    vectorised min/max pass over row blocks of ``X``, float32)."""
+    if not names:
+        return ()
+    n = panel.X.shape[0]
+    if n == 0:
+        return tuple(names)
+    lo = np.full(panel.X.shape[1], np.inf, panel.X.dtype)
+    hi = np.full(panel.X.shape[1], -np.inf, panel.X.dtype)
+    for a in range(0, n, _MINMAX_ROWS):
+        block = panel.X[a : a + _MINMAX_ROWS]
+        np.minimum(lo, block.min(axis=0), out=lo)
+        np.maximum(hi, block.max(axis=0), out=hi)
+    const = lo == hi  # a NaN anywhere makes the column non-constant, as min() == max() did
+    return tuple(name for name in names if const[panel.feature_names.index(name)])
+
+
+def missing_frame(stats: FileStats, used: tuple[str, ...]) -> pl.DataFrame:
+    """:attr:`DataReport.missing` from the counts of ``stats``: ``characteristic``, ``used``,
+    ``missing_rows``, ``all`` and one share column per decade of the panel (``2000s``, ...)."""
+    chars = stats.file_chars
+    rows = np.asarray(stats.decade_rows, np.int64)  # [D]
+    counts = (
+        np.asarray([stats.missing[c] for c in chars], np.int64).reshape(len(chars), rows.size)
+        if chars
+        else np.zeros((0, rows.size), np.int64)
+    )  # [C, D]
+    total = max(int(rows.sum()), 1)
+    cols = {
+        "characteristic": list(chars),
+        "used": [c in set(used) for c in chars],
+        "missing_rows": counts.sum(axis=1).tolist(),
+        "all": (counts.sum(axis=1) / total).tolist(),
+    }
+    for d, (decade, n) in enumerate(zip(stats.decades, rows)):
+        cols[f"{decade}s"] = (counts[:, d] / n).tolist()
+    return pl.DataFrame(
+        cols,
+        schema={
+            "characteristic": pl.String,
+            "used": pl.Boolean,
+            "missing_rows": pl.Int64,
+            "all": pl.Float64,
+            **{f"{d}s": pl.Float64 for d in stats.decades},
+        },
+    )
 
 
 def missing_table(flags: pl.DataFrame, chars: tuple[str, ...], used: tuple[str, ...]) -> pl.DataFrame:
@@ -258,24 +465,9 @@ def missing_table(flags: pl.DataFrame, chars: tuple[str, ...], used: tuple[str, 
     value is missing), one row per stock-month counted. Returns ``characteristic``, ``used``,
     ``missing_rows``, ``all`` and one share column per decade present (``2000s``, ...).
     """
-    by = (
-        flags.with_columns((pl.col("month") // 1000 * 10).alias("_decade"))
-        .group_by("_decade")
-        .agg(pl.len().alias("_rows"), *[pl.col(c).sum() for c in chars])
-        .sort("_decade")
-    )
-    rows = by["_rows"].to_numpy().astype(np.int64)  # [D]
-    counts = by.select(chars).to_numpy().astype(np.int64).T if chars else np.zeros((0, rows.size))  # [C, D]
-    total = max(int(rows.sum()), 1)
-    cols = {
-        "characteristic": list(chars),
-        "used": [c in set(used) for c in chars],
-        "missing_rows": counts.sum(axis=1).tolist(),
-        "all": (counts.sum(axis=1) / total).tolist(),
-    }
-    for d, (decade, n) in enumerate(zip(by["_decade"].to_list(), rows)):
-        cols[f"{decade}s"] = (counts[:, d] / n).tolist()
-    return pl.DataFrame(cols, schema_overrides={"missing_rows": pl.Int64})
+    decades, rows, counts = _decade_counts(flags, [pl.col(c) for c in chars], None)
+    stats = FileStats(tuple(chars), flags.height, decades, rows, dict(zip(chars, counts)), {}, {})
+    return missing_frame(stats, used)
 
 
 def return_status(returns: ReturnSource) -> pl.DataFrame:
@@ -356,7 +548,12 @@ def dropped_rows(char_keys: pl.DataFrame, status: pl.DataFrame) -> dict[str, int
 
 def _me_source(keys: pl.DataFrame, returns: ReturnSource) -> dict[str, int]:
     """Panel rows with market equity from CRSP at ``t`` and those falling back on ``mvel1``."""
-    rets = check_returns(returns) if isinstance(returns, pl.DataFrame) else load_returns(returns)
+    return _me_counts(
+        keys, check_returns(returns) if isinstance(returns, pl.DataFrame) else load_returns(returns)
+    )
+
+
+def _me_counts(keys: pl.DataFrame, rets: pl.DataFrame) -> dict[str, int]:
     me = keys.join(rets.select("permno", "month", "me"), on=["permno", "month"], how="left")["me"]
     n_crsp = int(me.is_not_null().sum())
     return {"crsp": n_crsp, "mvel1": keys.height - n_crsp}

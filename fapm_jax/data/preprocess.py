@@ -31,11 +31,14 @@ model" and its footnotes), as the FAPM paper does (its section 3.1):
 Memory: the GKX file (≈4.1M rows × 94 characteristics) is read as Float64 (exact raw values:
 a float32 read would turn ``1e308`` into ``inf`` and tie distinct large values), ranked a few
 columns at a time and written straight into the float32 ``X``. A ``cache_dir`` keeps the
-finished panel as parquet, keyed by the inputs and options.
+finished panel as parquet, keyed by the inputs and options, and with it (in its metadata) the raw
+files' statistics ``fapm data check`` reports (:class:`~fapm_jax.data.check.FileStats`: a few
+kB, counted while the raw frames are in memory), so that a cached data check reads no raw file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -52,7 +55,7 @@ from .macro import MACRO_NAMES, MACRO_TRANSFORMS, load_welch_goyal, macro_panel,
 from .panel import Panel
 
 #: Bumped whenever the preprocessing changes, so that old caches are not reused.
-CACHE_VERSION = 3  # 3: characteristics parsed as float64 before ranking
+CACHE_VERSION = 4  # 3: characteristics parsed as float64; 4: the data check's file statistics in the metadata
 _RANK_CHUNK = 8  # characteristics ranked per polars query (bounds the float64 temporaries)
 _CACHE_ROW_GROUP = 1 << 18
 
@@ -103,6 +106,44 @@ def build_gkx_panel(
         DataError: bad characteristics/returns, no overlap, too few stocks, no market equity.
         DataError: macro data missing for a panel month (or ``rf`` for a month ``t + 1``).
     """
+    panel, _ = gkx_panel_and_stats(
+        characteristics,
+        returns,
+        macro,
+        with_stats=cache_dir is not None,
+        sic2_dummies=sic2_dummies,
+        macro_transform=macro_transform,
+        min_stocks=min_stocks,
+        cache_dir=cache_dir,
+        name=name,
+        use_chars=use_chars,
+        drop_chars=drop_chars,
+    )
+    return panel
+
+
+def gkx_panel_and_stats(
+    characteristics: CharSource,
+    returns: ReturnSource,
+    macro: MacroSource = None,
+    *,
+    with_stats: bool = True,
+    sic2_dummies: bool = False,
+    macro_transform: str = "rank",
+    min_stocks: int = 10,
+    cache_dir: str | Path | None = None,
+    name: str = "gkx",
+    use_chars: Sequence[str] | str = "all",
+    drop_chars: Sequence[str] = (),
+):
+    """:func:`build_gkx_panel` and, with ``with_stats``, the
+    :class:`~fapm_jax.data.check.FileStats` of the raw files (what ``fapm data check`` reports
+    that the panel no longer shows), computed while the raw frames are in memory.
+
+    With a ``cache_dir`` the statistics are stored with the cached panel (in its parquet
+    metadata, under the same key) and read back with it; ``None`` in their place: not asked for, or a
+    cached panel without them (the data check then computes them from the files).
+    """
     if macro_transform not in MACRO_TRANSFORMS:
         raise DataError(f"macro transform {macro_transform!r}: must be one of {', '.join(MACRO_TRANSFORMS)}")
     if min_stocks < 2:
@@ -113,19 +154,14 @@ def build_gkx_panel(
         chars, owned = load_characteristics(characteristics), True
     elif isinstance(characteristics, pl.DataFrame):
         chars = characteristics
-    wanted = _wanted_chars(use_chars, drop_chars)
-    options = {
-        "use_chars": wanted if wanted is not None else "file",
-        "sic2_dummies": bool(sic2_dummies),
-        "macro_transform": macro_transform,
-        "min_stocks": int(min_stocks),
-    }
+    wanted, options = _panel_options(use_chars, drop_chars, sic2_dummies, macro_transform, min_stocks)
     cache_file = None
     if cache_dir is not None:
         key = _cache_key((characteristics if chars is None else chars, returns, macro), options)
         cache_file = Path(cache_dir) / f"gkx_panel_{key}.parquet"
         if cache_file.is_file():
-            return read_panel_cache(cache_file, name=name)
+            stats = read_file_stats(cache_file) if with_stats else None
+            return read_panel_cache(cache_file, name=name), stats
 
     if chars is None:
         chars, owned = load_characteristics(characteristics), True
@@ -133,9 +169,16 @@ def build_gkx_panel(
         check_characteristics(chars)
         if "sic2" in chars.columns:
             chars = chars.with_columns(pl.col("sic2").cast(pl.Int32))
+    full = chars
     chars = _select_chars(chars, wanted, drop_chars, characteristics)
     rets = check_returns(returns) if isinstance(returns, pl.DataFrame) else load_returns(returns)
     wg = macro if isinstance(macro, pl.DataFrame) else load_welch_goyal(macro)
+    partial = None
+    if with_stats:
+        from .check import char_statistics  # check.py builds on this module
+
+        partial = char_statistics(full, rets, returns)
+    del full  # the columns left out are freed; _build frees the others as it ranks them
     panel = _build(
         chars,
         rets,
@@ -146,9 +189,69 @@ def build_gkx_panel(
         min_stocks=min_stocks,
         name=name,
     )
+    stats = None
+    if partial is not None:
+        from .check import me_source_counts
+
+        stats = dataclasses.replace(partial, me_source=me_source_counts(panel.permno, panel.month, rets))
     if cache_file is not None:
-        write_panel_cache(cache_file, panel)
-    return panel
+        write_panel_cache(cache_file, panel, stats)
+    return panel, stats
+
+
+def _panel_options(
+    use_chars, drop_chars, sic2_dummies, macro_transform, min_stocks
+) -> tuple[list[str] | None, dict]:
+    """The characteristics asked for (see :func:`_wanted_chars`) and the options the cache key holds."""
+    wanted = _wanted_chars(use_chars, drop_chars)
+    options = {
+        "use_chars": wanted if wanted is not None else "file",
+        "sic2_dummies": bool(sic2_dummies),
+        "macro_transform": macro_transform,
+        "min_stocks": int(min_stocks),
+    }
+    return wanted, options
+
+
+def panel_cache_file(
+    characteristics: CharSource,
+    returns: ReturnSource,
+    macro: MacroSource = None,
+    *,
+    cache_dir: str | Path | None = None,
+    sic2_dummies: bool = False,
+    macro_transform: str = "rank",
+    min_stocks: int = 10,
+    use_chars: Sequence[str] | str = "all",
+    drop_chars: Sequence[str] = (),
+    name: str = "gkx",
+) -> Path | None:
+    """The cache file :func:`build_gkx_panel` uses for these inputs and options (whether or not
+    it exists); ``None`` without a ``cache_dir`` or for a lazy characteristics frame (whose key
+    is its collected content)."""
+    del name  # not part of the key
+    if cache_dir is None or isinstance(characteristics, pl.LazyFrame):
+        return None
+    _, options = _panel_options(use_chars, drop_chars, sic2_dummies, macro_transform, min_stocks)
+    return Path(cache_dir) / f"gkx_panel_{_cache_key((characteristics, returns, macro), options)}.parquet"
+
+
+def read_file_stats(cache_file: str | Path):
+    """The :class:`~fapm_jax.data.check.FileStats` stored in the metadata of the cached panel
+    ``cache_file`` (whose name holds the key of the inputs and options, so they are never
+    another panel's); ``None`` when the file or the statistics are absent or unreadable, or the
+    cache version differs."""
+    import pyarrow.parquet as pq
+
+    from .check import FileStats
+
+    try:
+        meta = json.loads(pq.read_schema(cache_file).metadata[b"fapm_panel"])
+        if meta.get("version") != CACHE_VERSION or meta.get("file_stats") is None:
+            return None
+        return FileStats.from_json(meta["file_stats"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _wanted_chars(use_chars: Sequence[str] | str, drop_chars: Sequence[str]) -> list[str] | None:
@@ -364,9 +467,11 @@ def _cache_key(sources, options: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def write_panel_cache(path: str | Path, panel: Panel) -> Path:
+def write_panel_cache(path: str | Path, panel: Panel, file_stats=None) -> Path:
     """Write ``panel`` as parquet (keys, target, weights, ``sic2``, one column per factor),
-    row group by row group so that no second copy of ``X`` is made; atomically."""
+    row group by row group so that no second copy of ``X`` is made; atomically. ``file_stats``
+    (a :class:`~fapm_jax.data.check.FileStats`) go into the file's metadata
+    (:func:`read_file_stats`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -376,6 +481,7 @@ def write_panel_cache(path: str | Path, panel: Panel) -> Path:
         "has_sic2": panel.sic2 is not None,
         "has_exchange": panel.exchange is not None,
         "version": CACHE_VERSION,
+        "file_stats": None if file_stats is None else file_stats.to_json(),
     }
     fields = [("permno", pa.int64()), ("month", pa.int32()), ("r", pa.float32()), ("mktcap", pa.float32())]
     if panel.sic2 is not None:
