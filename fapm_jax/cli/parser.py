@@ -316,11 +316,11 @@ def _add_suite(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--estimators",
         type=_names,
-        default=("map", "bayes"),
+        default=("map",),
         help="FAPM estimators with their own Table 1 / Diebold-Mariano rows besides --estimator's "
         "(map, ensemble, bayes: Gibbs-sampled FAPM, whose credible intervals join the interaction "
         "tables), plus FAPM-best, the per-window choice among the selecting ones on validation R² "
-        "(comma-separated, default map,bayes; 'none' for none)",
+        "(comma-separated, default map; bayes is slow on a CPU, see docs/training.md; 'none' for none)",
     )
 
 
