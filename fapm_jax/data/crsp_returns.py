@@ -193,3 +193,8 @@ def check_returns(df: pl.DataFrame, where: str = "returns frame") -> pl.DataFram
             f"{rows_note((rows + 1).tolist(), rows.size)}"
         )
     return df
+
+
+def next_month(month: pl.Expr) -> pl.Expr:
+    """``YYYYMM`` of the month after ``month`` (``200012 → 200101``), in ``month``'s dtype."""
+    return pl.when(month % 100 == 12).then(month + 89).otherwise(month + 1)

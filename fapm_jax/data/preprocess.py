@@ -49,7 +49,8 @@ import polars as pl
 
 from ..core.errors import DataError
 from ..core.io import atomic_path
-from .crsp_returns import check_returns, load_returns
+from .crsp_returns import check_returns, load_returns, next_month
+from .file_stats import FileStats, char_statistics, me_source_counts
 from .gkx_files import GKX_CHARS, check_characteristics, load_characteristics
 from .macro import MACRO_NAMES, MACRO_TRANSFORMS, load_welch_goyal, macro_panel, welch_goyal_path
 from .panel import Panel
@@ -175,8 +176,6 @@ def gkx_panel_and_stats(
     wg = macro if isinstance(macro, pl.DataFrame) else load_welch_goyal(macro)
     partial = None
     if with_stats:
-        from .check import char_statistics  # check.py builds on this module
-
         partial = char_statistics(full, rets, returns)
     del full  # the columns left out are freed; _build frees the others as it ranks them
     panel = _build(
@@ -191,8 +190,6 @@ def gkx_panel_and_stats(
     )
     stats = None
     if partial is not None:
-        from .check import me_source_counts
-
         stats = dataclasses.replace(partial, me_source=me_source_counts(panel.permno, panel.month, rets))
     if cache_file is not None:
         write_panel_cache(cache_file, panel, stats)
@@ -243,8 +240,6 @@ def read_file_stats(cache_file: str | Path):
     cache version differs."""
     import pyarrow.parquet as pq
 
-    from .check import FileStats
-
     try:
         meta = json.loads(pq.read_schema(cache_file).metadata[b"fapm_panel"])
         if meta.get("version") != CACHE_VERSION or meta.get("file_stats") is None:
@@ -289,11 +284,6 @@ def _select_chars(chars: pl.DataFrame, wanted, drop_chars, source) -> pl.DataFra
         raise DataError(f"{where}: no characteristic left to train on after --drop-chars")
     keep = ["permno", "month", *wanted] + (["sic2"] if "sic2" in chars.columns else [])
     return chars if keep == chars.columns else chars.select(keep)
-
-
-def next_month(month: pl.Expr) -> pl.Expr:
-    """``YYYYMM`` of the month after ``month`` (``200012 → 200101``), in ``month``'s dtype."""
-    return pl.when(month % 100 == 12).then(month + 89).otherwise(month + 1)
 
 
 def rank_expr(col: str) -> pl.Expr:
