@@ -114,6 +114,27 @@ def test_vmapped_windows_and_chains_equal_loop_and_seeds(x64):
     assert not np.allclose(np.asarray(d.params.w)[:, 0], np.asarray(d.params.w)[:, 1])
 
 
+def test_windows_in_size_buckets_equal_the_vmapped_windows(x64):
+    """On a CPU the windows run one after another in two programs by size (the smaller half
+    padded to its own largest); the draws equal those of all windows vmapped side by side, in
+    the windows' own order, whatever the order of their sizes."""
+    rng = np.random.default_rng(5)
+    X, y = _fm_data(rng, 120, 4)
+    rows = np.arange(120)
+    masks = np.stack([rows < 100, rows < 30, (rows >= 20) & (rows < 90), rows >= 70, rows < 50])
+    cfg = GibbsConfig(rank=2, n_sweeps=8, burn_in=3, n_chains=2, seed=4)
+    side = sample_windows(X, y, masks, cfg, vmap_windows=True)
+    buckets = sample_windows(X, y, masks, cfg, vmap_windows=False)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11), side, buckets
+    )
+    for w in (0, 3):  # and each equals its own single-window chain
+        one = sample_window(X, y, masks[w], chain_key(4, w, 1), cfg)
+        np.testing.assert_allclose(
+            np.asarray(buckets.params.V)[w, 1], np.asarray(one.params.V), rtol=1e-9, atol=1e-11
+        )
+
+
 def test_planted_interaction_recovered(x64):
     """Rank 2 on a simulated FM with B_01 = 1: the posterior-mean forecast beats the prior-mean
     forecast (ŷ = 0), the training mean and OLS out of sample; B_01's 95% interval covers 1
