@@ -112,7 +112,7 @@ def describe(rows: list[dict]) -> str:
         "",
         "| sampler | wall time (s) | R²_oos (%) |",
         "|---|---|---|",
-        f"| fapm_jax.core.gibbs (one program, steady state) | {r['jax_steady_s']} "
+        f"| fapm_jax.core.gibbs (steady state: a second call) | {r['jax_steady_s']} "
         f"| {100 * r['jax_r2_oos']:.3f} |",
     ]
     if "myfm_30_windows_s" in r:
