@@ -394,11 +394,12 @@ def test_cache_round_trip_and_key(files, tmp_path, monkeypatch):
 
 def test_cache_tiles_and_row_groups(tmp_path, monkeypatch):
     """A panel larger than a row group and a transpose tile survives the round trip exactly."""
+    import fapm_jax.data.panel_cache as panel_cache
     import fapm_jax.data.preprocess as pre
     from fapm_jax.data.panel import Panel
 
-    monkeypatch.setattr(pre, "_CACHE_ROW_GROUP", 3000)
-    monkeypatch.setattr(pre, "_TRANSPOSE_ROWS", 700)
+    monkeypatch.setattr(panel_cache, "_CACHE_ROW_GROUP", 3000)
+    monkeypatch.setattr(panel_cache, "_TRANSPOSE_ROWS", 700)
     rng = np.random.default_rng(1)
     n = 10_001
     month = np.repeat(np.arange(200001, 200011, dtype=np.int32), 1001)[:n]
