@@ -192,8 +192,7 @@ def _check_files_child(chars: str, rets: str, cache_dir: str, sic2_dummies: str,
     time :func:`~fapm_jax.data.check.check_files` alone on it."""
     t_import = time.perf_counter()
     from fapm_jax.cli.parser import build_parser
-    from fapm_jax.cli.run import load_data
-    from fapm_jax.data.check import check_files
+    from fapm_jax.cli.run import data_report, load_data
     from fapm_jax.data.windows import WindowSpec
 
     rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -208,18 +207,7 @@ def _check_files_child(chars: str, rets: str, cache_dir: str, sic2_dummies: str,
     panel, _ = load_data(args)
     t1 = time.perf_counter()
     rss_panel = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report = check_files(  # as cli.data_check calls it: the stored statistics of that cache
-        args.chars,
-        args.returns,
-        args.macro,
-        panel=panel,
-        spec=spec,
-        macro_transform=args.macro_transform,
-        sic2_dummies=args.sic2,
-        use_chars=args.use_chars or "all",
-        drop_chars=args.drop_chars,
-        cache_dir=args.cache,
-    )
+    report = data_report(args, panel, spec)  # as cli.data_check calls it: that cache's statistics
     seconds = time.perf_counter() - t1
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
