@@ -60,6 +60,7 @@ from .evaluation.importance import r2_drops as r2_drops
 from .evaluation.interactions import interaction_stats as interaction_stats
 from .evaluation.interactions import interaction_table as interaction_table
 from .evaluation.interactions import window_interactions as window_interactions
+from .evaluation.posterior import averaged_posterior as averaged_posterior
 from .evaluation.metrics import r2_by_year as r2_by_year
 from .evaluation.metrics import r2_oos as r2_oos
 from .evaluation.metrics import r2_summary as r2_summary

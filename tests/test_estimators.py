@@ -107,6 +107,42 @@ def test_tuned_fapm_is_the_best_of_a_loop_of_single_fits(x64):
     )
 
 
+def test_linear_path_and_null_candidates(x64):
+    """``tuned_grid(linear=…, null=True)``: the priced-out settings are a lasso without
+    interactions (V = 0, d = 0, scikit-learn's lasso within Adam's last steps) and the
+    intercept-only model, which forecasts the training mean."""
+    from sklearn.linear_model import Lasso
+
+    from fapm_jax.baselines.fapm import OFF
+    from fapm_jax.core.fit import fit_window
+
+    grid = tuned_grid(l1_w=(), unpenalised=False, linear=(0.1,), null=True)
+    assert grid == (
+        (("l1_w", 0.1), ("group_v", OFF), ("l1_d", OFF)),
+        (("l1_w", OFF), ("group_v", OFF), ("l1_d", OFF)),
+    )
+    assert len(tuned_grid(linear=(0.1, 1.0), null=True)) == len(tuned_grid()) + 3
+    rng = np.random.default_rng(5)
+    N, n = 600, 5
+    X = rng.normal(size=(N, n))
+    y = 0.2 + X @ np.array([0.8, -0.5, 0.0, 0.0, 0.3]) + 0.6 * X[:, 0] * X[:, 1] + rng.normal(size=N)
+    train = (np.arange(N) < 400).astype(np.float64)
+    cfg = dataclasses.replace(TunedFAPM().config, epochs=3000, learning_rate=3e-3)
+    tr = train > 0
+    lasso, null = (
+        fit_window(X, y, tr, ~tr, dataclasses.replace(cfg, **dict(g))).state.params  # last iterates
+        for g in grid
+    )
+    p = lasso
+    assert np.all(np.asarray(p.V) == 0) and np.all(np.asarray(p.d) == 0)
+    ref = Lasso(alpha=0.1 * float(np.sum(y[tr] ** 2)) / (2 * tr.sum()), tol=1e-12, max_iter=100_000)
+    ref.fit(X[tr], y[tr])
+    np.testing.assert_allclose(np.asarray(p.w), ref.coef_, atol=1e-2)
+    q = null
+    assert np.all(np.asarray(q.w) == 0) and np.all(np.asarray(q.V) == 0)
+    assert float(q.w0) == pytest.approx(float(y[tr].mean()), abs=1e-3)
+
+
 def test_pooled_selection_is_the_running_mean_choice(panel):
     """``combine="pooled"``: window w takes the setting with the best mean validation R² over
     windows 1..w (a hand computation from the run's own validation R²); window 1 is the
@@ -166,3 +202,27 @@ def test_gibbs_run_forecasts_each_test_row_from_its_own_window(panel):
     lo, hi = g.interactions.B_lo[:, i, j], g.interactions.B_hi[:, i, j]
     assert row["coverage"] == pytest.approx(float(np.mean((lo <= c) & (c <= hi))))
     assert row["true"] == c
+
+
+def test_posterior_tables_section_on_any_data(panel):
+    """FAPM-Bayes's Tables 5–6 with bands come from the run's window-averaged posterior, and the
+    forecast file holds every test row's posterior mean and sd with its permno and month."""
+    from fapm_jax.core.gibbs import GibbsConfig
+    from fapm_jax.reporting.interaction_sections import posterior_tables_section
+    from fapm_jax.studies.estimators import run_gibbs
+
+    g = run_gibbs(panel, SPEC, GibbsConfig(rank=2, n_sweeps=10, burn_in=4))
+    sec = posterior_tables_section(g, panel)
+    t = sec.tables["posterior_interactions_bands.csv"]
+    n = panel.n_features
+    assert t.height == n * (n - 1) // 2
+    names = list(panel.feature_names)
+    row = t.row(0, named=True)
+    i, j = names.index(row["a"]), names.index(row["b"])
+    assert row["mean"] == pytest.approx(float(g.averaged.B_mean[i, j]))
+    assert abs(row["mean"]) == pytest.approx(float(np.abs(np.triu(g.averaged.B_mean, 1)).max()))
+    assert f"{int(t['credible'].sum())} of the {t.height} pairs" in sec.text
+    f = sec.arrays["fapm_bayes_forecasts.npz"]
+    np.testing.assert_array_equal(f["permno"], panel.permno[g.test_rows])
+    np.testing.assert_array_equal(f["sd"], g.sd)
+    assert np.all(f["sd"] > 0)

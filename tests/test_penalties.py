@@ -77,6 +77,40 @@ def test_l1_on_w_is_lasso(x64):
     assert (w == 0).any() and (w != 0).any()
 
 
+def test_per_group_l1_weights_are_a_weighted_lasso(x64):
+    """``l1_w@g`` prices group g's factors apart: the weighted lasso Σ λ_j|w_j| equals
+    scikit-learn's lasso on the columns divided by ``λ_j / λ`` (coefficients scaled back)."""
+    X, r, train, valid = _linear_problem(seed=1)
+    groups = ["char", "char", "macro", "macro", "char"]
+    lam, lam_macro = 0.1, 0.02
+    cfg = _ista_config(X, r, train)
+    hyper, points = sweep_grid(cfg, penalties=[{"l1_w": lam, "l1_w@macro": lam_macro}], groups=groups)
+    assert points[0]["l1_w@macro"] == lam_macro and points[0]["l1_w"] == lam
+    np.testing.assert_allclose(hyper.penalty.l1_w[0], [lam, lam, lam_macro, lam_macro, lam])
+    one = jax.tree_util.tree_map(lambda a: a[0], hyper)
+    st = fit_window(X, r, train, valid, cfg, hyper=one).state.params
+    s = np.array([1.0 if g == "char" else lam_macro / lam for g in groups])
+    c, n_train = float(np.sum(r[train] ** 2)), int(train.sum())
+    ref = Lasso(alpha=lam * c / (2 * n_train), tol=1e-12, max_iter=100_000).fit(X[train] / s, r[train])
+    np.testing.assert_allclose(np.asarray(st.w), ref.coef_ / s, atol=1e-6)
+    plain = Lasso(alpha=lam * c / (2 * n_train), tol=1e-12, max_iter=100_000).fit(X[train], r[train])
+    assert np.max(np.abs(ref.coef_ / s - plain.coef_)) > 1e-3  # the group's weight mattered
+
+
+def test_per_group_weights_compile_nothing_new(synth):
+    """Per-group weights are values: other weights of the same grouped terms, no compilation."""
+    cfg = TrainConfig(rank=2, epochs=3, learning_rate=2e-2, chunk_rows=1800)
+    X, r = synth.X[:, :5], synth.r
+    groups = ["char"] * 3 + ["macro"] * 2
+    h1, _ = sweep_grid(cfg, penalties=[{}, {"group_v": 1e-3, "group_v@macro": 1e-4}], groups=groups)
+    fit_windows(X, r, synth.train, synth.valid, cfg, hyper=h1)
+    pens = [{"l1_w@char": 1e-3}, {"group_v": 3e-3, "group_v@macro": 0.0}]
+    h2, _ = sweep_grid(cfg, penalties=pens, groups=groups)
+    with jax.log_compiles(True), count_compiles() as n:
+        fit_windows(X, r, synth.train, synth.valid, cfg, hyper=h2)
+    assert n() == 0
+
+
 def test_l1_with_adam_is_lasso(x64):
     """Adam's proximal step in Adam's own metric (threshold ``lr·λ/(√v̂+ε)``) reaches the lasso:
     the same exact zeros as scikit-learn and the same coefficients within Adam's last steps.
@@ -173,6 +207,12 @@ def test_bad_penalties_are_one_line_errors():
         sweep_grid(TrainConfig(), penalties=[{"l3": 1.0}])
     with pytest.raises(ConfigError, match="non-negative"):
         sweep_grid(TrainConfig(), penalties=[{"l1_w": -0.1}])
+    with pytest.raises(ConfigError, match="no factor groups were given"):
+        sweep_grid(TrainConfig(), penalties=[{"l1_w@macro": 0.1}])
+    with pytest.raises(ConfigError, match="no factor group 'sic'"):
+        sweep_grid(TrainConfig(), penalties=[{"l1_w@sic": 0.1}], groups=["char", "macro"])
+    with pytest.raises(ConfigError, match="unknown term"):
+        sweep_grid(TrainConfig(), penalties=[{"l9@macro": 0.1}], groups=["char", "macro"])
 
 
 def test_the_moment_trainer_serves_the_penalties(synth, x64):

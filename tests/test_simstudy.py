@@ -119,6 +119,31 @@ def test_sim_models_settings():
     assert enet.huber and enet.huber_xi == SIM_HUBER_XI and not ols.huber
     assert [m.name for m in ms[3:]] == ["FAPM", "FAPM+SI", "FAPM-MAP"]
     assert ms[4].config.self_interactions and not ms[3].config.self_interactions
+    both = sim_models([], covariates=("factors", "gkx"))
+    rows = ["FAPM", "FAPM+SI", "FAPM-MAP"]
+    assert [m.name for m in both] == rows + [f"{r}-gkx" for r in rows]
+    assert both[5].inner == both[2]
+    with pytest.raises(StudyError, match="covariates"):
+        sim_models([], covariates=("chars",))
+
+
+def test_gkx_rows_fit_the_gkx_covariates(small):
+    """A ``-gkx`` row is its FAPM fitted on z (the GKX models' inputs), by hand; the plain row
+    sees FAPM's own factors (c, x)."""
+    import jax
+
+    from fapm_jax.baselines.base import window_keys
+    from fapm_jax.baselines.fapm import FAPM
+    from fapm_jax.core.config import TrainConfig
+    from fapm_jax.studies.simulation_study import OnSimCovariates, _r2
+
+    fapm = FAPM(config=TrainConfig(epochs=3, rank=2))
+    keys = window_keys(jax.random.key(0), 3)
+    for model, X in ((OnSimCovariates(fapm), small.z), (fapm, small.f)):
+        got = fit_design(model, small, chunk=3)
+        y_hat = fapm.fit_predict_datasets(X, small.y, small.train, small.valid, keys)
+        np.testing.assert_allclose(got[1], _r2(small.y, y_hat, small.test), rtol=1e-6)
+    assert not np.allclose(fit_design(OnSimCovariates(fapm), small)[1], fit_design(fapm, small)[1])
 
 
 def test_model_repr_keeps_saved_cells_valid():

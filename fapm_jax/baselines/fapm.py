@@ -55,21 +55,35 @@ TUNED_GROUP_V = (0.02, 0.03, 0.05)
 TUNED_L1_D = (0.1, 0.3, 1.0)
 
 
+#: A penalty weight that removes its term at the first proximal step (every threshold
+#: ``lr · λ · D`` exceeds any coefficient): ``group_v = l1_d = OFF`` is FAPM without
+#: interactions, a lasso; ``l1_w = OFF`` as well leaves the intercept, the training mean.
+OFF = 1e3
+
+
 def tuned_grid(
     l1_w: tuple[float, ...] = TUNED_L1_W,
     group_v: tuple[float, ...] = TUNED_GROUP_V,
     l1_d: tuple[float, ...] = TUNED_L1_D,
     unpenalised: bool = True,
+    linear: tuple[float, ...] = (),
+    null: bool = False,
 ) -> tuple[tuple[tuple[str, float], ...], ...]:
     """The Cartesian penalty grid as hashable settings (``((term, weight), …)`` each), the
-    unpenalised setting ``()`` first when ``unpenalised``."""
+    unpenalised setting ``()`` first when ``unpenalised``; then the linear lasso path
+    ``linear`` (weights of ``l1_w`` with the interactions priced out, :data:`OFF`) and, with
+    ``null``, the intercept-only model — candidates that validation picks where every
+    interaction overfits (few, noisy training rows)."""
     grid = tuple(
         tuple((t, float(v)) for t, v in (("l1_w", a), ("group_v", b), ("l1_d", c)) if v)
         for a in l1_w
         for b in group_v
         for c in l1_d
     )
-    return ((),) + tuple(g for g in grid if g) if unpenalised else grid
+    grid = tuple(g for g in grid if g) if unpenalised else grid
+    grid += tuple((("l1_w", float(a)), ("group_v", OFF), ("l1_d", OFF)) for a in linear)
+    grid += ((("l1_w", OFF), ("group_v", OFF), ("l1_d", OFF)),) if null else ()
+    return ((),) + grid if unpenalised else grid
 
 
 class TunedFAPM(AbstractJaxModel):

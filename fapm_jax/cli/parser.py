@@ -347,6 +347,13 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-fapm", action="store_true", help="leave out the FAPM rows")
     p.add_argument(
+        "--covariates",
+        type=_names,
+        default=("factors",),
+        help="FAPM rows' inputs: factors (its own c and x, default), gkx (the GKX models' "
+        "covariates [c, c*x]; rows FAPM-gkx ...), or factors,gkx",
+    )
+    p.add_argument(
         "--map-epochs",
         type=_positive_int,
         default=TunedFAPM().config.epochs,

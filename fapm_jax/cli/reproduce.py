@@ -196,9 +196,7 @@ def cmd_reproduce(args) -> int:
     sections += fapm_m_sections(msweep, years, sic2=sic2, sic2_note=sic2_note)
     t1 = time.perf_counter()
     sections += importance_sections(run, panel, train_m, comp.importance if comp is not None else None, truth)
-    sections += interaction_sections(
-        run, panel, truth, posterior=gibbs.interactions if gibbs is not None else None
-    )
+    sections += interaction_sections(run, panel, truth, gibbs=gibbs)
     stages.done(f"importance and interactions {time.perf_counter() - t1:.1f} s")
     t1 = time.perf_counter()
     sections += portfolio_report(args, run, panel, comp)

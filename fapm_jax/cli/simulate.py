@@ -30,7 +30,12 @@ def cmd_simulate(args) -> int:
     names, missing = available(args.models, args)
     cfg = TrainConfig(rank=args.rank, learning_rate=args.lr, epochs=args.epochs)
     models = sim_models(
-        names, profile=args.profile, fapm=not args.no_fapm, fapm_config=cfg, map_epochs=args.map_epochs
+        names,
+        profile=args.profile,
+        fapm=not args.no_fapm,
+        fapm_config=cfg,
+        map_epochs=args.map_epochs,
+        covariates=args.covariates,
     )
     out = output_dir(args)
     t0 = time.perf_counter()

@@ -187,6 +187,7 @@ def sweep_grid(
     seeds: Sequence[int] | None = None,
     epochs: Sequence[int] | None = None,
     penalties: Sequence[dict] | None = None,
+    groups: Sequence[str] | None = None,
 ) -> tuple[Hyper, list[dict]]:
     """The Cartesian grid of settings as a batched :class:`Hyper` ``[S]`` and its labels.
 
@@ -195,6 +196,9 @@ def sweep_grid(
     ``penalties``: a list of ``{term: weight}`` dicts (terms of
     :data:`~fapm_jax.core.penalties.PENALTY_FIELDS`; ``{}`` is unpenalised) replacing
     ``config``'s penalty weights, e.g. ``[{}, {"group_v": 1e-4}, {"l1_w": 1e-5, "l2_v": 1e-3}]``.
+    ``groups`` (a group label per factor): the weights become per-factor vectors and a term may
+    be priced per group, ``{"group_v": 0.03, "group_v@macro": 0.01}``
+    (:func:`~fapm_jax.core.penalties.penalty_of`).
     """
     ranks = list(ranks or [config.rank])
     lrs = list(learning_rates or [config.learning_rate])
@@ -213,7 +217,7 @@ def sweep_grid(
         raise ConfigError(f"sweep_grid: ranks and epochs must be integers, got {ranks} and {budgets}")
     pens = [dict(p) for p in penalties] if penalties is not None else [config.penalty()]
     for p in pens:
-        penalty_of(p)  # unknown terms: one line
+        penalty_of(p, groups=groups)  # unknown terms or groups: one line
         if any(not (v >= 0 and math.isfinite(v)) for v in p.values()):
             raise ConfigError(f"sweep_grid: penalty weights must be non-negative, got {p}")
     k_max = max(ranks)
@@ -222,14 +226,16 @@ def sweep_grid(
         point = dict(rank=int(k), learning_rate=float(lr), init_scale=float(s), seed=int(sd), epochs=int(e))
         if penalties is not None:  # the weights as TrainConfig's fields, every term named
             point.update({f: float(pen.get(f, 0.0)) for f in PENALTY_FIELDS})
+            point.update({k: float(v) for k, v in pen.items() if "@" in k})
         points.append(point)
     any_penalty = any(pens)
     hypers = [
         hyper_from_config(
-            dataclasses.replace(config, **{k: v for k, v in p.items() if k != "epochs"}), k_max
+            dataclasses.replace(config, **{k: v for k, v in p.items() if k != "epochs" and "@" not in k}),
+            k_max,
         )._replace(
             epochs=jnp.asarray(p["epochs"], jnp.int32) if epochs else None,
-            penalty=penalty_of(pen) if any_penalty else None,
+            penalty=penalty_of(pen, groups=groups) if any_penalty else None,
         )
         for p, pen in zip(
             points, (pen for *_, pen in itertools.product(ranks, lrs, scales, seeds, budgets, pens))

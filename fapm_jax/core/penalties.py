@@ -17,7 +17,9 @@ descent this is the proximal gradient method (ISTA), whose fixed point is the ex
 optimum; with Adam the threshold of each coordinate is scaled by Adam's step multiplier
 ``1/(√v̂ + ε)`` (scaled proximal gradient), whose fixed points are also the lasso's. The
 weights are arrays in :class:`~fapm_jax.core.config.Hyper` (``Hyper.penalty``), so a sweep
-over them is one compiled program and changing them compiles nothing.
+over them is one compiled program and changing them compiles nothing. Each weight is a scalar
+or, per factor group (characteristics, macro predictors, SIC2 dummies …), an ``[n]`` vector:
+``λ Σ|w_i|`` becomes ``Σ λ_i |w_i|`` and so on (``"l1_w@macro"`` keys, :func:`penalty_of`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ PENALTY_FIELDS = ("l2_w", "l2_v", "l2_d", "l1_w", "l1_d", "group_v")
 
 
 class Penalty(NamedTuple):
-    """Penalty weights of one setting (scalars; ``0`` switches a term off)."""
+    """Penalty weights of one setting (``0`` switches a term off): scalars, or ``[n]`` vectors
+    — one weight per factor, from per-group weights (:func:`penalty_of` with ``groups``)."""
 
     l2_w: Float[Array, ""]
     l2_v: Float[Array, ""]
@@ -44,30 +47,50 @@ class Penalty(NamedTuple):
     group_v: Float[Array, ""]
 
 
-def penalty_of(values: dict | None = None, dtype=jnp.float32) -> Penalty:
-    """A :class:`Penalty` from a ``{field: weight}`` dict (missing fields: 0)."""
+def penalty_of(values: dict | None = None, dtype=jnp.float32, groups=None) -> Penalty:
+    """A :class:`Penalty` from a ``{term: weight}`` dict (missing terms: 0).
+
+    With ``groups`` (a group label per factor, e.g. ``("char", …, "macro", …)``) every weight
+    is an ``[n]`` vector and a key ``"term@group"`` sets ``term``'s weight for that group's
+    factors (the others keep ``term``'s weight): e.g. ``{"group_v": 0.03, "group_v@macro":
+    0.01}`` lets the macro predictors interact at a third of the characteristics' price."""
     values = dict(values or {})
-    unknown = sorted(set(values) - set(PENALTY_FIELDS))
+    terms = {k.split("@", 1)[0] for k in values}
+    unknown = sorted(terms - set(PENALTY_FIELDS))
     if unknown:
         raise ConfigError(
             f"penalty: unknown term(s) {', '.join(unknown)}; known: {', '.join(PENALTY_FIELDS)}"
         )
-    return Penalty(*(jnp.asarray(values.get(f, 0.0), dtype) for f in PENALTY_FIELDS))
+    scoped = [k for k in values if "@" in k]
+    if groups is None:
+        if scoped:
+            raise ConfigError(f"penalty: {scoped[0]!r} names a factor group, but no factor groups were given")
+        return Penalty(*(jnp.asarray(values.get(f, 0.0), dtype) for f in PENALTY_FIELDS))
+    groups = [str(g) for g in groups]
+    for k in scoped:
+        if k.split("@", 1)[1] not in groups:
+            known = sorted(set(groups))
+            raise ConfigError(f"penalty: {k!r}: no factor group {k.split('@', 1)[1]!r}; groups: {known}")
+    out = []
+    for f in PENALTY_FIELDS:
+        base = values.get(f, 0.0)
+        out.append(jnp.asarray([values.get(f"{f}@{g}", base) for g in groups], dtype))
+    return Penalty(*out)
 
 
 def smooth_penalty(params: FAPMParams, pen: Penalty) -> Float[Array, ""]:
     """The differentiable (L2) part of ``P``."""
-    out = pen.l2_w * jnp.sum(params.w * params.w) + pen.l2_v * jnp.sum(params.V * params.V)
+    out = jnp.sum(pen.l2_w * params.w * params.w) + jnp.sum(pen.l2_v[..., None] * params.V * params.V)
     if params.d is not None:
-        out = out + pen.l2_d * jnp.sum(params.d * params.d)
+        out = out + jnp.sum(pen.l2_d * params.d * params.d)
     return out
 
 
 def nonsmooth_penalty(params: FAPMParams, pen: Penalty) -> Float[Array, ""]:
     """The L1 and group-L1 part of ``P`` (applied by :func:`prox`)."""
-    out = pen.l1_w * jnp.sum(jnp.abs(params.w)) + pen.group_v * jnp.sum(_row_norms(params.V))
+    out = jnp.sum(pen.l1_w * jnp.abs(params.w)) + jnp.sum(pen.group_v * _row_norms(params.V))
     if params.d is not None:
-        out = out + pen.l1_d * jnp.sum(jnp.abs(params.d))
+        out = out + jnp.sum(pen.l1_d * jnp.abs(params.d))
     return out
 
 
@@ -85,8 +108,9 @@ def soft_threshold(x: Float[Array, ...], t: Float[Array, ""]) -> Float[Array, ..
     return jnp.sign(x) * jnp.maximum(jnp.abs(x) - t, 0.0)
 
 
-def group_shrink(V: Float[Array, "n k"], t: Float[Array, ""]) -> Float[Array, "n k"]:
-    """The proximal operator of ``t Σ_i ‖v_i‖``: each row shrunk towards 0 by ``t`` in norm."""
+def group_shrink(V: Float[Array, "n k"], t: Float[Array, "*n"]) -> Float[Array, "n k"]:
+    """The proximal operator of ``t Σ_i ‖v_i‖``: each row shrunk towards 0 by ``t`` (or its own
+    ``t_i``) in norm."""
     norm = _row_norms(V)
     factor = jnp.where(norm > t, 1.0 - t / jnp.where(norm > 0, norm, 1.0), 0.0)
     return V * factor[:, None].astype(V.dtype)

@@ -190,10 +190,16 @@ def average_interaction_figure(table: pl.DataFrame, title: str, top: int = 20) -
     return fig
 
 
-def heatmap_figure(B: np.ndarray, names: Sequence[str], title: str) -> Figure:
-    """The window-averaged interaction matrix as a heat map (symmetric colour scale)."""
+def heatmap_figure(
+    B: np.ndarray, names: Sequence[str], title: str, shown: np.ndarray | None = None
+) -> Figure:
+    """The window-averaged interaction matrix as a heat map (symmetric colour scale); with a
+    boolean ``shown`` [n, n] the other cells are left blank (e.g. those whose credible band
+    covers 0)."""
     n = len(names)
     v = float(np.max(np.abs(B))) or 1.0
+    if shown is not None:
+        B = np.where(shown, B, np.nan)
     fig = Figure(figsize=(0.2 * n + 3, 0.2 * n + 2.5))
     ax = fig.subplots()
     im = ax.imshow(B, cmap="RdBu_r", vmin=-v, vmax=v)

@@ -20,6 +20,8 @@ from ..evaluation.interactions import (
     top_interactions,
     window_interactions,
 )
+from ..evaluation.posterior import posterior_factor_table, posterior_pair_table
+from ..studies.estimators import GibbsRun
 from ..studies.rolling import RollingRun
 from . import figures, paper
 from .markdown import Section, md_table
@@ -233,16 +235,77 @@ def posterior_section(inter: Interactions, names: list[str], truth: SimTruth) ->
     )
 
 
+def _band_rows(t: pl.DataFrame) -> list[list[str]]:
+    return [
+        [f"{a} × {b}", f"{m:+.2e}", f"[{lo:+.1e}, {hi:+.1e}]", "yes" if c else "no"]
+        for a, b, m, lo, hi, c in zip(*(t[k] for k in ("a", "b", "mean", "ci_low", "ci_high", "credible")))
+    ]
+
+
+def posterior_tables_section(gibbs: GibbsRun, panel: Panel) -> Section:
+    """Tables 5–6 and the heat map of Bayesian FAPM (FAPM-Bayes), each window mean with its 95%
+    credible band (:mod:`~fapm_jax.evaluation.posterior`), and every test forecast's posterior sd."""
+    names, post = list(panel.feature_names), gibbs.averaged
+    pairs = posterior_pair_table(post, names, panel.macro_names)
+    factors = posterior_factor_table(post, names)
+    n_cred = int(pairs["credible"].sum())
+    head = ["pair", "posterior mean B_ij", "95% credible band", "band excludes 0"]
+    top = factors.head(20)
+    rows6 = [
+        [i + 1, f, f"{v:.2e}", f"[{lo:.1e}, {hi:.1e}]", f"{sh:.3f}"]
+        for i, (f, v, lo, hi, sh) in enumerate(
+            zip(*(top[k] for k in ("factor", "average", "ci_low", "ci_high", "share")))
+        )
+    ]
+    shown = (np.asarray(post.B_lo) > 0) | (np.asarray(post.B_hi) < 0)
+    np.fill_diagonal(shown, True)
+    fig = figures.heatmap_figure(
+        np.asarray(post.B_mean), names, "FAPM-Bayes: posterior mean B (blank: band covers 0)", shown
+    )
+    sd = np.asarray(gibbs.sd, np.float64)
+    rows = gibbs.test_rows
+    arrays = {
+        "permno": panel.permno[rows],
+        "month": panel.month[rows],
+        "r_hat": np.asarray(gibbs.r_hat),
+        "sd": np.asarray(gibbs.sd),
+    }
+    text = (
+        f"Gibbs-sampled FAPM over the {len(gibbs.windows)} windows: the posterior of each window mean "
+        "that Tables 5–6 report (draw s of every window paired, the window mean taken per draw, "
+        "the 2.5–97.5% quantiles over the draws). "
+        f"{n_cred} of the {pairs.height} pairs have a band that excludes 0.\n\n**Macro × macro**\n\n"
+        + md_table(head, _band_rows(pairs.filter(pl.col("kind") == "macro×macro").head(9)))
+        + "\n\n**With a characteristic**\n\n"
+        + md_table(head, _band_rows(pairs.filter(pl.col("kind") != "macro×macro").head(9)))
+        + "\n\n**Table 6 with bands**: each factor's average |B_ij| over its partners\n\n"
+        + md_table(["rank", "factor", "mean |B_ij|", "95% credible band", "share"], rows6)
+        + "\n\n![posterior heat map](posterior_heatmap.png)\n\n"
+        f"Forecasts: the posterior sd of the mean forecast ŷ averages {sd.mean():.2e} over the "
+        f"{len(sd)} test rows (median {np.median(sd):.2e}); the predictive sd of a return adds the "
+        "noise.\n\nFiles: posterior_interactions_bands.csv (every pair), "
+        "posterior_average_interaction.csv (Table 6), fapm_bayes_forecasts.npz (permno, month, "
+        "posterior mean and sd of every test forecast)."
+    )
+    return Section(
+        "Tables 5–6 with credible bands: Bayesian FAPM",
+        text,
+        tables={"posterior_interactions_bands.csv": pairs, "posterior_average_interaction.csv": factors},
+        figures={"posterior_heatmap.png": fig},
+        arrays={"fapm_bayes_forecasts.npz": arrays},
+    )
+
+
 def interaction_sections(
     run: RollingRun,
     panel: Panel,
     truth: SimTruth | None = None,
     n_boot: int = 1000,
-    posterior: Interactions | None = None,
+    gibbs: GibbsRun | None = None,
 ) -> list[Section]:
     """Tables 5–6, Figures 12–14, the heat map and the stability of the top interactions; with
-    ``posterior`` (Bayesian FAPM's credible intervals) on simulated data, the planted
-    interactions beside their posterior."""
+    ``gibbs`` (Bayesian FAPM) the same tables with credible bands, and on simulated data the
+    planted interactions beside their posterior."""
     names = list(panel.feature_names)
     B = np.asarray(window_interactions(run.params))
     st = interaction_stats(B, names, panel.macro_names, n_boot=n_boot)
@@ -251,7 +314,9 @@ def interaction_sections(
     sections = [table5_section(st, table, B, names, years)]
     if truth is not None:
         sections.append(recovery_section(st, table, names, truth))
-        if posterior is not None:
-            sections.append(posterior_section(posterior, names, truth))
+        if gibbs is not None:
+            sections.append(posterior_section(gibbs.interactions, names, truth))
     sections.append(table6_section(st, names))
+    if gibbs is not None:
+        sections.append(posterior_tables_section(gibbs, panel))
     return sections

@@ -36,7 +36,9 @@ def table_a1_section(
         f"{reps} repetitions (seeds {first_seed}–{first_seed + reps - 1}) per design; "
         f"mean R² in percent against the training mean, in-sample (`_is`) and out-of-sample (`_oos`), "
         "ours / GKX (2020) Internet Appendix Table A.1. GKX models see the covariates [c, c·x]; FAPM sees "
-        "the characteristics and x and learns c·x as an interaction; FAPM+SI adds x_i² terms. "
+        "the characteristics and x and learns c·x as an interaction; FAPM+SI adds x_i² terms; FAPM-MAP "
+        "is penalised FAPM+SI tuned on validation; rows ending in -gkx are FAPM on the GKX covariates "
+        "[c, c·x] (`--covariates gkx`). "
         f"Grids: {profile} profile. Huber threshold 0.2 (the authors'). "
         f"Total time {total:.0f} s."
         + (f" Not run (library not installed): {', '.join(missing)}." if missing else "")

@@ -33,6 +33,7 @@ from ..core.errors import ConfigError
 from ..core.gibbs import GibbsConfig, Interactions, posterior_interactions, posterior_predict, sample_windows
 from ..data.panel import Panel
 from ..data.windows import WindowSpec, rolling_windows, window_masks
+from ..evaluation.posterior import AveragedPosterior, averaged_posterior
 from .rolling import RollingRun, run_rolling
 
 #: Fits averaged by the ``"ensemble"`` estimator.
@@ -146,14 +147,16 @@ class GibbsRun:
 
     ``r_hat`` / ``sd``: the posterior-mean forecast and its posterior sd of every test row (the
     order of :attr:`RollingRun.test_rows`); ``interactions``: posterior means and 95% credible
-    bounds of ``B`` and ``w`` per window (``[W, n, n]``, ``[W, n]``); ``seconds``: sampling and
-    forecasting time."""
+    bounds of ``B`` and ``w`` per window (``[W, n, n]``, ``[W, n]``); ``averaged``: the posterior
+    of the window means that Tables 5–6 report (:mod:`~fapm_jax.evaluation.posterior`);
+    ``seconds``: sampling and forecasting time."""
 
     windows: list
     test_rows: np.ndarray
     r_hat: np.ndarray
     sd: np.ndarray
     interactions: Interactions
+    averaged: AveragedPosterior
     seconds: float
 
 
@@ -189,5 +192,6 @@ def run_gibbs(panel: Panel, spec: WindowSpec = WindowSpec(), config: GibbsConfig
         r_hat=mean[win, idx],
         sd=sd[win, idx],
         interactions=inter,
+        averaged=averaged_posterior(draws),
         seconds=time.perf_counter() - t0,
     )

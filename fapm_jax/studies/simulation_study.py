@@ -27,7 +27,7 @@ import jax
 import numpy as np
 import polars as pl
 
-from ..baselines.base import AbstractModel, window_keys
+from ..baselines.base import AbstractJaxModel, AbstractModel, Fit, window_keys
 from ..baselines.fapm import FAPM, TunedFAPM
 from ..core.checkpoint import fingerprint
 from ..core.errors import StudyError
@@ -89,6 +89,29 @@ class DesignData:
     oracle: np.ndarray
 
 
+class OnSimCovariates(AbstractJaxModel):
+    """A FAPM row fitted on the GKX models' covariates ``z = [c, c·x]`` of each repetition (the
+    authors' preprocessing, :func:`~fapm_jax.data.gkx_design.preprocess_gkx_sim`) instead of
+    FAPM's own factors ``(c, x)`` — ``fapm simulate --covariates gkx``, the rows named
+    ``<row>-gkx``. The model then holds a linear term for every ``c·x`` and interactions among
+    them."""
+
+    inner: AbstractJaxModel
+
+    @property
+    def name(self) -> str:
+        return f"{self.inner.name}-gkx"
+
+    def fit(self, X, y, train, valid, key) -> Fit:
+        return self.inner.fit(X, y, train, valid, key)
+
+    def predict(self, params, X):
+        return self.inner.predict(params, X)
+
+    def fit_predict_datasets(self, X, y, train, valid, keys) -> np.ndarray:
+        return self.inner.fit_predict_datasets(X, y, train, valid, keys)
+
+
 def _one_rep(model: str, n_chars: int, n_stocks: int, seed: int):
     sim = simulate_gkx(GKXSimConfig(model=model, n_chars=n_chars, n_stocks=n_stocks, seed=int(seed)))
     pre = preprocess_gkx_sim(sim)
@@ -139,10 +162,13 @@ def sim_models(
     fapm: bool = True,
     fapm_config=None,
     map_epochs: int | None = None,
+    covariates: Sequence[str] = ("factors",),
 ) -> list:
     """The study's models: GKX's (Huber threshold :data:`SIM_HUBER_XI`) and FAPM's rows: FAPM
     and FAPM+SI (the paper's training recipe) and FAPM-MAP (penalised, tuned on validation:
-    :class:`~fapm_jax.baselines.fapm.TunedFAPM`, ``map_epochs`` steps; ``None``: its 1,000)."""
+    :class:`~fapm_jax.baselines.fapm.TunedFAPM`, ``map_epochs`` steps; ``None``: its 1,000),
+    on FAPM's factors (``"factors"`` in ``covariates``) and on GKX's covariates (``"gkx"``:
+    :class:`OnSimCovariates`, rows ``FAPM-gkx`` …)."""
     from ..core.config import TrainConfig
     from .comparison import make_model
 
@@ -151,14 +177,19 @@ def sim_models(
         dataclasses.replace(m, batch_size=SIM_NN_BATCH, patience=SIM_NN_PATIENCE) if n.startswith("NN") else m
         for n, m in zip(names, out)
     ]
+    bad = sorted(set(covariates) - {"factors", "gkx"})
+    if bad or not covariates:
+        raise StudyError(f"covariates {list(covariates)!r}: each must be 'factors' or 'gkx'")
     if fapm:
         cfg = fapm_config or TrainConfig()
-        out.append(FAPM(name="FAPM", config=cfg))
-        out.append(FAPM(name="FAPM+SI", config=dataclasses.replace(cfg, self_interactions=True)))
+        rows = [FAPM(name="FAPM", config=cfg)]
+        rows.append(FAPM(name="FAPM+SI", config=dataclasses.replace(cfg, self_interactions=True)))
         tuned = TunedFAPM()
         if map_epochs is not None:
             tuned = dataclasses.replace(tuned, config=dataclasses.replace(tuned.config, epochs=map_epochs))
-        out.append(tuned)
+        rows.append(tuned)
+        out += rows if "factors" in covariates else []
+        out += [OnSimCovariates(m) for m in rows] if "gkx" in covariates else []
     return out
 
 
@@ -173,7 +204,7 @@ def fit_design(
 ) -> tuple[np.ndarray, np.ndarray]:
     """In- and out-of-sample R² ``[R]`` of ``model`` on every repetition of ``data``
     (``chunk`` repetitions per batch; repetition ``r`` draws from ``fold_in(key(seed), r)``)."""
-    X_all = data.f if isinstance(model, FAPM | TunedFAPM) else data.z  # FAPM sees (c, x); GKX's models z
+    X_all = data.f if isinstance(model, FAPM | TunedFAPM) else data.z  # FAPM's own factors (c, x); else z
     R = X_all.shape[0]
     keys = window_keys(jax.random.key(seed), R)
     preds = []
