@@ -81,6 +81,14 @@ def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
     assert "Table 1" in report and "Diebold–Mariano" in report and "Figure 4" in report
     post = pl.read_csv(tmp_path / "posterior_interactions.csv")  # Bayesian FAPM's credible intervals
     assert post.height > 0 and (post["ci_low"] <= post["ci_high"]).all()
+    assert "## Tables 5–6 with credible bands: Bayesian FAPM" in report
+    bands = pl.read_csv(tmp_path / "posterior_interactions_bands.csv")
+    assert bands.height == 14 * 13 // 2 and (bands["ci_low"] <= bands["ci_high"]).all()
+    assert pl.read_csv(tmp_path / "posterior_average_interaction.csv").height == 14
+    assert (tmp_path / "posterior_heatmap.png").stat().st_size > 1000
+    fc = np.load(tmp_path / "fapm_bayes_forecasts.npz")
+    bayes = pl.read_parquet(tmp_path / "predictions_all.parquet")["FAPM-Bayes"].to_numpy()
+    np.testing.assert_allclose(fc["r_hat"], bayes, rtol=1e-6)
     assert "| OLS+H | " in report and "-3.46" in report  # GKX's OLS+H beside ours
     assert "0.47" in report  # the paper's FAPM value
     t1 = pl.read_csv(tmp_path / "table1.csv")

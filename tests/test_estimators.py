@@ -121,7 +121,8 @@ def test_linear_path_and_null_candidates(x64):
         (("l1_w", 0.1), ("group_v", OFF), ("l1_d", OFF)),
         (("l1_w", OFF), ("group_v", OFF), ("l1_d", OFF)),
     )
-    assert len(tuned_grid(linear=(0.1, 1.0), null=True)) == len(tuned_grid()) + 3
+    assert len(tuned_grid(linear=(0.1, 1.0), null=True)) == len(tuned_grid(linear=(), null=False)) + 3
+    assert len(tuned_grid()) == 34 and tuned_grid()[-1] == grid[-1]
     rng = np.random.default_rng(5)
     N, n = 600, 5
     X = rng.normal(size=(N, n))
