@@ -128,7 +128,7 @@ def test_windows_in_size_buckets_equal_the_vmapped_windows(x64):
     jax.tree_util.tree_map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11), side, buckets
     )
-    for w in (0, 3):  # and each equals its own single-window chain
+    for w in (3,):  # and a window equals its own single-window chain
         one = sample_window(X, y, masks[w], chain_key(4, w, 1), cfg)
         np.testing.assert_allclose(
             np.asarray(buckets.params.V)[w, 1], np.asarray(one.params.V), rtol=1e-9, atol=1e-11

@@ -154,7 +154,10 @@ class Hyper(NamedTuple):
     epoch budgets runs in one program of ``max(epochs)`` epochs; a stopped setting keeps its
     state (its best-on-validation model among its own epochs). ``penalty`` (``None``: the
     paper's unpenalised loss) holds the penalty weights of penalised FAPM
-    (:mod:`~fapm_jax.core.penalties`).
+    (:mod:`~fapm_jax.core.penalties`). ``solve_steps`` (``None``: none) adds, after the epochs,
+    the penalised objective minimised to convergence from the last iterate, in at most that
+    many proximal-gradient iterations (:mod:`~fapm_jax.core.solve`; moment trainer), as one
+    more candidate of the best-on-validation rule.
     """
 
     learning_rate: Float[Array, ""]
@@ -164,6 +167,7 @@ class Hyper(NamedTuple):
     features: Float[Array, "W n"] | None = None
     epochs: Int[Array, ""] | None = None
     penalty: Penalty | None = None
+    solve_steps: Int[Array, ""] | None = None
 
 
 def hyper_from_config(config: TrainConfig, max_rank: int | None = None) -> Hyper:
@@ -188,6 +192,7 @@ def sweep_grid(
     epochs: Sequence[int] | None = None,
     penalties: Sequence[dict] | None = None,
     groups: Sequence[str] | None = None,
+    solve_steps: int | None = None,
 ) -> tuple[Hyper, list[dict]]:
     """The Cartesian grid of settings as a batched :class:`Hyper` ``[S]`` and its labels.
 
@@ -198,8 +203,11 @@ def sweep_grid(
     ``config``'s penalty weights, e.g. ``[{}, {"group_v": 1e-4}, {"l1_w": 1e-5, "l2_v": 1e-3}]``.
     ``groups`` (a group label per factor): the weights become per-factor vectors and a term may
     be priced per group, ``{"group_v": 0.03, "group_v@macro": 0.01}``
-    (:func:`~fapm_jax.core.penalties.penalty_of`).
+    (:func:`~fapm_jax.core.penalties.penalty_of`). ``solve_steps``: every setting also gets its
+    penalised optimum as a candidate (:attr:`Hyper.solve_steps`).
     """
+    if solve_steps is not None and not (isinstance(solve_steps, int) and solve_steps >= 0):
+        raise ConfigError(f"sweep_grid: solve_steps must be a non-negative integer, got {solve_steps!r}")
     ranks = list(ranks or [config.rank])
     lrs = list(learning_rates or [config.learning_rate])
     scales = list(init_scales or [config.init_scale])
@@ -236,6 +244,7 @@ def sweep_grid(
         )._replace(
             epochs=jnp.asarray(p["epochs"], jnp.int32) if epochs else None,
             penalty=penalty_of(pen, groups=groups) if any_penalty else None,
+            solve_steps=None if solve_steps is None else jnp.asarray(solve_steps, jnp.int32),
         )
         for p, pen in zip(
             points, (pen for *_, pen in itertools.product(ranks, lrs, scales, seeds, budgets, pens))

@@ -29,6 +29,7 @@ from .config import OPTIMIZERS, Hyper, TrainConfig
 from .errors import ConfigError
 from .model import FAPMParams, init_params, with_feature_mask, with_rank_mask
 from .penalties import Penalty, prox, smooth_penalty
+from .solve import SolveLog, solve
 
 tree_where = optax.tree_utils.tree_where
 
@@ -360,6 +361,33 @@ def finish(state: TrainState, r2_fn: Callable) -> tuple[TrainState, EpochLog]:
         lambda: record(state._replace(pending=jnp.asarray(False)), *r2_fn(state.params), ~state.diverged),
         lambda: (state, no_log(state)),
     )
+
+
+def converge(
+    state: TrainState,
+    hyper: Hyper,
+    label: Int[Array, ""],
+    *,
+    data_loss: Callable[[FAPMParams], Float[Array, ""]],
+    r2_fn: Callable,
+) -> tuple[TrainState, EpochLog, SolveLog]:
+    """The converged candidate after the epochs: the penalised objective (``data_loss`` plus
+    ``hyper.penalty``) minimised from the last iterate by :func:`~fapm_jax.core.solve.solve`
+    for at most ``hyper.solve_steps`` iterations, then judged by the same best-on-validation
+    rule as every epoch (:func:`record`), as epoch ``label`` (one past the run's last). The
+    OLS start and the early-stopped model stay candidates; a diverged model is not solved."""
+    pen = hyper.penalty
+    dtype = state.params.w.dtype
+
+    def f(p):
+        return data_loss(p) + (0.0 if pen is None else smooth_penalty(p, pen).astype(dtype))
+
+    budget = jnp.where(state.diverged, 0, hyper.solve_steps)
+    params, slog = solve(state.params, f, pen, budget, rank_mask=hyper.rank_mask, features=hyper.features)
+    ok = ~state.diverged & jnp.isfinite(slog.objective) & all_finite(params)
+    epoch = state.epoch
+    new, log = record(state._replace(params=params, epoch=label), *r2_fn(params), ok)
+    return tree_where(ok, new._replace(epoch=epoch), state), log, slog
 
 
 def run_epochs(state: TrainState, hyper: Hyper, *, n_epochs: int, **step_kw) -> tuple[TrainState, EpochLog]:

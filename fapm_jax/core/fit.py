@@ -24,6 +24,7 @@ from .model import FAPMParams
 from .penalties import PENALTY_FIELDS
 from .rowpass import chunk_layout
 from .rows import finish_windows, init_state, init_windows, train_epochs, train_windows
+from .solve import SolveLog
 
 
 class TrainResult(NamedTuple):
@@ -39,6 +40,7 @@ class TrainResult(NamedTuple):
     train_r2: Float[Array, "S W E"]
     hyper: Hyper
     linear_params: FAPMParams | None = None  # the OLS start of each (setting, window), V = 0
+    solve: SolveLog | None = None  # the converged candidate's solve (Hyper.solve_steps), [S, W]
 
     def select(self, rule: str = "window") -> tuple[FAPMParams, np.ndarray]:
         """Per window, the chosen setting: ``(params [W], index [W])``.
@@ -154,14 +156,21 @@ def fit_windows(
         hyper = jax.tree_util.tree_map(lambda a: a[None], hyper_from_config(config))
     if method == "auto":
         method = moments.choose_method(config, X.shape[1], train_masks, valid_masks)
-    init, advance, finish, unpad = _trainer(method, X, r, train_masks, valid_masks, hyper, config, mesh)
+    if hyper.solve_steps is not None and method != "moments":
+        raise ConfigError(
+            f"fit_windows: solve_steps (the converged candidate) needs method='moments', got {method!r}"
+        )
+    init, advance, finish, unpad, polish = _trainer(
+        method, X, r, train_masks, valid_masks, hyper, config, mesh
+    )
     E = config.epochs
     chunk = epochs_per_call or EPOCHS_PER_CALL
     limit = jnp.asarray(E, jnp.int32)
     state = init()
     linear_valid_r2, linear_params = state.best_valid_r2, state.best_params
     S, W = np.shape(hyper.seed)[0], np.shape(train_masks)[0]
-    history = _History((S, W, E), np.dtype(X.dtype))
+    solving = hyper.solve_steps is not None  # the converged candidate is logged as epoch E + 1
+    history = _History((S, W, E + solving), np.dtype(X.dtype))
     done = 0
     if checkpoint is not None:
         fp = _fingerprint(
@@ -202,6 +211,10 @@ def fit_windows(
             progress(done, E, state)
     state, log = finish(state)
     history.add(jax.tree_util.tree_map(lambda a: np.asarray(a)[..., None], log))
+    slog = None
+    if solving:
+        state, log, slog = polish(state, jnp.asarray(E + 1, jnp.int32))
+        history.add(jax.tree_util.tree_map(lambda a: np.asarray(a)[..., None], log))
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     best = unpad(
@@ -221,14 +234,16 @@ def fit_windows(
         train_r2=jax.device_put(history.train),
         hyper=hyper,
         linear_params=best[6],
+        solve=slog,
     )
 
 
 def _trainer(method, X, r, train_masks, valid_masks, hyper, config, mesh):
-    """``(init(), advance(state, start, limit, n), finish(state), unpad(tree))`` of the chosen
-    trainer, each a compiled program of every (setting, window). On a mesh the state is padded to
-    the mesh's shape; the logs come back without the padding, and ``unpad`` drops it from the
-    final state's arrays."""
+    """``(init(), advance(state, start, limit, n), finish(state), unpad(tree), polish(state,
+    label))`` of the chosen trainer, each a compiled program of every (setting, window)
+    (``polish``, the converged candidate: moment trainer only, else ``None``). On a mesh the
+    state is padded to the mesh's shape; the logs come back without the padding, and
+    ``unpad`` drops it from the final state's arrays."""
     cfg = static_config(config)
     if method == "moments":
         moments.check_config(config)
@@ -240,6 +255,7 @@ def _trainer(method, X, r, train_masks, valid_masks, hyper, config, mesh):
             lambda st, a, b, n: moments.epochs_all(st, mtr, mva, hyper, a, b, config=cfg, n_epochs=n),
             lambda st: moments.finish_all(st, mtr, mva, hyper),
             lambda tree: tree,
+            lambda st, label: moments.converge_all(st, mtr, mva, hyper, label),
         )
     n_batches = n_batches_for(config, np.asarray(train_masks))
     starts = moments.window_correlations(X, r, train_masks)
@@ -262,6 +278,7 @@ def _trainer(method, X, r, train_masks, valid_masks, hyper, config, mesh):
             advance,
             finish,
             lambda tree: sharding.unpad(mesh, tree, placed),
+            None,
         )
     tm = jnp.asarray(train_masks, bool)  # 1 byte per row and window; widened chunk by chunk
     vm = jnp.asarray(valid_masks, bool)
@@ -272,6 +289,7 @@ def _trainer(method, X, r, train_masks, valid_masks, hyper, config, mesh):
         ),
         lambda st: finish_windows(st, X, r, tm, vm, hyper, config=cfg),
         lambda tree: tree,
+        None,
     )
 
 

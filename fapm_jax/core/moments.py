@@ -38,6 +38,7 @@ from .config import Hyper, TrainConfig
 from .engine import (
     EpochLog,
     TrainState,
+    converge,
     epoch_step,
     finish,
     initial_params,
@@ -343,3 +344,17 @@ def finish_all(state, train: Moments, valid: Moments, hyper: Hyper):
     """No model is left pending by the moment trainer (it evaluates after each step); kept so
     that every trainer ends the same way."""
     return _all(lambda s, tr, va, h: finish(s, moment_fns(tr, va)["r2_fn"]), state, train, valid, hyper)
+
+
+@eqx.filter_jit
+def converge_all(state, train: Moments, valid: Moments, hyper: Hyper, label):
+    """Every (setting, window)'s converged candidate (:func:`~fapm_jax.core.engine.converge`):
+    the penalised ``1 − R²`` of the window's training moments minimised from the last iterate,
+    logged as epoch ``label``. Returns the state, the log and the
+    :class:`~fapm_jax.core.solve.SolveLog`, each ``[S, W]``."""
+
+    def one(s, tr, va, h):
+        fns = moment_fns(tr, va)
+        return converge(s, h, label, data_loss=lambda p: 1.0 - moment_r2(p, tr), r2_fn=fns["r2_fn"])
+
+    return _all(one, state, train, valid, hyper)

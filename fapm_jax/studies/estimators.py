@@ -7,7 +7,10 @@
   ``v_i``, 1,000 full-batch Adam steps, the penalty grid trained in one program and each window
   keeping the setting with the best validation R² (the unpenalised fit and the OLS start stay
   candidates). The grid is the simulation's, rescaled by ``√(12,000 / N_train)`` for the
-  panel's mean training rows ``N_train`` (a weight's effect grows like ``λ·√N_train``).
+  panel's mean training rows ``N_train`` (a weight's effect grows like ``λ·√N_train``). On
+  the moment trainer every setting also gets its penalised optimum, solved to convergence
+  (:data:`SOLVE_STEPS` proximal-gradient iterations at most, :mod:`~fapm_jax.core.solve`), as
+  one more candidate beside its early-stopped Adam path.
 - ``"ensemble"``: the paper's recipe from :data:`ENSEMBLE_SEEDS` independent draws of ``V``, each
   window's forecast the mean of their forecasts (GKX average ten networks).
 
@@ -31,6 +34,7 @@ from ..baselines.fapm import TunedFAPM
 from ..core.config import ESTIMATORS, Hyper, TrainConfig, sweep_grid
 from ..core.errors import ConfigError
 from ..core.gibbs import GibbsConfig, Interactions, posterior_interactions, posterior_predict, sample_windows
+from ..core.moments import choose_method
 from ..data.panel import Panel
 from ..data.windows import WindowSpec, rolling_windows, window_masks
 from ..evaluation.posterior import AveragedPosterior, averaged_posterior
@@ -40,6 +44,8 @@ from .rolling import RollingRun, run_rolling
 ENSEMBLE_SEEDS = 10
 #: Training rows of the GKX simulation, where :class:`TunedFAPM`'s grid was sized.
 SIM_TRAIN_ROWS = 12_000
+#: The most proximal-gradient iterations of ``"map"``'s converged candidate (moment trainer).
+SOLVE_STEPS = 500
 #: Table names of the estimators (every one starts with "FAPM").
 NAMES = {"paper": "FAPM", "map": "FAPM-MAP", "ensemble": "FAPM-ens", "bayes": "FAPM-Bayes"}
 
@@ -100,17 +106,25 @@ def make_estimator(
     )
     scale = math.sqrt(SIM_TRAIN_ROWS / max(mean_train_rows(panel, spec), 1.0))
     pens = [{k: v * scale for k, v in dict(p).items()} for p in tuned.penalties]
-    hyper, points = sweep_grid(cfg, penalties=pens)
+    hyper, points = sweep_grid(cfg, penalties=pens, solve_steps=SOLVE_STEPS)
     return Estimator(kind, NAMES[kind], cfg, hyper, points, "pooled" if select == "pooled" else "select")
 
 
 def run_estimator(panel: Panel, est: Estimator, spec: WindowSpec = WindowSpec(), **kw) -> RollingRun:
     """:func:`~fapm_jax.studies.rolling.run_rolling` with the estimator's settings (``kw``: its
     other options, e.g. ``size_group``, ``progress``, ``checkpoint``). The ``"map"`` grid runs on
-    the moment trainer where it applies (``method="auto"``)."""
+    the moment trainer where it applies (``method="auto"``), with its converged candidates; on
+    the row trainer (a factor set whose moments do not fit) without them."""
+    hyper = est.hyper
     if est.kind == "map":
         kw.setdefault("method", "auto")
-    return run_rolling(panel, est.config, spec, hyper=est.hyper, combine=est.combine, **kw)
+        train_m, valid_m, _ = window_masks(panel.year, rolling_windows(spec))
+        method = kw["method"]
+        if method == "auto":
+            method = choose_method(est.config, len(panel.feature_names), train_m, valid_m)
+        if method != "moments":
+            hyper = hyper._replace(solve_steps=None)
+    return run_rolling(panel, est.config, spec, hyper=hyper, combine=est.combine, **kw)
 
 
 def valid_r2(run: RollingRun) -> np.ndarray:
