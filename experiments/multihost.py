@@ -103,11 +103,10 @@ def worker(args) -> None:
 def local_check(args) -> int:
     """Start the processes here, then compare their models with one device's."""
     out = Path(tempfile.mkdtemp()) / "multihost.npz"
-    env = dict(
-        os.environ,
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={args.local_devices}",
-        JAX_PLATFORMS="cpu",
-    )
+    # the caller's other XLA flags (e.g. an optimisation level) pass through; the device count is ours
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f]
+    flags.append(f"--xla_force_host_platform_device_count={args.local_devices}")
+    env = dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu")
     base = [
         sys.executable,
         __file__,

@@ -153,16 +153,6 @@ def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
     assert inter.height == 14 * 13 // 2 and inter["share"].sum() == pytest.approx(1.0, abs=1e-6)
 
 
-def test_reproduce_without_the_suite(tmp_path):
-    assert (
-        main(["reproduce", *TINY, "--no-suite", "--decile-weighting", "equal", "--out", str(tmp_path)]) == 0
-    )
-    report = (tmp_path / "REPORT.md").read_text()
-    assert "0.47" in report and "equal-weighted deciles" in report
-    assert not (tmp_path / "table1.csv").exists()
-    assert pl.read_csv(tmp_path / "table9_deciles.csv")["model"].unique().to_list() == ["FAPM"]
-
-
 def test_simulate_writes_table_a1(tmp_path):
     args = [
         "simulate",
@@ -345,11 +335,15 @@ def test_run_on_user_gkx_files(tmp_path):
     assert names[:4] == ["mvel1", "mom1m", "mom12m", "bm"] and "bm_macro" in names  # GKX header order
     assert any(n.startswith("sic2_") for n in names)
     assert list((tmp_path / "cache").iterdir())  # the preprocessed panel was cached
-    # reproduce on the same user files (FAPM's analyses; the suite is tested above): FAPM-m ranks
-    # the factors without the SIC2 dummies, and the SIC2 sweep adds them back (Table 3)
+    # reproduce on the same user files without the suite (FAPM's analyses; the suite is tested
+    # above) and with equal-weighted deciles: FAPM-m ranks the factors without the SIC2 dummies,
+    # and the SIC2 sweep adds them back (Table 3)
     rep = tmp_path / "rep"
-    assert main(["reproduce", *args[:-1], str(rep), "--no-suite"]) == 0
+    assert main(["reproduce", *args[:-1], str(rep), "--no-suite", "--decile-weighting", "equal"]) == 0
     report = (rep / "REPORT.md").read_text()
+    assert "0.47" in report and "equal-weighted deciles" in report  # the paper's FAPM value beside ours
+    assert not (rep / "table1.csv").exists()  # no suite, no Table 1
+    assert pl.read_csv(rep / "table9_deciles.csv")["model"].unique().to_list() == ["FAPM"]
     assert "## Table 3 and Figure 6" in report and "## Table 5, Figures 12–13" in report
     assert not any(f.startswith("sic2_") for f in pl.read_csv(rep / "table2.csv")["factor"])
     assert pl.read_csv(rep / "table3.csv")["m"].to_list() == [
