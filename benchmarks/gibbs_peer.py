@@ -21,7 +21,8 @@ import jax
 import numpy as np
 
 from fapm_jax import SimConfig, WindowSpec, simulate_panel
-from fapm_jax.core.gibbs import GibbsConfig, posterior_predict, sample_windows
+from fapm_jax.core.gibbs import GibbsConfig, sample_windows
+from fapm_jax.core.gibbs_summaries import posterior_predict
 from fapm_jax.data.windows import rolling_windows, window_masks
 
 

@@ -20,8 +20,8 @@ from .core.fit import fit_window as fit_window
 from .core.fit import fit_windows as fit_windows
 from .core.fit import TrainResult as TrainResult
 from .core.gibbs import GibbsConfig as GibbsConfig
-from .core.gibbs import posterior_interactions as posterior_interactions
-from .core.gibbs import posterior_predict as posterior_predict
+from .core.gibbs_summaries import posterior_interactions as posterior_interactions
+from .core.gibbs_summaries import posterior_predict as posterior_predict
 from .core.gibbs import sample_windows as sample_windows
 from .core.linear import fit_ols as fit_ols
 from .core.losses import huber as huber

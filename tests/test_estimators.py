@@ -166,15 +166,11 @@ def test_gibbs_run_forecasts_each_test_row_from_its_own_window(panel):
     """FAPM-Bayes: each test row's forecast is the posterior mean of its own window's draws
     (a per-window loop of sample_window + posterior_predict), and the recovery table's numbers
     are the per-window posterior means and bounds averaged by hand."""
-    from fapm_jax.core.gibbs import (
-        GibbsConfig,
-        chain_key,
-        posterior_predict,
-        sample_window,
-    )
+    from fapm_jax.core.gibbs import GibbsConfig, chain_key, sample_window
+    from fapm_jax.core.gibbs_summaries import posterior_predict
     from fapm_jax.data.windows import rolling_windows, window_masks
     from fapm_jax.reporting.interaction_sections import posterior_recovery
-    from fapm_jax.studies.estimators import factor_groups, run_gibbs
+    from fapm_jax.studies.estimators import factor_groups, month_slopes, run_gibbs
 
     cfg = GibbsConfig(rank=2, n_sweeps=12, burn_in=6, self_interactions=True)
     g = run_gibbs(panel, SPEC, cfg)
@@ -182,7 +178,7 @@ def test_gibbs_run_forecasts_each_test_row_from_its_own_window(panel):
     X = jnp.asarray(panel.X)
     groups = np.unique(factor_groups(panel), return_inverse=True)[1].astype(np.int32)
     pos = {row: k for k, row in enumerate(g.test_rows)}
-    for w in range(len(g.windows)):
+    for w in (0, len(g.windows) - 1):  # the smallest and the largest window
         d = sample_window(
             X, jnp.asarray(panel.r), np.asarray(train_m[w], bool), chain_key(0, w, 0), cfg, groups=groups
         )
@@ -191,6 +187,12 @@ def test_gibbs_run_forecasts_each_test_row_from_its_own_window(panel):
         np.testing.assert_allclose(
             g.r_hat[[pos[r] for r in rows]], np.asarray(mean)[0, rows], rtol=1e-4, atol=1e-7
         )
+    # the random-slope design of run_gibbs(random_slopes=True): every row's month, the characteristics
+    design, names_ = month_slopes(panel), list(panel.feature_names)
+    np.testing.assert_array_equal(design["months"], panel.month)
+    assert [names_[i] for i in design["slopes"]] == [
+        f for f in panel.feature_names if f not in panel.macro_names
+    ]
     _, truth = simulate_panel(
         SimConfig(n_stocks=40, n_chars=8, first_month=199001, last_month=199912, seed=2)
     )

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from fapm_jax.core.errors import ConfigError, DataError
-from fapm_jax.core.gibbs import (
-    GibbsConfig,
-    chain_key,
-    posterior_interactions,
-    posterior_predict,
-    sample_window,
-    sample_windows,
-)
+from fapm_jax.core.gibbs import GibbsConfig, chain_key, sample_window, sample_windows
+from fapm_jax.core.gibbs_summaries import posterior_interactions, posterior_predict
 
 
 def _fm_data(rng, N, n, w0=0.2, w=None, planted=((0, 1, 1.0),), noise=0.5):
@@ -68,6 +62,65 @@ def test_rank0_equals_bayesian_linear_regression(x64):
     np.testing.assert_array_equal(np.asarray(d.alpha), alpha)  # fixed: never sampled
 
 
+def test_month_random_slopes_equal_the_mixed_model_posterior(x64):
+    """Rank 0, known α, λ and λ_u, a random intercept and a random slope on factor 0 per month:
+    ``y_t ~ N(Z̃_t β, I/α + Z_t Λ_u⁻¹ Z_tᵀ)`` marginally, so (w0, w) | y is the generalised least
+    squares posterior with precision ``Σ_t Z̃_tᵀ V_t⁻¹ Z̃_t + λI`` (Laird and Ware 1982). Tolerances
+    as the i.i.d. test above. A month without training rows keeps slopes 0, and a later month
+    added outside the mask changes no draw (beyond float rounding)."""
+    rng = np.random.default_rng(11)
+    T, per, n, alpha, lam, lam_u = 7, 10, 3, 1.0, 10.0, 4.0
+    labels = np.array([199001, 199002, 199003, 199005, 199006, 199007, 199008])
+    month = np.repeat(labels, per)[rng.permutation(T * per)]  # rows in any order
+    N = month.size
+    X = rng.normal(size=(N, n))
+    Z = np.column_stack([np.ones(N), X[:, 0]])
+    u = rng.normal(size=(T, 2)) / np.sqrt(lam_u)
+    y = 0.5 + X @ np.array([1.0, -0.5, 0.3]) + np.sum(Z * u[np.searchsorted(labels, month)], axis=1)
+    y = y + rng.normal(size=N) / np.sqrt(alpha)
+    mask = month != 199003  # one month without training rows
+    Zt = np.column_stack([np.ones(N), X])
+    P, b = lam * np.eye(n + 1), np.zeros(n + 1)
+    for t in labels[labels != 199003]:
+        r = month == t
+        Vinv = np.linalg.inv(np.eye(r.sum()) / alpha + Z[r] @ Z[r].T / lam_u)
+        P, b = P + Zt[r].T @ Vinv @ Zt[r], b + Zt[r].T @ Vinv @ y[r]
+    cov = np.linalg.inv(P)
+    mean = cov @ b
+
+    cfg = GibbsConfig(
+        rank=0,
+        n_sweeps=2100,
+        burn_in=100,
+        n_chains=4,
+        fixed_alpha=alpha,
+        fixed_prec=lam,
+        w0_prec=lam,
+        fixed_slope_prec=lam_u,
+    )
+    d = sample_windows(X, y, mask[None], cfg, months=month, slopes=[0])
+    draws = np.concatenate([np.asarray(d.params.w0)[0][..., None], np.asarray(d.params.w)[0]], axis=-1)
+    se, s_eff = _batch_se(draws)
+    sd = np.sqrt(np.diag(cov))
+    assert (se < 0.05 * sd).all(), "too few effective draws for a meaningful tolerance"
+    np.testing.assert_array_less(np.abs(draws.reshape(-1, n + 1).mean(0) - mean), 5 * se)
+    emp = np.cov(draws.reshape(-1, n + 1), rowvar=False)
+    tol = 5 * np.sqrt((np.outer(sd**2, sd**2) + cov**2) / s_eff.min())
+    np.testing.assert_array_less(np.abs(emp - cov), tol)
+    # the i.i.d. posterior is narrower: the months' slopes are information it counts N times
+    iid = np.linalg.inv(alpha * Zt[mask].T @ Zt[mask] + lam * np.eye(n + 1))
+    assert np.diag(iid)[1] < 0.8 * cov[1, 1]
+    np.testing.assert_array_equal(np.asarray(d.lambda_u), lam_u)  # fixed: never sampled
+    # a later month outside the mask: same draws (its normals are its own)
+    X2, y2 = np.vstack([X, rng.normal(size=(3, n))]), np.concatenate([y, [9.0, 9.0, 9.0]])
+    m2 = np.concatenate([month, [199012] * 3])
+    cfg2 = GibbsConfig(**{**cfg.__dict__, "n_sweeps": 30, "burn_in": 10, "fixed_slope_prec": None})
+    a = sample_windows(X, y, mask[None], cfg2, months=month, slopes=[0])
+    b2 = sample_windows(X2, y2, np.concatenate([mask, [False] * 3])[None], cfg2, months=m2, slopes=[0])
+    jax.tree_util.tree_map(lambda p, q: np.testing.assert_allclose(p, q, rtol=1e-9, atol=1e-12), a, b2)
+    assert np.all(np.asarray(a.lambda_u) > 0) and not np.allclose(np.asarray(a.lambda_u), 1.0)
+
+
 def test_masked_rows_contribute_nothing(x64):
     """Rows outside the training mask, even huge or NaN, leave every draw bitwise unchanged; and
     the draws equal those of the training rows alone (up to the order of float sums)."""
@@ -117,7 +170,8 @@ def test_vmapped_windows_and_chains_equal_loop_and_seeds(x64):
 def test_windows_in_size_buckets_equal_the_vmapped_windows(x64):
     """On a CPU the windows run one after another in two programs by size (the smaller half
     padded to its own largest); the draws equal those of all windows vmapped side by side, in
-    the windows' own order, whatever the order of their sizes."""
+    the windows' own order, whatever the order of their sizes (and the side-by-side windows equal
+    a loop of single-window chains: the test above)."""
     rng = np.random.default_rng(5)
     X, y = _fm_data(rng, 120, 4)
     rows = np.arange(120)
@@ -128,11 +182,6 @@ def test_windows_in_size_buckets_equal_the_vmapped_windows(x64):
     jax.tree_util.tree_map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11), side, buckets
     )
-    for w in (3,):  # and a window equals its own single-window chain
-        one = sample_window(X, y, masks[w], chain_key(4, w, 1), cfg)
-        np.testing.assert_allclose(
-            np.asarray(buckets.params.V)[w, 1], np.asarray(one.params.V), rtol=1e-9, atol=1e-11
-        )
 
 
 def test_planted_interaction_recovered(x64):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from fapm_jax.core.errors import ConfigError
-from fapm_jax.core.gibbs import GibbsDraws, posterior_interactions
+from fapm_jax.core.gibbs import GibbsDraws
+from fapm_jax.core.gibbs_summaries import posterior_interactions
 from fapm_jax.core.model import FAPMParams
 from fapm_jax.evaluation.posterior import averaged_posterior, posterior_factor_table, posterior_pair_table
 

@@ -18,7 +18,9 @@ same posterior as Rendle's coordinate-wise sweep, in ``n`` steps instead of ``n 
 steps). A window is a 0/1 row mask over the shared panel: its rows are gathered and the empty
 slots zeroed, so they contribute nothing (not even a NaN). All windows × chains run in one
 compiled program (:func:`sample_windows`: chains vmapped, windows vmapped on an accelerator
-and in a ``lax.map`` on a CPU, ``lax.scan`` over sweeps).
+and in a ``lax.map`` on a CPU, ``lax.scan`` over sweeps). Optionally the likelihood has
+month-specific random slopes on chosen factors (:mod:`~fapm_jax.core.random_slopes`), drawn
+after the latent vectors in each sweep.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .errors import ConfigError, DataError
 from .masked import compact_rows
-from .model import FAPMParams, interaction_matrix, predict
+from .model import FAPMParams, predict
+from .random_slopes import MonthDesign, draw_slope_precision, draw_slopes, month_design, slope_effect
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +61,8 @@ class GibbsConfig:
         self_interactions: sample ``d`` (``x_i²`` weights) too.
         fixed_alpha: a known noise precision ``α`` (not sampled).
         fixed_prec: a known prior precision of ``w``, ``V`` and ``d`` with ``μ = 0`` (not sampled).
+        fixed_slope_prec: a known prior precision ``λ_u`` of the month random slopes (not
+            sampled; used only with ``months`` and ``slopes``).
     """
 
     rank: int = 4
@@ -78,6 +83,7 @@ class GibbsConfig:
     self_interactions: bool = False
     fixed_alpha: float | None = None
     fixed_prec: float | None = None
+    fixed_slope_prec: float | None = None
 
     def __post_init__(self):
         def bad(name, why):
@@ -100,7 +106,7 @@ class GibbsConfig:
         for name in ("mu_0", "w0_mean"):
             if not math.isfinite(getattr(self, name)):
                 bad(name, "must be finite")
-        for name in ("fixed_alpha", "fixed_prec"):
+        for name in ("fixed_alpha", "fixed_prec", "fixed_slope_prec"):
             v = getattr(self, name)
             if v is not None and not (v > 0 and math.isfinite(v)):
                 bad(name, "must be None (sampled) or a positive finite number")
@@ -112,7 +118,8 @@ class GibbsConfig:
 
 
 class GibbsState(NamedTuple):
-    """One chain between sweeps: the model and its hyperparameters (``G`` groups)."""
+    """One chain between sweeps: the model and its hyperparameters (``G`` groups), and the
+    month random slopes ``u`` with their precisions (``q = 0`` without them)."""
 
     params: FAPMParams
     alpha: Float[Array, ""]
@@ -122,6 +129,8 @@ class GibbsState(NamedTuple):
     mu_V: Float[Array, "G k"]
     lambda_d: Float[Array, " G"]
     mu_d: Float[Array, " G"]
+    u: Float[Array, "T q"]
+    lambda_u: Float[Array, " q"]
 
 
 class GibbsDraws(NamedTuple):
@@ -132,18 +141,7 @@ class GibbsDraws(NamedTuple):
     alpha: Float[Array, "... K"]
     lambda_w: Float[Array, "... K G"]
     lambda_V: Float[Array, "... K G k"]
-
-
-class Interactions(NamedTuple):
-    """Posterior means and equal-tailed credible bounds of ``B`` (:func:`interaction_matrix`:
-    ``<v_i, v_j>`` off the diagonal, ``d`` or 0 on it) and of ``w``."""
-
-    B_mean: Float[Array, "... n n"]
-    B_lo: Float[Array, "... n n"]
-    B_hi: Float[Array, "... n n"]
-    w_mean: Float[Array, "... n"]
-    w_lo: Float[Array, "... n"]
-    w_hi: Float[Array, "... n"]
+    lambda_u: Float[Array, "... K q"] | None = None
 
 
 def chain_key(seed: int, window: int, chain: int) -> PRNGKeyArray:
@@ -183,11 +181,14 @@ def _residuals(params, X, y, m):
     return jnp.where(m, y - predict(params, jnp.where(m[:, None], X, 0.0)), 0.0)
 
 
-def _sweep(state: GibbsState, key, X, XT, y, m, groups, onehot, cfg: GibbsConfig) -> GibbsState:
+def _sweep(
+    state: GibbsState, key, X, XT, y, m, groups, onehot, design: MonthDesign | None, cfg: GibbsConfig
+) -> GibbsState:
     """One Gibbs sweep (Rendle 2012, Algorithm 4, with the latent vectors drawn as blocks):
     ``α``, ``w0``, ``(λ_w, μ_w)``, each ``w_i``, ``(λ_d, μ_d)``, each ``d_i``, every
-    ``(λ_f, μ_f)``, then each latent vector ``v_i`` from its exact ``k``-variate conditional.
-    ``e`` is recomputed from the model at the start so rounding cannot drift."""
+    ``(λ_f, μ_f)``, then each latent vector ``v_i`` from its exact ``k``-variate conditional;
+    with a month ``design``, ``λ_u`` and then every month's slopes ``u_t``. ``e`` is recomputed
+    from the model at the start so rounding cannot drift."""
     p = state.params
     n, k = p.V.shape
     dt = p.w.dtype
@@ -211,6 +212,8 @@ def _sweep(state: GibbsState, key, X, XT, y, m, groups, onehot, cfg: GibbsConfig
     gh, ga = gam[:-1].reshape(G, k + 2), gam[-1]
     col = lambda i: XT[i]  # the rows outside the mask are zero in XT (see _run)
     e = _residuals(p, X, y, m)
+    if design is not None:
+        e = e - slope_effect(design, state.u)
     alpha = state.alpha
     if cfg.fixed_alpha is None:  # Eq. 34
         alpha = ga / ((cfg.beta_0 + jnp.dot(e, e)) / 2.0)
@@ -257,13 +260,26 @@ def _sweep(state: GibbsState, key, X, XT, y, m, groups, onehot, cfg: GibbsConfig
 
         Q = jnp.where(m[:, None], X @ V, 0.0)
         V, e, _ = jax.lax.fori_loop(0, n, feature, (V, e, Q))
+    u, lam_u = state.u, state.lambda_u
+    if design is not None:  # the month slopes (their own stream: the other draws stay as without them)
+        ku, kl = jax.random.split(jax.random.fold_in(key, 7))
+        if cfg.fixed_slope_prec is None:
+            shape = (cfg.alpha_lambda + jnp.sum(design.used)) / 2.0
+            gam = jax.random.gamma(kl, jnp.broadcast_to(shape, lam_u.shape).astype(dt), dtype=dt)
+            lam_u = draw_slope_precision(gam, u, design, cfg.beta_lambda)
+        r_ = e + slope_effect(design, u)
+        # a month's normals depend on its id only, so months added later change no earlier draw
+        zu = jax.vmap(lambda t: jax.random.normal(jax.random.fold_in(ku, t), u.shape[1:], dt))(
+            jnp.arange(u.shape[0])
+        )
+        u = draw_slopes(zu, r_, design, alpha, lam_u)
     params = FAPMParams(w0=w0, w=w, V=V, d=d)
-    return GibbsState(params, alpha, lam_w, mu_w, lam_V, mu_V, lam_d, mu_d)
+    return GibbsState(params, alpha, lam_w, mu_w, lam_V, mu_V, lam_d, mu_d, u, lam_u)
 
 
-def _init(key, n, n_groups, dt, cfg: GibbsConfig) -> GibbsState:
-    """The start of a chain: ``V ~ N(0, init_scale²)``, everything else 0; ``α = 1``, ``λ = 1``
-    (or the fixed values), ``μ = 0``."""
+def _init(key, n, n_groups, dt, cfg: GibbsConfig, T: int = 0, q: int = 0) -> GibbsState:
+    """The start of a chain: ``V ~ N(0, init_scale²)``, everything else 0 (the ``[T, q]`` month
+    slopes too); ``α = 1``, ``λ = 1`` (or the fixed values), ``μ = 0``."""
     V = cfg.init_scale * jax.random.normal(key, (n, cfg.rank), dt)
     d = jnp.zeros((n,), dt) if cfg.self_interactions else None
     params = FAPMParams(w0=jnp.zeros((), dt), w=jnp.zeros((n,), dt), V=V, d=d)
@@ -273,20 +289,25 @@ def _init(key, n, n_groups, dt, cfg: GibbsConfig) -> GibbsState:
         jnp.full((n_groups, cfg.rank), cfg.fixed_prec or 1.0, dt),
         jnp.zeros((n_groups, cfg.rank), dt),
     )
-    return GibbsState(params, alpha, lam, zero, lamV, zeroV, lam, zero)
+    u, lam_u = jnp.zeros((T, q), dt), jnp.full((q,), cfg.fixed_slope_prec or 1.0, dt)
+    return GibbsState(params, alpha, lam, zero, lamV, zeroV, lam, zero, u, lam_u)
 
 
-def _chain(key, X, XT, y, m, groups, *, n_groups: int, cfg: GibbsConfig) -> GibbsDraws:
+def _chain(key, X, XT, y, m, groups, design, *, n_groups: int, cfg: GibbsConfig) -> GibbsDraws:
     """One chain of one window: burn-in, then ``n_draws`` records ``thin`` sweeps apart."""
     n = X.shape[1]
     onehot = (groups[:, None] == jnp.arange(n_groups)).astype(X.dtype)
     k_init, k_run = jax.random.split(key)
-    sweep = lambda s, t: (_sweep(s, jax.random.fold_in(k_run, t), X, XT, y, m, groups, onehot, cfg), None)
-    state, _ = jax.lax.scan(sweep, _init(k_init, n, n_groups, X.dtype, cfg), jnp.arange(cfg.burn_in))
+    sweep = lambda s, t: (
+        _sweep(s, jax.random.fold_in(k_run, t), X, XT, y, m, groups, onehot, design, cfg),
+        None,
+    )
+    Tq = (0, 0) if design is None else design.gram.shape[:2]
+    state, _ = jax.lax.scan(sweep, _init(k_init, n, n_groups, X.dtype, cfg, *Tq), jnp.arange(cfg.burn_in))
 
     def keep(s, j):
         s, _ = jax.lax.scan(sweep, s, cfg.burn_in + j * cfg.thin + jnp.arange(cfg.thin))
-        return s, GibbsDraws(s.params, s.alpha, s.lambda_w, s.lambda_V)
+        return s, GibbsDraws(s.params, s.alpha, s.lambda_w, s.lambda_V, s.lambda_u)
 
     return jax.lax.scan(keep, state, jnp.arange(cfg.n_draws))[1]
 
@@ -311,6 +332,28 @@ def _check(X, y, masks, groups):
     return g.astype(np.int32), int(g.max()) + 1
 
 
+def _check_months(X, months, slopes):
+    """The month random slopes' inputs: dense month ids ``[N]`` (in the order of the labels, so
+    that later months get later ids), their count and the slope factors as a tuple; ``None``
+    for both without them."""
+    if (months is None) != (slopes is None):
+        raise ConfigError("gibbs: months and slopes go together (random slopes need both)")
+    if months is None:
+        return None, 0, None
+    months, sl = np.asarray(months), np.asarray(slopes)
+    n = np.shape(X)[1]
+    if months.shape != (np.shape(X)[0],) or not np.issubdtype(months.dtype, np.integer):
+        raise DataError(
+            f"gibbs: months must be {np.shape(X)[0]} integer labels, got {months.dtype} {months.shape}"
+        )
+    if sl.ndim != 1 or not np.issubdtype(sl.dtype, np.integer) or ((sl < 0) | (sl >= n)).any():
+        raise ConfigError(f"gibbs: slopes must be factor indices in [0, {n}), got {sl.tolist()}")
+    if np.unique(sl).size != sl.size:
+        raise ConfigError(f"gibbs: slopes has a repeated factor: {sl.tolist()}")
+    labels, ids = np.unique(months, return_inverse=True)
+    return ids.astype(np.int32), labels.size, tuple(int(i) for i in sl)
+
+
 def _size(masks) -> int:
     """Slots of the gathered training block: the largest window's row count."""
     return int(np.asarray(masks).sum(axis=-1).max())
@@ -322,9 +365,21 @@ def _static(cfg: GibbsConfig) -> GibbsConfig:
     return dataclasses.replace(cfg, seed=0, n_chains=1)
 
 
-@functools.partial(jax.jit, static_argnames=("n_groups", "cfg", "size", "vmap_windows"))
+@functools.partial(jax.jit, static_argnames=("n_groups", "cfg", "size", "vmap_windows", "slopes", "T"))
 def _run(
-    keys, X, y, masks, groups, *, n_groups: int, cfg: GibbsConfig, size: int, vmap_windows: bool
+    keys,
+    X,
+    y,
+    masks,
+    groups,
+    months=None,
+    *,
+    n_groups: int,
+    cfg: GibbsConfig,
+    size: int,
+    vmap_windows: bool,
+    slopes: tuple | None = None,
+    T: int = 0,
 ) -> GibbsDraws:
     """All windows × chains. Each window first gathers its training rows into ``size`` slots
     (:func:`~fapm_jax.core.masked.compact_rows`; empty slots stay masked), so a sweep costs
@@ -334,13 +389,14 @@ def _run(
     a ``lax.map`` (a CPU: a sweep is a few thousand coordinate steps, each a pass over the
     window's rows; one window's vectors stay in cache, thirty side by side do not)."""
     chain = functools.partial(_chain, n_groups=n_groups, cfg=cfg)
-    over_chains = jax.vmap(chain, in_axes=(0, None, None, None, None, None))
+    over_chains = jax.vmap(chain, in_axes=(0, None, None, None, None, None, None))
     y = jnp.asarray(y, X.dtype)
 
     def window(keys_w, m):
         idx, ok = compact_rows(m, size)
         Xw = jnp.where(ok[:, None], X[idx], 0.0)  # empty slots are zero once, not per coordinate
-        return over_chains(keys_w, Xw, Xw.T, y[idx], ok, groups)
+        design = None if slopes is None else month_design(Xw, ok, months[idx], slopes, T)
+        return over_chains(keys_w, Xw, Xw.T, y[idx], ok, groups, design)
 
     if vmap_windows:
         return jax.vmap(window)(keys, masks)
@@ -355,10 +411,14 @@ def sample_window(
     config: GibbsConfig = GibbsConfig(),
     *,
     groups: Int[Array, " n"] | None = None,
+    months: Int[Array, " N"] | None = None,
+    slopes=None,
 ) -> GibbsDraws:
     """One chain of one window (the rows where ``train_mask``); draws ``[K, ...]``. ``groups``:
-    a hyperparameter group id per factor (default: one group)."""
+    a hyperparameter group id per factor (default: one group); ``months`` and ``slopes``: as
+    :func:`sample_windows`."""
     g, n_groups = _check(X, y, np.asarray(train_mask)[None], groups)
+    ids, T, sl = _check_months(X, months, slopes)
     mask = jnp.asarray(train_mask)[None]
     out = _run(
         jnp.reshape(key, (1, 1)),
@@ -366,10 +426,13 @@ def sample_window(
         y,
         mask,
         g,
+        ids,
         n_groups=n_groups,
         cfg=_static(config),
         size=_size(mask),
         vmap_windows=True,
+        slopes=sl,
+        T=T,
     )
     return jax.tree_util.tree_map(lambda a: a[0, 0], out)
 
@@ -381,19 +444,37 @@ def sample_windows(
     config: GibbsConfig = GibbsConfig(),
     *,
     groups: Int[Array, " n"] | None = None,
+    months: Int[Array, " N"] | None = None,
+    slopes=None,
     vmap_windows: bool | None = None,
 ) -> GibbsDraws:
     """``config.n_chains`` chains of every window over one shared panel in one compiled program
     (``vmap`` over chains; over windows too, or a ``lax.map`` over them: ``vmap_windows``,
     ``None`` = by backend, ``lax.map`` on a CPU); draws ``[W, C, K, ...]``. Chain ``c`` of window
     ``w`` is :func:`sample_window` with :func:`chain_key` ``(config.seed, w, c)``; the draws do
-    not depend on ``vmap_windows`` beyond float rounding."""
+    not depend on ``vmap_windows`` beyond float rounding.
+
+    ``months`` (each row's month label, e.g. ``YYYYMM``) and ``slopes`` (factor indices): a
+    random intercept and random slopes on those factors per month in the likelihood
+    (:mod:`~fapm_jax.core.random_slopes`); the draws gain ``lambda_u``."""
     g, n_groups = _check(X, y, train_masks, groups)
+    ids, T, sl = _check_months(X, months, slopes)
     W, C = np.shape(train_masks)[0], config.n_chains
     keys = jax.vmap(lambda w: jax.vmap(lambda c: chain_key(config.seed, w, c))(jnp.arange(C)))(jnp.arange(W))
     vm = jax.default_backend() != "cpu" if vmap_windows is None else bool(vmap_windows)
     masks = np.asarray(train_masks)
-    run = functools.partial(_run, X=X, y=y, groups=g, n_groups=n_groups, cfg=_static(config), vmap_windows=vm)
+    run = functools.partial(
+        _run,
+        X=X,
+        y=y,
+        groups=g,
+        months=ids,
+        n_groups=n_groups,
+        cfg=_static(config),
+        vmap_windows=vm,
+        slopes=sl,
+        T=T,
+    )
     if vm or W < SIZE_BUCKET_MIN_WINDOWS:
         return run(keys, masks=jnp.asarray(masks), size=_size(masks))
     # One after another, a window costs its padded size: the smaller half of the windows runs
@@ -410,63 +491,3 @@ def sample_windows(
 #: On a CPU (windows one after another), sample_windows splits at least this many windows into
 #: two programs by size.
 SIZE_BUCKET_MIN_WINDOWS = 4
-
-
-def _pooled(draws: GibbsDraws):
-    """The draws' parameters as ``[B, S, ...]``: batch axes flattened, chains × draws pooled."""
-    p = draws.params
-    batch, S = p.w0.shape[:-2], p.w0.shape[-2] * p.w0.shape[-1]
-    return batch, jax.tree_util.tree_map(lambda a: a.reshape((-1, S) + a.shape[len(batch) + 2 :]), p)
-
-
-@jax.jit
-def _predict_moments(p: FAPMParams, X):
-    """Mean and sd over the draws ``S`` of ``ŷ`` per batch and row (Welford's recurrence)."""
-    B, S, N = p.w0.shape[0], p.w0.shape[1], X.shape[0]
-
-    def step(c, ps):
-        j, mean, m2 = c
-        pred = jax.vmap(lambda q: predict(q, X))(ps)
-        delta = pred - mean
-        mean = mean + delta / (j + 1)
-        return (j + 1, mean, m2 + delta * (pred - mean)), None
-
-    zero = jnp.zeros((B, N), X.dtype)
-    (_, mean, m2), _ = jax.lax.scan(
-        step, (0, zero, zero), jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), p)
-    )
-    return mean, jnp.sqrt(m2 / max(S - 1, 1))
-
-
-def posterior_predict(
-    draws: GibbsDraws, X: Float[Array, "N n"]
-) -> tuple[Float[Array, "... N"], Float[Array, "... N"]]:
-    """The posterior-mean forecast ``E[ŷ(x)]`` of every row and its posterior sd, over all
-    chains and draws (Rendle 2012, Eq. 29: the MCMC average of the draws' predictions); shapes
-    ``[W, N]`` for :func:`sample_windows`' draws. The sd is that of the mean function ``ŷ``; the
-    predictive sd of ``y`` adds ``E[1/α]``."""
-    batch, p = _pooled(draws)
-    mean, sd = _predict_moments(p, jnp.asarray(X, p.w.dtype))
-    return mean.reshape(batch + mean.shape[1:]), sd.reshape(batch + sd.shape[1:])
-
-
-@functools.partial(jax.jit, static_argnames="level")
-def _interactions(p: FAPMParams, level: float):
-    q = jnp.asarray([(1 - level) / 2, (1 + level) / 2], p.w.dtype)
-
-    def one(ps):
-        B = jax.vmap(interaction_matrix)(ps)
-        Bq, wq = jnp.quantile(B, q, axis=0), jnp.quantile(ps.w, q, axis=0)
-        return Interactions(B.mean(0), Bq[0], Bq[1], ps.w.mean(0), wq[0], wq[1])
-
-    return jax.lax.map(one, p)
-
-
-def posterior_interactions(draws: GibbsDraws, level: float = 0.95) -> Interactions:
-    """Posterior mean and ``level`` equal-tailed credible interval (default 2.5%–97.5%) of every
-    ``B_ij = <v_i, v_j>`` (Rendle 2012, Eq. 3) and of every ``w_i``, over all chains and draws."""
-    if not 0 < level < 1:
-        raise ConfigError(f"posterior_interactions: level={level!r} must lie in (0, 1)")
-    batch, p = _pooled(draws)
-    out = _interactions(p, float(level))
-    return jax.tree_util.tree_map(lambda a: a.reshape(batch + a.shape[1:]), out)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ..core.gibbs import Interactions
+from ..core.gibbs_summaries import Interactions
 from ..data.embedded import SimTruth
 from ..data.panel import Panel
 from ..evaluation.interactions import (

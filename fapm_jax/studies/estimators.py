@@ -33,7 +33,8 @@ import numpy as np
 from ..baselines.fapm import TunedFAPM
 from ..core.config import ESTIMATORS, Hyper, TrainConfig, sweep_grid
 from ..core.errors import ConfigError
-from ..core.gibbs import GibbsConfig, Interactions, posterior_interactions, posterior_predict, sample_windows
+from ..core.gibbs import GibbsConfig, sample_windows
+from ..core.gibbs_summaries import Interactions, posterior_interactions, posterior_predict
 from ..core.moments import choose_method
 from ..data.panel import Panel
 from ..data.windows import WindowSpec, rolling_windows, window_masks
@@ -182,9 +183,25 @@ def factor_groups(panel: Panel) -> np.ndarray:
     )
 
 
-def run_gibbs(panel: Panel, spec: WindowSpec = WindowSpec(), config: GibbsConfig = BAYES_CONFIG) -> GibbsRun:
+def month_slopes(panel: Panel) -> dict:
+    """The random-slope design of :func:`run_gibbs`: each row's month and the characteristics
+    (factor group 0) as the factors whose slopes move from month to month, besides an intercept
+    (:mod:`~fapm_jax.core.random_slopes`)."""
+    return {"months": np.asarray(panel.month), "slopes": np.flatnonzero(factor_groups(panel) == 0)}
+
+
+def run_gibbs(
+    panel: Panel,
+    spec: WindowSpec = WindowSpec(),
+    config: GibbsConfig = BAYES_CONFIG,
+    *,
+    random_slopes: bool = False,
+) -> GibbsRun:
     """Every window's posterior in one compiled program (windows × chains vmapped), then each
-    test row's posterior-mean forecast from its own window's draws."""
+    test row's posterior-mean forecast from its own window's draws. ``random_slopes``: a month
+    intercept and month slopes on the characteristics in the likelihood (:func:`month_slopes`;
+    off by default: with 200 sweeps the chains mix too slowly, see docs/training.md); ``False``:
+    the i.i.d. likelihood of Rendle (2012)."""
     import time
 
     t0 = time.perf_counter()
@@ -193,7 +210,8 @@ def run_gibbs(panel: Panel, spec: WindowSpec = WindowSpec(), config: GibbsConfig
     X = jnp.asarray(panel.X)
     g = factor_groups(panel)
     g = np.unique(g, return_inverse=True)[1].astype(np.int32)  # dense group ids
-    draws = sample_windows(X, jnp.asarray(panel.r), np.asarray(train_m, bool), config, groups=g)
+    slopes = month_slopes(panel) if random_slopes else {}
+    draws = sample_windows(X, jnp.asarray(panel.r), np.asarray(train_m, bool), config, groups=g, **slopes)
     mean, sd = posterior_predict(draws, X)  # [W, N]
     rows = np.asarray(test_m).any(axis=0)
     win = np.asarray(test_m).argmax(axis=0)[rows]
