@@ -200,7 +200,7 @@ def run_gibbs(
     """Every window's posterior in one compiled program (windows × chains vmapped), then each
     test row's posterior-mean forecast from its own window's draws. ``random_slopes``: a month
     intercept and month slopes on the characteristics in the likelihood (:func:`month_slopes`;
-    off by default: with 200 sweeps the chains mix too slowly, see docs/training.md); ``False``:
+    off by default: measured worse on the embedded default, see docs/training.md); ``False``:
     the i.i.d. likelihood of Rendle (2012)."""
     import time
 
