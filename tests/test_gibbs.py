@@ -32,6 +32,22 @@ def _batch_se(draws, n_batches=20):
     return se, draws.reshape(-1, p).var(axis=0) / se**2
 
 
+def _assert_gaussian(d, mean, cov):
+    """The draws of ``(w0, w)`` of window 0 (4 chains × 2000) against ``N(mean, cov)``: the means
+    within 5 Monte Carlo standard errors (batch means), the covariances within 5 of their
+    standard errors at the effective sample size ``S_eff`` (√((Σ_jj Σ_ll + Σ_jl²)/S_eff))."""
+    p = mean.size
+    draws = np.concatenate([np.asarray(d.params.w0)[0][..., None], np.asarray(d.params.w)[0]], axis=-1)
+    assert draws.shape == (4, 2000, p)
+    se, s_eff = _batch_se(draws)
+    sd = np.sqrt(np.diag(cov))
+    assert (se < 0.05 * sd).all(), "too few effective draws for a meaningful tolerance"
+    np.testing.assert_array_less(np.abs(draws.reshape(-1, p).mean(0) - mean), 5 * se)
+    emp = np.cov(draws.reshape(-1, p), rowvar=False)
+    tol = 5 * np.sqrt((np.outer(sd**2, sd**2) + cov**2) / s_eff.min())
+    np.testing.assert_array_less(np.abs(emp - cov), tol)
+
+
 def test_rank0_equals_bayesian_linear_regression(x64):
     """Rank 0, known α and λ, μ = 0: (w0, w) | y ~ N((αZᵀZ + λI)⁻¹ αZᵀy, (αZᵀZ + λI)⁻¹) with
     Z = [1, X]. 4 chains × 2000 draws (S = 8000); the means must lie within 5 Monte Carlo
@@ -50,15 +66,7 @@ def test_rank0_equals_bayesian_linear_regression(x64):
         rank=0, n_sweeps=2100, burn_in=100, n_chains=4, fixed_alpha=alpha, fixed_prec=lam, w0_prec=lam
     )
     d = sample_windows(X, y, np.ones((1, N), bool), cfg)
-    draws = np.concatenate([np.asarray(d.params.w0)[0][..., None], np.asarray(d.params.w)[0]], axis=-1)
-    assert draws.shape == (4, 2000, n + 1)
-    se, s_eff = _batch_se(draws)
-    sd = np.sqrt(np.diag(cov))
-    assert (se < 0.05 * sd).all(), "too few effective draws for a meaningful tolerance"
-    np.testing.assert_array_less(np.abs(draws.reshape(-1, n + 1).mean(0) - mean), 5 * se)
-    emp = np.cov(draws.reshape(-1, n + 1), rowvar=False)
-    tol = 5 * np.sqrt((np.outer(sd**2, sd**2) + cov**2) / s_eff.min())
-    np.testing.assert_array_less(np.abs(emp - cov), tol)
+    _assert_gaussian(d, mean, cov)
     np.testing.assert_array_equal(np.asarray(d.alpha), alpha)  # fixed: never sampled
 
 
@@ -99,14 +107,7 @@ def test_month_random_slopes_equal_the_mixed_model_posterior(x64):
         fixed_slope_prec=lam_u,
     )
     d = sample_windows(X, y, mask[None], cfg, months=month, slopes=[0])
-    draws = np.concatenate([np.asarray(d.params.w0)[0][..., None], np.asarray(d.params.w)[0]], axis=-1)
-    se, s_eff = _batch_se(draws)
-    sd = np.sqrt(np.diag(cov))
-    assert (se < 0.05 * sd).all(), "too few effective draws for a meaningful tolerance"
-    np.testing.assert_array_less(np.abs(draws.reshape(-1, n + 1).mean(0) - mean), 5 * se)
-    emp = np.cov(draws.reshape(-1, n + 1), rowvar=False)
-    tol = 5 * np.sqrt((np.outer(sd**2, sd**2) + cov**2) / s_eff.min())
-    np.testing.assert_array_less(np.abs(emp - cov), tol)
+    _assert_gaussian(d, mean, cov)
     # the i.i.d. posterior is narrower: the months' slopes are information it counts N times
     iid = np.linalg.inv(alpha * Zt[mask].T @ Zt[mask] + lam * np.eye(n + 1))
     assert np.diag(iid)[1] < 0.8 * cov[1, 1]
