@@ -240,6 +240,15 @@ def test_run_on_the_french_panel(tmp_path):
     assert pred.height == 30 * 24 and set(pred["permno"].to_list()) == set(range(1, 31))
     r2 = pl.read_csv(tmp_path / "r2_oos.csv")
     assert {"top-6", "bottom-6"} <= set(r2["sample"].to_list())  # the S5 / S1 portfolios
+    # --level train-mean: fit to the months' deviations, the level from the training mean
+    assert main(["run", *args[:-1], str(tmp_path / "level"), "--level", "train-mean"]) == 0
+    summary = (tmp_path / "level" / "summary.md").read_text()
+    assert "level=train-mean" in summary and "valid R² of r, level added (%)" in summary
+    t = pl.read_csv(tmp_path / "level" / "training.csv")
+    assert t.height == 2 and t["valid_r2"].is_finite().all()
+    with pytest.raises(SystemExit) as e:
+        main(["run", *args, "--level", "market"])
+    assert e.value.code == 2
 
 
 def test_gkx_needs_its_files(tmp_path, capsys):

@@ -189,6 +189,20 @@ def test_gibbs_run_forecasts_each_test_row_from_its_own_window(panel):
         np.testing.assert_allclose(
             g.r_hat[[pos[r] for r in rows]], np.asarray(mean)[0, rows], rtol=1e-4, atol=1e-7
         )
+    # level="train-mean": the same sampler on each month's deviations, each window's mean
+    # training return added (the same compiled program: only the returns' values change)
+    r = np.asarray(panel.r, np.float64)
+    dev = r.copy()
+    for m in np.unique(panel.month):
+        dev[panel.month == m] -= r[panel.month == m].mean()
+    gd = run_gibbs(dataclasses.replace(panel, r=dev.astype(np.float32)), SPEC, cfg)
+    gl = run_gibbs(panel, SPEC, cfg, level="train-mean")
+    mu = np.array([r[np.asarray(m, bool)].mean() for m in train_m])
+    win = np.asarray(test_m).argmax(axis=0)[g.test_rows]
+    np.testing.assert_allclose(gl.r_hat, gd.r_hat + mu[win], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gl.sd, gd.sd, rtol=1e-5)
+    with pytest.raises(ConfigError, match="level"):
+        run_gibbs(panel, SPEC, cfg, level="market")
     # the random-slope design of run_gibbs(random_slopes=True): every row's month, the characteristics
     design, names_ = month_slopes(panel), list(panel.feature_names)
     np.testing.assert_array_equal(design["months"], panel.month)

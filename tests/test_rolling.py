@@ -112,6 +112,53 @@ def test_linear_start_r2_is_ols_per_window(panel, sweep_run):
     assert got == pytest.approx(ref, abs=2e-4)  # float32 OLS via the normal equations vs float64 lstsq
 
 
+def test_train_mean_level_fits_the_deviations_and_adds_the_training_mean(panel):
+    """level="train-mean": each window is the model fit to the months' deviations from their
+    cross-sectional mean, its forecasts plus the window's mean training return — the same run
+    as a hand-demeaned panel's, the linear start an OLS of the deviations (numpy), the
+    validation R² of r recomputed by hand; and a later year's returns change no earlier forecast."""
+    cfg = TrainConfig(rank=3, epochs=8, learning_rate=1e-2, level="train-mean")
+    hyper, _ = sweep_grid(cfg, learning_rates=[1e-3, 1e-2])
+    run = run_rolling(panel, cfg, SPEC, hyper=hyper, size_group=10)
+    r = panel.r.astype(np.float64)
+    dev = r.copy()
+    for m in np.unique(panel.month):
+        dev[panel.month == m] -= r[panel.month == m].mean()
+    ref = run_rolling(
+        dataclasses.replace(panel, r=dev.astype(np.float32)),
+        dataclasses.replace(cfg, level="model"),
+        SPEC,
+        hyper=hyper,
+        size_group=10,
+    )
+    train, valid, test = window_masks(panel.year, rolling_windows(SPEC))
+    mu = np.array([r[m].mean() for m in train])
+    np.testing.assert_allclose(run.level, mu, rtol=1e-12)
+    win = test[:, run.test_rows].argmax(axis=0)
+    np.testing.assert_array_equal(run.setting, ref.setting)
+    np.testing.assert_allclose(
+        run.predictions["r_hat"].to_numpy(), ref.predictions["r_hat"].to_numpy() + mu[win], atol=1e-6
+    )
+    np.testing.assert_array_equal(run.predictions["r"].to_numpy(), panel.r[run.test_rows])  # r itself
+    fc, y = [], []
+    for w in range(3):
+        A = np.c_[np.ones(train[w].sum()), panel.X[train[w]].astype(np.float64)]
+        beta = np.linalg.lstsq(A, dev[train[w]], rcond=None)[0]
+        fc.append(np.c_[np.ones(test[w].sum()), panel.X[test[w]]] @ beta + mu[w])
+        y.append(r[test[w]])
+        p = jax.tree_util.tree_map(lambda a: np.asarray(a[w]), run.params)
+        fv = numpy_fm(float(p.w0), p.w, p.V, panel.X[valid[w]]) + mu[w]
+        assert run.valid_r2[w] == pytest.approx(r2_oos(r[valid[w]], fv), abs=1e-4)
+    got = float(run.linear_r2.filter(pl.col("sample") == "all")["r2_oos"][0])
+    assert got == pytest.approx(r2_oos(np.concatenate(y), np.concatenate(fc)), abs=2e-4)
+    later = panel.r.copy()
+    later[panel.year == 1997] *= -3.0  # the last window's validation year: later than the others' data
+    run2 = run_rolling(dataclasses.replace(panel, r=later), cfg, SPEC, hyper=hyper, size_group=10)
+    early = (run.predictions["month"] // 100).to_numpy() < 1998
+    before, after = (x.predictions["r_hat"].to_numpy()[early] for x in (run, run2))
+    np.testing.assert_array_equal(after, before)
+
+
 def test_seed_ensemble_averages_independent_fits():
     """``combine="average"`` over a seeds sweep forecasts the mean of the single-seed runs'
     forecasts, and (squared loss is convex) its MSE is at most their mean MSE."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import __version__
 from ..baselines.fapm import TunedFAPM
-from ..core.config import ESTIMATORS, LOSSES, OPTIMIZERS, TrainConfig
+from ..core.config import ESTIMATORS, LEVELS, LOSSES, OPTIMIZERS, TrainConfig
 from ..core.errors import FAPMError
 from ..data.embedded import SimConfig
 from ..data.windows import WindowSpec
@@ -157,6 +157,14 @@ def _add_common(p: argparse.ArgumentParser, default_out: str) -> None:
         default="window",
         help="--estimator map: choose each window's setting on its validation R² (window, default) "
         "or on the mean over it and the earlier windows (pooled: steadier on small panels)",
+    )
+    t.add_argument(
+        "--level",
+        choices=LEVELS,
+        default=tc.level,
+        help="model: FAPM forecasts the return's level (the paper, default); train-mean: FAPM is "
+        "fit to each month's cross-sectional deviations and forecasts add the window's mean "
+        "training return (no market timing; every FAPM row of reproduce, not the suite)",
     )
     w = p.add_argument_group("windows (paper: 1957 / 12 / 1987 / 30)")
     w.add_argument("--first-year", type=int, default=ws.first_year)

@@ -78,7 +78,7 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep, stages: Stages
     for kind in [e for e in args.estimators if e not in ("none", args.estimator)]:
         log(args, f"fapm: FAPM estimator {kind}")
         if kind == "bayes":  # Bayesian FAPM: the posterior mean of every window's Gibbs draws
-            gibbs = run_gibbs(panel, spec)
+            gibbs = run_gibbs(panel, spec, level=train.level)
             if not np.array_equal(gibbs.test_rows, run.test_rows):
                 raise ConfigError("internal: the Gibbs sampler and FAPM forecast different test rows")
             comp = comp.with_forecast("FAPM-Bayes", gibbs.r_hat)
@@ -86,7 +86,9 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep, stages: Stages
             if stages is not None:
                 stages.done(f"FAPM-Bayes {gibbs.seconds:.1f} s")
             continue
-        est = make_estimator(dataclasses.replace(train, estimator=kind), panel, spec, epochs=args.epochs)
+        est = make_estimator(
+            dataclasses.replace(train, estimator=kind), panel, spec, epochs=args.epochs, select=args.select
+        )
         runs[kind] = run_estimator(panel, est, spec, size_group=run.size_group)
         comp = comp.with_forecast(est.name, runs[kind].predictions["r_hat"].to_numpy())
         comp.seconds[est.name] = runs[kind].seconds["total"]

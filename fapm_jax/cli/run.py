@@ -105,6 +105,7 @@ def configs(args) -> tuple[TrainConfig, WindowSpec]:
         loss=args.loss,
         seed=args.seed,
         estimator=getattr(args, "estimator", "paper"),
+        level=getattr(args, "level", "model"),
     )
     spec = WindowSpec(
         first_year=args.first_year,

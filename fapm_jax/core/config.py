@@ -28,6 +28,11 @@ LOSSES = ("r2", "huber")
 #: penalised FAPM tuned per window, and the seed ensemble.
 ESTIMATORS = ("paper", "map", "ensemble")
 
+#: Where a rolling run's forecast level comes from (:func:`~fapm_jax.studies.rolling.run_rolling`):
+#: the model (the paper), or each window's training mean with the model fit to each month's
+#: cross-sectional deviations (no timing of the market's level).
+LEVELS = ("model", "train-mean")
+
 
 #: How :func:`fit_windows` trains: on the panel's rows, or from per-window moments
 #: (:mod:`~fapm_jax.core.moments`: full-batch R² loss, small factor sets; the same models), or
@@ -73,6 +78,12 @@ class TrainConfig:
         estimator: which estimator a rolling run trains (:data:`ESTIMATORS`): ``"paper"``
             (this recipe), ``"map"`` (penalised, tuned per window), ``"ensemble"`` (seeds
             averaged); :func:`~fapm_jax.studies.estimators.make_estimator`.
+        level: where the forecast's level comes from (:data:`LEVELS`): ``"model"`` (the paper:
+            FAPM forecasts ``r``) or ``"train-mean"`` (FAPM is fit to ``r − r̄_t``, each month's
+            deviation from its cross-sectional mean, and every forecast of a window adds that
+            window's mean training return: the model prices the cross-section and does not time
+            the market, whose out-of-sample predictability by the macro predictors is weak,
+            Welch and Goyal 2008); :func:`~fapm_jax.studies.rolling.run_rolling`.
         l2_w, l2_v, l2_d, l1_w, l1_d, group_v: penalty weights of penalised FAPM (MAP,
             :mod:`~fapm_jax.core.penalties`): L2 on ``w``, ``V``, ``d``; L1 on ``w``, ``d``; the
             group norm of each latent vector ``v_i``. All 0 (the paper's FAPM) by default; they
@@ -102,6 +113,7 @@ class TrainConfig:
     #: Read by :mod:`~fapm_jax.studies.estimators` (which settings a rolling run trains), not
     #: by the trainer; out of ``repr`` so that the fingerprints of saved results stay valid.
     estimator: str = dataclasses.field(default="paper", repr=False)
+    level: str = dataclasses.field(default="model", repr=False)
 
     def penalty(self) -> dict[str, float]:
         """The nonzero penalty weights (:mod:`~fapm_jax.core.penalties`)."""
@@ -137,6 +149,8 @@ class TrainConfig:
             bad("precision", f"must be one of {', '.join(PRECISIONS)}")
         if self.estimator not in ESTIMATORS:
             bad("estimator", f"must be one of {', '.join(ESTIMATORS)}")
+        if self.level not in LEVELS:
+            bad("level", f"must be one of {', '.join(LEVELS)}")
         for f in PENALTY_FIELDS:
             v = getattr(self, f)
             if not (isinstance(v, int | float) and v >= 0 and math.isfinite(v)):

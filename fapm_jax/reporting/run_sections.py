@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import polars as pl
 
 from ..core.config import TrainConfig
@@ -52,8 +53,10 @@ def r2_section(run: RollingRun, *, label: str = "FAPM", oracle: dict | None = No
 
 
 def training_section(run: RollingRun) -> str:
-    """Each window's sizes, chosen epoch and validation R² of the OLS start and the chosen model."""
+    """Each window's sizes, chosen epoch and validation R² of the OLS start and the chosen model
+    (with ``level="train-mean"``: of the deviations, and of ``r`` with the level added)."""
     t = training_table(run)
+    levelled = bool(np.any(run.level))
     rows = [
         [
             r["test_year"],
@@ -62,6 +65,7 @@ def training_section(run: RollingRun) -> str:
             r["best_epoch"],
             pct(r["linear_valid_r2"], 3),
             pct(r["best_valid_r2"], 3),
+            *([pct(r["valid_r2"], 3)] if levelled else []),
             "yes" if r["diverged"] else "",
         ]
         for r in t.iter_rows(named=True)
@@ -73,6 +77,7 @@ def training_section(run: RollingRun) -> str:
         "best epoch",
         "valid R² linear start (%)",
         "valid R² chosen (%)",
+        *(["valid R² of r, level added (%)"] if levelled else []),
         "diverged",
     ]
     return md_table(header, rows)

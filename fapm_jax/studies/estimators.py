@@ -31,11 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..baselines.fapm import TunedFAPM
-from ..core.config import ESTIMATORS, Hyper, TrainConfig, sweep_grid
+from ..core.config import ESTIMATORS, LEVELS, Hyper, TrainConfig, sweep_grid
 from ..core.errors import ConfigError
 from ..core.gibbs import GibbsConfig, sample_windows
 from ..core.gibbs_summaries import Interactions, posterior_interactions, posterior_predict
 from ..core.moments import choose_method
+from ..data.levels import month_deviations, window_means
 from ..data.panel import Panel
 from ..data.windows import WindowSpec, rolling_windows, window_masks
 from ..evaluation.posterior import AveragedPosterior, averaged_posterior
@@ -129,9 +130,9 @@ def run_estimator(panel: Panel, est: Estimator, spec: WindowSpec = WindowSpec(),
 
 
 def valid_r2(run: RollingRun) -> np.ndarray:
-    """``[W]`` the validation R² of each window's chosen model (a ``"select"`` run)."""
-    W = len(run.windows)
-    return np.asarray(run.result.best_valid_r2, np.float64)[run.setting, np.arange(W)]
+    """``[W]`` the validation R² of ``r`` by each window's chosen model (a ``"select"`` run),
+    its level added (:attr:`~fapm_jax.studies.rolling.RollingRun.valid_r2`)."""
+    return run.valid_r2
 
 
 def best_per_window(runs: Sequence[RollingRun], panel: Panel) -> tuple[np.ndarray, np.ndarray]:
@@ -196,12 +197,17 @@ def run_gibbs(
     config: GibbsConfig = BAYES_CONFIG,
     *,
     random_slopes: bool = False,
+    level: str = "model",
 ) -> GibbsRun:
     """Every window's posterior in one compiled program (windows × chains vmapped), then each
     test row's posterior-mean forecast from its own window's draws. ``random_slopes``: a month
     intercept and month slopes on the characteristics in the likelihood (:func:`month_slopes`;
     off by default: measured worse on the embedded default, see docs/training.md); ``False``:
-    the i.i.d. likelihood of Rendle (2012)."""
+    the i.i.d. likelihood of Rendle (2012). ``level``: as ``TrainConfig.level`` —
+    ``"train-mean"`` samples the posterior of the months' cross-sectional deviations and adds
+    each window's mean training return to its forecasts (:mod:`~fapm_jax.data.levels`)."""
+    if level not in LEVELS:
+        raise ConfigError(f"run_gibbs: level {level!r}: must be one of {', '.join(LEVELS)}")
     import time
 
     t0 = time.perf_counter()
@@ -211,12 +217,15 @@ def run_gibbs(
     g = factor_groups(panel)
     g = np.unique(g, return_inverse=True)[1].astype(np.int32)  # dense group ids
     slopes = month_slopes(panel) if random_slopes else {}
-    draws = sample_windows(X, jnp.asarray(panel.r), np.asarray(train_m, bool), config, groups=g, **slopes)
+    demean = level == "train-mean"
+    r = month_deviations(panel.r, panel.month) if demean else panel.r
+    draws = sample_windows(X, jnp.asarray(r), np.asarray(train_m, bool), config, groups=g, **slopes)
     mean, sd = posterior_predict(draws, X)  # [W, N]
     rows = np.asarray(test_m).any(axis=0)
     win = np.asarray(test_m).argmax(axis=0)[rows]
     idx = np.flatnonzero(rows)
-    mean, sd = np.asarray(mean), np.asarray(sd)
+    mu = window_means(panel.r, train_m) if demean else np.zeros(len(windows))
+    mean, sd = np.asarray(mean) + mu[:, None].astype(np.float32), np.asarray(sd)
     inter = jax.tree_util.tree_map(np.asarray, posterior_interactions(draws))
     return GibbsRun(
         windows=windows,

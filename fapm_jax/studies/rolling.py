@@ -23,7 +23,9 @@ from ..core.config import Hyper, TrainConfig
 from ..core.engine import TrainState
 from ..core.errors import ConfigError
 from ..core.fit import TrainResult, fit_windows
+from ..core.masked import window_rows
 from ..core.model import FAPMParams, predict
+from ..data.levels import month_deviations, window_means
 from ..data.panel import Panel
 from ..data.windows import Window, WindowSpec, rolling_windows, window_masks
 from ..evaluation.metrics import default_size_group, r2_summary
@@ -47,6 +49,11 @@ class RollingRun:
         linear_r2: the same table for each window's linear start (OLS on the window's
             training rows), FAPM's own baseline: what the interactions add is the difference.
         size_group: the ``n`` of the top-``n`` / bottom-``n`` rows of ``r2``.
+        level: ``[W]`` what each window adds to its model's forecasts: 0 for
+            ``TrainConfig(level="model")``, the window's mean training return for
+            ``"train-mean"`` (whose ``result`` is then fit to the months' deviations).
+        valid_r2: ``[W]`` the validation R² of ``r`` by each window's chosen model, its level
+            added (for ``"model"`` the trainer's own ``best_valid_r2``).
         diverged: ``[S, W]`` which runs hit a non-finite loss or update.
         seconds: wall time of training (compile included) and of the whole run.
     """
@@ -60,6 +67,8 @@ class RollingRun:
     r2: pl.DataFrame
     linear_r2: pl.DataFrame
     size_group: int
+    level: np.ndarray
+    valid_r2: np.ndarray
     diverged: np.ndarray
     seconds: dict[str, float]
 
@@ -104,19 +113,23 @@ def settings_sse(
     r: Float[Array, " N"],
     idx: Int[Array, "W R"],
     wt: Float[Array, "W R"],
+    level: Float[Array, " W"] | None = None,
 ) -> tuple[Float[Array, "S W"], Float[Array, " W"]]:
-    """``Σ wt (r − r̂)²`` of every setting's model of every window (``params`` with leading
-    ``[S, W]`` axes) over that window's gathered rows (``idx``/``wt`` from
+    """``Σ wt (r − level − r̂)²`` of every setting's model of every window (``params`` with
+    leading ``[S, W]`` axes) over that window's gathered rows (``idx``/``wt`` from
     :func:`~fapm_jax.core.masked.window_rows`), and ``Σ wt r²`` per window: the R² of every sweep
-    setting in one compiled loop, memory one window's rows."""
+    setting in one compiled loop, memory one window's rows. ``level``: what each window adds
+    to its forecasts (:attr:`RollingRun.level`; ``None``: nothing)."""
+    if level is None:
+        level = jnp.zeros(idx.shape[0], r.dtype)
 
     def one_setting(p_s):
         def one_window(inputs):
-            p, i, w = inputs
-            e = r[i] - predict(p, X[i])
+            p, i, w, c = inputs
+            e = r[i] - c - predict(p, X[i])
             return jnp.sum(w * e * e)
 
-        return jax.lax.map(one_window, (p_s, idx, wt))
+        return jax.lax.map(one_window, (p_s, idx, wt, level))
 
     ri = r[idx]
     return jax.lax.map(one_setting, params), jnp.sum(wt * ri * ri, axis=1)
@@ -150,6 +163,12 @@ def run_rolling(
     setting's forecast, as GKX average their networks; with ``hyper = sweep_grid(config,
     seeds=range(S))`` that is ``S`` fits from independent draws of ``V``. ``params`` and ``setting``
     still name the best setting of each window.
+
+    ``config.level = "train-mean"``: every window is fit to the months' cross-sectional
+    deviations ``r − r̄_t`` (:mod:`~fapm_jax.data.levels`), and its forecasts — of the test year,
+    of the linear start, and in :attr:`RollingRun.valid_r2` of the validation years — add its
+    mean training return; the settings and epochs are still chosen on the deviations'
+    validation R².
     """
     if combine not in COMBINE:
         raise ConfigError(f"run_rolling: combine must be one of {COMBINE}, got {combine!r}")
@@ -157,9 +176,11 @@ def run_rolling(
     windows = rolling_windows(spec)
     train_m, valid_m, test_m = window_masks(panel.year, windows)
     X = jnp.asarray(panel.X)
+    demean = config.level == "train-mean"
+    level = window_means(panel.r, train_m) if demean else np.zeros(len(windows))
     result = fit_windows(
         X,
-        panel.r,
+        month_deviations(panel.r, panel.month) if demean else panel.r,
         train_m,
         valid_m,
         config,
@@ -176,6 +197,8 @@ def run_rolling(
         r_hat = np.asarray(average_test_rows(result.params, X, jnp.asarray(test_m)))
     else:
         r_hat = np.asarray(predict_test_rows(chosen, X, jnp.asarray(test_m)))
+    row_level = np.asarray(test_m, np.float64).T @ level  # [N]: the level of each test row's window
+    r_hat = r_hat + row_level
     rows = test_m.any(axis=0)
     predictions = pl.DataFrame(
         {
@@ -191,7 +214,17 @@ def run_rolling(
     r2 = r2_summary(predictions, size_group)
     # the chosen setting's OLS start of each window (fit_windows solved it from block moments)
     lin = jax.tree_util.tree_map(lambda a: a[setting, np.arange(len(windows))], result.linear_params)
-    lin_hat = np.asarray(predict_test_rows(lin, X, jnp.asarray(test_m)))[rows]
+    lin_hat = (np.asarray(predict_test_rows(lin, X, jnp.asarray(test_m))) + row_level)[rows]
+    W = len(windows)
+    if demean:  # the chosen models' validation R² of r itself, their level added
+        idx, wt = window_rows(np.asarray(valid_m))
+        one = jax.tree_util.tree_map(lambda a: a[None], chosen)
+        r32 = jnp.asarray(panel.r)
+        dt = r32.dtype
+        sse, tot = settings_sse(one, X, r32, jnp.asarray(idx), jnp.asarray(wt, dt), jnp.asarray(level, dt))
+        valid_r2 = 1.0 - np.asarray(sse, np.float64)[0] / np.asarray(tot, np.float64)
+    else:
+        valid_r2 = np.asarray(result.best_valid_r2, np.float64)[setting, np.arange(W)]
     linear_r2 = r2_summary(
         predictions.with_columns(pl.Series("r_hat", lin_hat.astype(np.float32))), size_group
     )
@@ -205,6 +238,8 @@ def run_rolling(
         r2=r2,
         linear_r2=linear_r2,
         size_group=size_group,
+        level=level,
+        valid_r2=valid_r2,
         diverged=np.asarray(result.diverged),
         seconds={"train": t_train, "total": time.perf_counter() - t0},
     )
@@ -230,7 +265,9 @@ def params_arrays(run: RollingRun, feature_names) -> dict[str, np.ndarray]:
 
 def training_table(run: RollingRun) -> pl.DataFrame:
     """Per window: years, chosen setting, best epoch, validation R² of the linear start and of
-    the chosen model, last in-sample R², and divergence."""
+    the chosen model (of the fitted target: with ``level="train-mean"`` the deviations), the
+    chosen model's validation R² of ``r`` (``valid_r2``, its level added), last in-sample R²,
+    and divergence."""
     res = run.result
     W = len(run.windows)
     pick = (run.setting, np.arange(W))
@@ -246,6 +283,7 @@ def training_table(run: RollingRun) -> pl.DataFrame:
             "best_epoch": best_epoch.astype(np.int64),
             "linear_valid_r2": np.asarray(res.linear_valid_r2)[pick].astype(np.float64),
             "best_valid_r2": np.asarray(res.best_valid_r2)[pick].astype(np.float64),
+            "valid_r2": np.asarray(run.valid_r2, np.float64),
             "train_r2_at_best": train_at_best.astype(np.float64),
             "diverged": np.asarray(res.diverged)[pick],
         }
