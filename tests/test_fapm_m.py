@@ -196,6 +196,28 @@ def test_test_forecasts_are_the_sweeps_models(sweep, panel):
         assert 1 - (e @ e) / (y[rows] @ y[rows]) == pytest.approx(sweep.r2_oos[i], abs=1e-5)
 
 
+def test_train_mean_level_is_the_sweep_of_the_deviations_plus_the_training_mean(panel):
+    """TrainConfig(level="train-mean"): FAPM-m ranked and fit on the months' deviations (a
+    hand-demeaned panel's sweep), its forecasts plus each window's mean training return, and
+    its R²_oos that of r recomputed from those forecasts."""
+    r = np.asarray(panel.r, np.float64)
+    dev = r.copy()
+    for m in np.unique(panel.month):
+        dev[panel.month == m] -= r[panel.month == m].mean()
+    cfg = dataclasses.replace(CFG, epochs=4)
+    ref = fapm_m_sweep(dataclasses.replace(panel, r=dev.astype(np.float32)), cfg, SPEC, ms=(2, None))
+    got = fapm_m_sweep(panel, dataclasses.replace(cfg, level="train-mean"), SPEC, ms=(2, None))
+    train, _, test = window_masks(panel.year, rolling_windows(SPEC))
+    mu = np.array([r[m].mean() for m in train])
+    np.testing.assert_array_equal(got.features, ref.features)
+    rows, level = test.any(axis=0), test.T.astype(float) @ mu
+    for i, m in enumerate(got.ms):
+        f = got.test_forecasts(m, panel, SPEC)
+        np.testing.assert_allclose(f, ref.test_forecasts(m, panel, SPEC) + level, atol=1e-6)
+        e = (r - f)[rows]
+        assert 1 - (e @ e) / (r[rows] @ r[rows]) == pytest.approx(got.r2_oos[i], abs=1e-5)
+
+
 def test_full_sample_ranking_and_bad_requests(panel):
     s = fapm_m_sweep(panel, dataclasses.replace(CFG, epochs=1), SPEC, ms=(1,), ranking="full")
     assert s.ranking == "full"

@@ -31,6 +31,7 @@ from ..core.config import Hyper, TrainConfig, hyper_from_config
 from ..core.fit import TrainResult, fit_windows
 from ..core.linear import fit_ols
 from ..core.masked import window_rows
+from ..data.levels import month_deviations, window_means
 from ..data.panel import Panel
 from ..data.windows import WindowSpec, rolling_windows, window_masks
 from .rolling import predict_test_rows, settings_sse
@@ -113,7 +114,9 @@ class FAPMmSweep:
     all test rows / all windows' training rows (against zero, as R²_oos); ``r2_is_window``
     ``[M, W]`` each window's in-sample R² (Figures 7–9: by training period); ``importance``
     ``[W, n]``; ``features`` ``[M, W, n]`` the masks; ``result`` the raw training result
-    (leading axes ``[M, W]``); ``ranking`` ``"window"`` or ``"full"`` (look-ahead).
+    (leading axes ``[M, W]``); ``ranking`` ``"window"`` or ``"full"`` (look-ahead);
+    ``level`` ``[W]`` what each window adds to its forecasts (``TrainConfig.level``; ``None``:
+    nothing).
     """
 
     ms: tuple[int | None, ...]
@@ -127,6 +130,7 @@ class FAPMmSweep:
     ranking: str
     seconds: float
     always: tuple[str, ...] = ()
+    level: np.ndarray | None = None
 
     def selected(self, m: int | None, window: int = 0) -> list[tuple[str, float]]:
         """``(factor, importance)`` of the ranked factors FAPM-m uses in ``window``, most
@@ -150,7 +154,12 @@ class FAPMmSweep:
         params = jax.tree_util.tree_map(lambda a: a[i], self.result.params)
         _, _, test_m = window_masks(panel.year, rolling_windows(spec))
         X = jnp.asarray(panel.X[:, panel.feature_index(list(self.feature_names))])
-        return np.asarray(predict_test_rows(params, X, jnp.asarray(test_m)))
+        level = 0.0 if self.level is None else np.asarray(test_m, np.float64).T @ self.level
+        return np.asarray(predict_test_rows(params, X, jnp.asarray(test_m))) + level
+
+
+def _f64(arrays):
+    return tuple(np.asarray(a, np.float64) for a in arrays)
 
 
 def _rows(masks):
@@ -206,18 +215,27 @@ def fapm_m_sweep(
     "with SIC2" variant (Table 3) passes the ``sic2_XX`` dummy columns
     (:meth:`~fapm_jax.data.panel.Panel.with_sic2_dummies`). ``method``: the trainer of
     :func:`~fapm_jax.core.fit.fit_windows`; by default the moment trainer wherever it applies
-    (the same models, each epoch independent of the number of stocks).
+    (the same models, each epoch independent of the number of stocks). ``config.level =
+    "train-mean"``: the importance ranking and the fits use the months' deviations
+    (:mod:`~fapm_jax.data.levels`), and every R² here is of ``r``, each window's mean training
+    return added, as :func:`~fapm_jax.studies.rolling.run_rolling`.
     """
     ms = tuple(ms)
     t0 = time.perf_counter()
     windows = rolling_windows(spec)
     train_m, valid_m, test_m = window_masks(panel.year, windows)
-    imp, features = subset_masks(panel, train_m, ms, ranking=ranking, always=always)
     X = jnp.asarray(panel.X)
     r = jnp.asarray(panel.r, X.dtype)
-    result = fit_windows(X, r, train_m, valid_m, config, hyper=fapm_m_hyper(config, features), method=method)
-    sse_te, tot_te = (np.asarray(a, np.float64) for a in settings_sse(result.params, X, r, *_rows(test_m)))
-    sse_tr, tot_tr = (np.asarray(a, np.float64) for a in settings_sse(result.params, X, r, *_rows(train_m)))
+    level = window_means(panel.r, train_m) if config.level == "train-mean" else None
+    if level is not None:
+        panel = dataclasses.replace(panel, r=month_deviations(panel.r, panel.month))
+    imp, features = subset_masks(panel, train_m, ms, ranking=ranking, always=always)
+    r_fit = jnp.asarray(panel.r, X.dtype)
+    hyper = fapm_m_hyper(config, features)
+    result = fit_windows(X, r_fit, train_m, valid_m, config, hyper=hyper, method=method)
+    lv = None if level is None else jnp.asarray(level, X.dtype)
+    sse_te, tot_te = _f64(settings_sse(result.params, X, r, *_rows(test_m), lv))
+    sse_tr, tot_tr = _f64(settings_sse(result.params, X, r, *_rows(train_m), lv))
     r2_oos = 1.0 - sse_te.sum(axis=1) / tot_te.sum()
     r2_is = 1.0 - sse_tr.sum(axis=1) / tot_tr.sum()
     r2_is_w = 1.0 - sse_tr / tot_tr
@@ -233,4 +251,5 @@ def fapm_m_sweep(
         ranking=ranking,
         seconds=time.perf_counter() - t0,
         always=tuple(always),
+        level=level,
     )
