@@ -110,10 +110,12 @@ class TrainConfig:
     l1_w: float = 0.0
     l1_d: float = 0.0
     group_v: float = 0.0
-    #: Read by :mod:`~fapm_jax.studies.estimators` (which settings a rolling run trains), not
-    #: by the trainer; out of ``repr`` so that the fingerprints of saved results stay valid.
-    estimator: str = dataclasses.field(default="paper", repr=False)
-    level: str = dataclasses.field(default="model", repr=False)
+    #: Read by :mod:`~fapm_jax.studies` (which settings a rolling run trains, which target it
+    #: fits), not by the trainer: out of ``repr`` so that the fingerprints of saved results stay
+    #: valid, and out of ``==`` / ``hash`` so that the trainer's compiled programs (the config is
+    #: a static argument) are shared across them.
+    estimator: str = dataclasses.field(default="paper", repr=False, compare=False)
+    level: str = dataclasses.field(default="model", repr=False, compare=False)
 
     def penalty(self) -> dict[str, float]:
         """The nonzero penalty weights (:mod:`~fapm_jax.core.penalties`)."""
