@@ -175,7 +175,7 @@ def test_gibbs_run_forecasts_each_test_row_from_its_own_window(panel):
     from fapm_jax.studies.estimators import factor_groups, month_slopes, run_gibbs
 
     cfg = GibbsConfig(rank=2, n_sweeps=12, burn_in=6, self_interactions=True)
-    g = run_gibbs(panel, SPEC, cfg)
+    g = run_gibbs(panel, SPEC, cfg, use_validation=False)
     train_m, _, test_m = window_masks(panel.year, rolling_windows(SPEC))
     X = jnp.asarray(panel.X)
     groups = np.unique(factor_groups(panel), return_inverse=True)[1].astype(np.int32)
@@ -195,14 +195,23 @@ def test_gibbs_run_forecasts_each_test_row_from_its_own_window(panel):
     dev = r.copy()
     for m in np.unique(panel.month):
         dev[panel.month == m] -= r[panel.month == m].mean()
-    gd = run_gibbs(dataclasses.replace(panel, r=dev.astype(np.float32)), SPEC, cfg)
-    gl = run_gibbs(panel, SPEC, cfg, level="train-mean")
+    gd = run_gibbs(dataclasses.replace(panel, r=dev.astype(np.float32)), SPEC, cfg, use_validation=False)
+    gl = run_gibbs(panel, SPEC, cfg, level="train-mean", use_validation=False)
     mu = np.array([r[np.asarray(m, bool)].mean() for m in train_m])
     win = np.asarray(test_m).argmax(axis=0)[g.test_rows]
     np.testing.assert_allclose(gl.r_hat, gd.r_hat + mu[win], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gl.sd, gd.sd, rtol=1e-5)
     with pytest.raises(ConfigError, match="level"):
         run_gibbs(panel, SPEC, cfg, level="market")
+    # by default (use_validation) window 0 learns from its training and validation years
+    gv = run_gibbs(panel, SPEC, cfg)
+    _, valid_m, _ = window_masks(panel.year, rolling_windows(SPEC))
+    fit0 = np.asarray(train_m[0], bool) | np.asarray(valid_m[0], bool)
+    d = sample_window(X, jnp.asarray(panel.r), fit0, chain_key(0, 0, 0), cfg, groups=groups)
+    mean, _ = posterior_predict(jax.tree_util.tree_map(lambda a: a[None, None], d), X)
+    rows = np.flatnonzero(test_m[0])
+    got = gv.r_hat[[pos[r] for r in rows]]
+    np.testing.assert_allclose(got, np.asarray(mean)[0, rows], rtol=1e-4, atol=1e-7)
     # the random-slope design of run_gibbs(random_slopes=True): every row's month, the characteristics
     design, names_ = month_slopes(panel), list(panel.feature_names)
     np.testing.assert_array_equal(design["months"], panel.month)

@@ -330,6 +330,12 @@ def _add_suite(p: argparse.ArgumentParser) -> None:
         "tables), plus FAPM-best, the per-window choice among the selecting ones on validation R² "
         "(comma-separated, default map; bayes is slow on a CPU, see docs/training.md; 'none' for none)",
     )
+    g.add_argument(
+        "--bayes-train-only",
+        action="store_true",
+        help="bayes: learn from the training years only (default: training and validation years, "
+        "on which the sampler chooses nothing)",
+    )
 
 
 def _add_simulate(p: argparse.ArgumentParser) -> None:

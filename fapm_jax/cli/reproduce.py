@@ -78,7 +78,7 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep, stages: Stages
     for kind in [e for e in args.estimators if e not in ("none", args.estimator)]:
         log(args, f"fapm: FAPM estimator {kind}")
         if kind == "bayes":  # Bayesian FAPM: the posterior mean of every window's Gibbs draws
-            gibbs = run_gibbs(panel, spec, level=train.level)
+            gibbs = run_gibbs(panel, spec, level=train.level, use_validation=not args.bayes_train_only)
             if not np.array_equal(gibbs.test_rows, run.test_rows):
                 raise ConfigError("internal: the Gibbs sampler and FAPM forecast different test rows")
             comp = comp.with_forecast("FAPM-Bayes", gibbs.r_hat)

@@ -198,6 +198,7 @@ def run_gibbs(
     *,
     random_slopes: bool = False,
     level: str = "model",
+    use_validation: bool = True,
 ) -> GibbsRun:
     """Every window's posterior in one compiled program (windows × chains vmapped), then each
     test row's posterior-mean forecast from its own window's draws. ``random_slopes``: a month
@@ -205,26 +206,32 @@ def run_gibbs(
     off by default: measured worse on the embedded default, see docs/training.md); ``False``:
     the i.i.d. likelihood of Rendle (2012). ``level``: as ``TrainConfig.level`` —
     ``"train-mean"`` samples the posterior of the months' cross-sectional deviations and adds
-    each window's mean training return to its forecasts (:mod:`~fapm_jax.data.levels`)."""
+    each window's mean training return to its forecasts (:mod:`~fapm_jax.data.levels`).
+    ``use_validation`` (default): learn from each window's validation years too — the sampler
+    chooses nothing on them, so they are data it would otherwise leave unused, and the most
+    recent before the test year (measured on the embedded default: R²_oos 1.67% against −4.86%
+    from the training years alone, docs/training.md); ``False``: the training years only, as the
+    estimators that choose on the validation years."""
     if level not in LEVELS:
         raise ConfigError(f"run_gibbs: level {level!r}: must be one of {', '.join(LEVELS)}")
     import time
 
     t0 = time.perf_counter()
     windows = rolling_windows(spec)
-    train_m, _, test_m = window_masks(panel.year, windows)
+    train_m, valid_m, test_m = window_masks(panel.year, windows)
+    fit_m = np.asarray(train_m, bool) | (np.asarray(valid_m, bool) & use_validation)
     X = jnp.asarray(panel.X)
     g = factor_groups(panel)
     g = np.unique(g, return_inverse=True)[1].astype(np.int32)  # dense group ids
     slopes = month_slopes(panel) if random_slopes else {}
     demean = level == "train-mean"
     r = month_deviations(panel.r, panel.month) if demean else panel.r
-    draws = sample_windows(X, jnp.asarray(r), np.asarray(train_m, bool), config, groups=g, **slopes)
+    draws = sample_windows(X, jnp.asarray(r), fit_m, config, groups=g, **slopes)
     mean, sd = posterior_predict(draws, X)  # [W, N]
     rows = np.asarray(test_m).any(axis=0)
     win = np.asarray(test_m).argmax(axis=0)[rows]
     idx = np.flatnonzero(rows)
-    mu = window_means(panel.r, train_m) if demean else np.zeros(len(windows))
+    mu = window_means(panel.r, fit_m) if demean else np.zeros(len(windows))
     mean, sd = np.asarray(mean) + mu[:, None].astype(np.float32), np.asarray(sd)
     inter = jax.tree_util.tree_map(np.asarray, posterior_interactions(draws))
     return GibbsRun(
