@@ -28,3 +28,9 @@ def window_means(r: Float[np.ndarray, " N"], masks: Bool[np.ndarray, "W N"]) -> 
     """``[W]`` the mean of ``r`` over each window's rows of ``masks`` (its training rows)."""
     m = np.asarray(masks, np.float64)
     return (m @ np.asarray(r, np.float64)) / np.maximum(m.sum(axis=1), 1.0)
+
+
+def row_levels(level: Float[np.ndarray, " W"], masks: Bool[np.ndarray, "W N"]) -> Float[np.ndarray, " N"]:
+    """``[N]`` each row's window level: ``level[w]`` for the rows of window ``w``'s mask (its
+    test year, which no two windows share), 0 for rows in none."""
+    return np.asarray(masks, np.float64).T @ np.asarray(level, np.float64)

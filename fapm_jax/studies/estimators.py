@@ -206,7 +206,8 @@ def run_gibbs(
     off by default: measured worse on the embedded default, see docs/training.md); ``False``:
     the i.i.d. likelihood of Rendle (2012). ``level``: as ``TrainConfig.level`` —
     ``"train-mean"`` samples the posterior of the months' cross-sectional deviations and adds
-    each window's mean training return to its forecasts (:mod:`~fapm_jax.data.levels`).
+    each window's mean return over the rows it learns from to its forecasts
+    (:mod:`~fapm_jax.data.levels`).
     ``use_validation`` (default): learn from each window's validation years too — the sampler
     chooses nothing on them, so they are data it would otherwise leave unused, and the most
     recent before the test year (measured on the embedded default: R²_oos 1.67% against −4.86%

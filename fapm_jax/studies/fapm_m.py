@@ -31,7 +31,7 @@ from ..core.config import Hyper, TrainConfig, hyper_from_config
 from ..core.fit import TrainResult, fit_windows
 from ..core.linear import fit_ols
 from ..core.masked import window_rows
-from ..data.levels import month_deviations, window_means
+from ..data.levels import month_deviations, row_levels, window_means
 from ..data.panel import Panel
 from ..data.windows import WindowSpec, rolling_windows, window_masks
 from .rolling import predict_test_rows, settings_sse
@@ -154,7 +154,7 @@ class FAPMmSweep:
         params = jax.tree_util.tree_map(lambda a: a[i], self.result.params)
         _, _, test_m = window_masks(panel.year, rolling_windows(spec))
         X = jnp.asarray(panel.X[:, panel.feature_index(list(self.feature_names))])
-        level = 0.0 if self.level is None else np.asarray(test_m, np.float64).T @ self.level
+        level = 0.0 if self.level is None else row_levels(self.level, test_m)
         return np.asarray(predict_test_rows(params, X, jnp.asarray(test_m))) + level
 
 

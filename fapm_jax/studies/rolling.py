@@ -25,7 +25,7 @@ from ..core.errors import ConfigError
 from ..core.fit import TrainResult, fit_windows
 from ..core.masked import window_rows
 from ..core.model import FAPMParams, predict
-from ..data.levels import month_deviations, window_means
+from ..data.levels import month_deviations, row_levels, window_means
 from ..data.panel import Panel
 from ..data.windows import Window, WindowSpec, rolling_windows, window_masks
 from ..evaluation.metrics import default_size_group, r2_summary
@@ -197,7 +197,7 @@ def run_rolling(
         r_hat = np.asarray(average_test_rows(result.params, X, jnp.asarray(test_m)))
     else:
         r_hat = np.asarray(predict_test_rows(chosen, X, jnp.asarray(test_m)))
-    row_level = np.asarray(test_m, np.float64).T @ level  # [N]: the level of each test row's window
+    row_level = row_levels(level, test_m)
     r_hat = r_hat + row_level
     rows = test_m.any(axis=0)
     predictions = pl.DataFrame(
