@@ -146,6 +146,29 @@ def test_linear_path_and_null_candidates(x64):
     assert float(q.w0) == pytest.approx(float(y[tr].mean()), abs=1e-3)
 
 
+def test_gibbs_run_with_month_slopes_samples_that_design(panel):
+    """``run_gibbs(random_slopes=True)`` is :func:`sample_windows` on each window's training ∪
+    validation rows with the factor loadings' month slopes and a month intercept
+    (:func:`month_slopes`; that ``sample_windows`` equals per-window chains is
+    tests/test_gibbs.py), and the slopes change the forecasts."""
+    from fapm_jax.core.gibbs import GibbsConfig, sample_windows
+    from fapm_jax.core.gibbs_summaries import posterior_predict
+    from fapm_jax.data.windows import rolling_windows, window_masks
+    from fapm_jax.studies.estimators import factor_groups, month_slopes, run_gibbs
+
+    cfg = GibbsConfig(rank=2, n_sweeps=12, burn_in=6, self_interactions=True)
+    gs, gi = run_gibbs(panel, SPEC, cfg, random_slopes=True), run_gibbs(panel, SPEC, cfg)
+    train_m, valid_m, test_m = window_masks(panel.year, rolling_windows(SPEC))
+    fit = np.asarray(train_m, bool) | np.asarray(valid_m, bool)
+    groups = np.unique(factor_groups(panel), return_inverse=True)[1].astype(np.int32)
+    X = jnp.asarray(panel.X)
+    d = sample_windows(X, jnp.asarray(panel.r), fit, cfg, groups=groups, **month_slopes(panel))
+    mean, _ = posterior_predict(d, X)
+    win = np.asarray(test_m).argmax(axis=0)[gs.test_rows]
+    np.testing.assert_allclose(gs.r_hat, np.asarray(mean)[win, gs.test_rows], rtol=1e-6, atol=1e-9)
+    assert np.max(np.abs(gs.r_hat - gi.r_hat)) > 1e-3 * np.std(gi.r_hat)
+
+
 def test_pooled_selection_is_the_running_mean_choice(panel):
     """``combine="pooled"``: window w takes the setting with the best mean validation R² over
     windows 1..w (a hand computation from the run's own validation R²); window 1 is the
@@ -212,12 +235,14 @@ def test_gibbs_run_forecasts_each_test_row_from_its_own_window(panel):
     rows = np.flatnonzero(test_m[0])
     got = gv.r_hat[[pos[r] for r in rows]]
     np.testing.assert_allclose(got, np.asarray(mean)[0, rows], rtol=1e-4, atol=1e-7)
-    # the random-slope design of run_gibbs(random_slopes=True): every row's month, the characteristics
+    # the random-slope design of run_gibbs(random_slopes=True): every row's month, the factor
+    # loadings the panel has (or the named factors; an unknown name is one clear error)
     design, names_ = month_slopes(panel), list(panel.feature_names)
     np.testing.assert_array_equal(design["months"], panel.month)
-    assert [names_[i] for i in design["slopes"]] == [
-        f for f in panel.feature_names if f not in panel.macro_names
-    ]
+    assert [names_[i] for i in design["slopes"]] == [f for f in ("mvel1", "bm", "mom12m") if f in names_]
+    assert [names_[i] for i in month_slopes(panel, names_[2:0:-1])["slopes"]] == names_[2:0:-1]
+    with pytest.raises(ConfigError, match="nope"):
+        month_slopes(panel, ["nope"])
     _, truth = simulate_panel(
         SimConfig(n_stocks=40, n_chars=8, first_month=199001, last_month=199912, seed=2)
     )

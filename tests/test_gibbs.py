@@ -32,13 +32,14 @@ def _batch_se(draws, n_batches=20):
     return se, draws.reshape(-1, p).var(axis=0) / se**2
 
 
-def _assert_gaussian(d, mean, cov):
-    """The draws of ``(w0, w)`` of window 0 (4 chains × 2000) against ``N(mean, cov)``: the means
-    within 5 Monte Carlo standard errors (batch means), the covariances within 5 of their
-    standard errors at the effective sample size ``S_eff`` (√((Σ_jj Σ_ll + Σ_jl²)/S_eff))."""
+def _assert_gaussian(d, mean, cov, draws_per_chain=2000):
+    """The draws of ``(w0, w)`` of window 0 (4 chains × ``draws_per_chain``) against
+    ``N(mean, cov)``: the means within 5 Monte Carlo standard errors (batch means), the
+    covariances within 5 of their standard errors at the effective sample size ``S_eff``
+    (√((Σ_jj Σ_ll + Σ_jl²)/S_eff))."""
     p = mean.size
     draws = np.concatenate([np.asarray(d.params.w0)[0][..., None], np.asarray(d.params.w)[0]], axis=-1)
-    assert draws.shape == (4, 2000, p)
+    assert draws.shape == (4, draws_per_chain, p)
     se, s_eff = _batch_se(draws)
     sd = np.sqrt(np.diag(cov))
     assert (se < 0.05 * sd).all(), "too few effective draws for a meaningful tolerance"
@@ -70,12 +71,17 @@ def test_rank0_equals_bayesian_linear_regression(x64):
     np.testing.assert_array_equal(np.asarray(d.alpha), alpha)  # fixed: never sampled
 
 
-def test_month_random_slopes_equal_the_mixed_model_posterior(x64):
-    """Rank 0, known α, λ and λ_u, a random intercept and a random slope on factor 0 per month:
-    ``y_t ~ N(Z̃_t β, I/α + Z_t Λ_u⁻¹ Z_tᵀ)`` marginally, so (w0, w) | y is the generalised least
-    squares posterior with precision ``Σ_t Z̃_tᵀ V_t⁻¹ Z̃_t + λI`` (Laird and Ware 1982). Tolerances
-    as the i.i.d. test above. A month without training rows keeps slopes 0, and a later month
-    added outside the mask changes no draw (beyond float rounding)."""
+@pytest.mark.parametrize(
+    "collapsed, intercept, sweeps", [(True, True, 1100), (True, False, 1100), (False, True, 2100)]
+)
+def test_month_random_slopes_equal_the_mixed_model_posterior(x64, collapsed, intercept, sweeps):
+    """Rank 0, known α, λ and λ_u, a random intercept (or none) and a random slope on factor 0
+    per month: ``y_t ~ N(Z̃_t β, I/α + Z_t Λ_u⁻¹ Z_tᵀ)`` marginally, so (w0, w) | y is the
+    generalised least squares posterior with precision ``Σ_t Z̃_tᵀ V_t⁻¹ Z̃_t + λI`` (Laird and
+    Ware 1982) — for the collapsed sweep (the slopes integrated out of every conditional) and
+    the plain one (given the slopes; twice the sweeps: it mixes slower). Tolerances as the
+    i.i.d. test above. A month without training rows keeps slopes 0, and a later month added
+    outside the mask changes no draw (beyond float rounding)."""
     rng = np.random.default_rng(11)
     T, per, n, alpha, lam, lam_u = 7, 10, 3, 1.0, 10.0, 4.0
     labels = np.array([199001, 199002, 199003, 199005, 199006, 199007, 199008])
@@ -86,6 +92,7 @@ def test_month_random_slopes_equal_the_mixed_model_posterior(x64):
     u = rng.normal(size=(T, 2)) / np.sqrt(lam_u)
     y = 0.5 + X @ np.array([1.0, -0.5, 0.3]) + np.sum(Z * u[np.searchsorted(labels, month)], axis=1)
     y = y + rng.normal(size=N) / np.sqrt(alpha)
+    Z = Z if intercept else Z[:, 1:]  # the model the sampler is told
     mask = month != 199003  # one month without training rows
     Zt = np.column_stack([np.ones(N), X])
     P, b = lam * np.eye(n + 1), np.zeros(n + 1)
@@ -98,20 +105,24 @@ def test_month_random_slopes_equal_the_mixed_model_posterior(x64):
 
     cfg = GibbsConfig(
         rank=0,
-        n_sweeps=2100,
+        n_sweeps=sweeps,
         burn_in=100,
         n_chains=4,
         fixed_alpha=alpha,
         fixed_prec=lam,
         w0_prec=lam,
         fixed_slope_prec=lam_u,
+        collapsed=collapsed,
     )
-    d = sample_windows(X, y, mask[None], cfg, months=month, slopes=[0])
-    _assert_gaussian(d, mean, cov)
+    kw = dict(months=month, slopes=[0], month_intercept=intercept)
+    d = sample_windows(X, y, mask[None], cfg, **kw)
+    _assert_gaussian(d, mean, cov, sweeps - 100)
     # the i.i.d. posterior is narrower: the months' slopes are information it counts N times
     iid = np.linalg.inv(alpha * Zt[mask].T @ Zt[mask] + lam * np.eye(n + 1))
     assert np.diag(iid)[1] < 0.8 * cov[1, 1]
     np.testing.assert_array_equal(np.asarray(d.lambda_u), lam_u)  # fixed: never sampled
+    if not (collapsed and intercept):
+        return
     # a later month outside the mask: same draws (its normals are its own)
     X2, y2 = np.vstack([X, rng.normal(size=(3, n))]), np.concatenate([y, [9.0, 9.0, 9.0]])
     m2 = np.concatenate([month, [199012] * 3])
@@ -120,6 +131,38 @@ def test_month_random_slopes_equal_the_mixed_model_posterior(x64):
     b2 = sample_windows(X2, y2, np.concatenate([mask, [False] * 3])[None], cfg2, months=m2, slopes=[0])
     jax.tree_util.tree_map(lambda p, q: np.testing.assert_allclose(p, q, rtol=1e-9, atol=1e-12), a, b2)
     assert np.all(np.asarray(a.lambda_u) > 0) and not np.allclose(np.asarray(a.lambda_u), 1.0)
+
+
+def test_collapsed_terms_equal_the_dense_marginal_covariance(x64):
+    """The collapsed conditionals' ``Hᵀ Σ⁻¹ H`` and ``Hᵀ Σ⁻¹ r`` (Woodbury, from month sums)
+    against the dense inverse of each month's ``I/α + Z_t Λ_u⁻¹ Z_tᵀ``, at rank-2 blocks."""
+    import jax.numpy as jnp
+
+    from fapm_jax.core.random_slopes import gls_terms, marginal_inverse, month_design, month_sums
+
+    rng = np.random.default_rng(5)
+    T, size, alpha = 4, 23, 2.5
+    month = np.sort(rng.integers(0, T - 1, size))  # month T-1 has no rows
+    X = rng.normal(size=(size, 3))
+    ok = np.ones(size, bool)
+    ok[-3:] = False  # empty slots
+    month[-3:] = T - 1
+    lam_u = np.array([3.0, 0.5, 8.0])
+    H, r = rng.normal(size=(size, 2)) * ok[:, None], rng.normal(size=size) * ok
+    design = month_design(jnp.asarray(X), jnp.asarray(ok), jnp.asarray(month), (0, 2), T)
+    Minv = marginal_inverse(design, alpha, jnp.asarray(lam_u))
+    P, c = gls_terms(
+        month_sums(design, jnp.asarray(H)), H.T @ H, H.T @ r, month_sums(design, jnp.asarray(r)), Minv, alpha
+    )
+    Z = np.column_stack([np.ones(size), X[:, [0, 2]]])
+    P0, c0 = np.zeros((2, 2)), np.zeros(2)
+    for t in range(T):
+        s = (month == t) & ok
+        if s.any():
+            Si = np.linalg.inv(np.eye(s.sum()) / alpha + Z[s] @ np.diag(1 / lam_u) @ Z[s].T)
+            P0, c0 = P0 + H[s].T @ Si @ H[s], c0 + H[s].T @ Si @ r[s]
+    np.testing.assert_allclose(P, P0, rtol=1e-10)
+    np.testing.assert_allclose(c, c0, rtol=1e-10)
 
 
 def test_masked_rows_contribute_nothing(x64):
@@ -183,6 +226,24 @@ def test_windows_in_size_buckets_equal_the_vmapped_windows(x64):
     jax.tree_util.tree_map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11), side, buckets
     )
+
+
+def test_collapsed_month_slopes_in_padded_windows_equal_single_chains(x64):
+    """With collapsed month slopes each window's rows are sorted by month and its empty slots
+    put in the last month: windows of different sizes, one after another in one program padded
+    to the largest, equal single-window chains (whose rows are not padded)."""
+    rng = np.random.default_rng(6)
+    X, y = _fm_data(rng, 120, 4)
+    rows = np.arange(120)
+    masks = np.stack([rows < 100, rows < 30, (rows >= 20) & (rows < 90)])  # 3 windows: one program
+    cfg = GibbsConfig(rank=2, n_sweeps=8, burn_in=3, seed=4)
+    kw = dict(months=(rows * 7) % 12, slopes=[1])  # the months' rows interleaved
+    d = sample_windows(X, y, masks, cfg, vmap_windows=False, **kw)
+    for w in (1, 2):
+        one = sample_window(X, y, masks[w], chain_key(4, w, 0), cfg, **kw)
+        jax.tree_util.tree_map(
+            lambda a, b: np.testing.assert_allclose(a[w, 0], b, rtol=1e-9, atol=1e-11), d, one
+        )
 
 
 def test_planted_interaction_recovered(x64):

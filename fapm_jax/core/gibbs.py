@@ -19,8 +19,12 @@ steps). A window is a 0/1 row mask over the shared panel: its rows are gathered 
 slots zeroed, so they contribute nothing (not even a NaN). All windows × chains run in one
 compiled program (:func:`sample_windows`: chains vmapped, windows vmapped on an accelerator
 and in a ``lax.map`` on a CPU, ``lax.scan`` over sweeps). Optionally the likelihood has
-month-specific random slopes on chosen factors (:mod:`~fapm_jax.core.random_slopes`), drawn
-after the latent vectors in each sweep.
+month-specific random slopes on chosen factors (:mod:`~fapm_jax.core.random_slopes`). By
+default (``collapsed``) every FAPM parameter is then drawn with the slopes integrated out — its
+conditional under each month's marginal covariance ``I/α + Z_t Λ_u⁻¹ Z_tᵀ`` — and the slopes
+after the latent vectors, given the parameters: a partially collapsed Gibbs sampler (van Dyk
+and Park 2008, "Partially collapsed Gibbs samplers"), whose steps that condition on the slopes
+(``α``, ``λ_u``) come after the slopes' draw and before the collapsed steps.
 """
 
 from __future__ import annotations
@@ -38,7 +42,16 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from .errors import ConfigError, DataError
 from .masked import compact_rows
 from .model import FAPMParams, predict
-from .random_slopes import MonthDesign, draw_slope_precision, draw_slopes, month_design, slope_effect
+from .random_slopes import (
+    MonthDesign,
+    draw_slope_precision,
+    draw_slopes,
+    gls_terms,
+    marginal_inverse,
+    month_design,
+    month_sums,
+    slope_effect,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +76,10 @@ class GibbsConfig:
         fixed_prec: a known prior precision of ``w``, ``V`` and ``d`` with ``μ = 0`` (not sampled).
         fixed_slope_prec: a known prior precision ``λ_u`` of the month random slopes (not
             sampled; used only with ``months`` and ``slopes``).
+        collapsed: with month random slopes, draw the FAPM parameters with the slopes
+            integrated out (exact conditionals under the months' marginal covariance; mixes
+            where the slopes are well determined by each month's stocks); ``False``: given the
+            current slopes (the plain sweep, which mixes slowly there).
     """
 
     rank: int = 4
@@ -84,6 +101,7 @@ class GibbsConfig:
     fixed_alpha: float | None = None
     fixed_prec: float | None = None
     fixed_slope_prec: float | None = None
+    collapsed: bool = True
 
     def __post_init__(self):
         def bad(name, why):
@@ -168,17 +186,62 @@ def _draw_hyper(gam, z, theta, onehot, lam, mu, cfg: GibbsConfig):
     return gam / ((cfg.beta_lambda + cfg.gamma_0 * (mu - cfg.mu_0) ** 2 + dev2) / 2.0), mu
 
 
-def _coordinate(theta, h, e, z, alpha, lam, mu):
-    """One exact draw of a parameter ``θ`` entering ``ŷ = g + θ h`` (Rendle 2012, Eq. 32–33),
-    given the residuals ``e = y − ŷ`` at the old value; returns the new value and residuals."""
-    prec = alpha * jnp.dot(h, h) + lam
-    new = _normal(None, (alpha * jnp.dot(h, e + theta * h) + lam * mu) / prec, prec, z)
-    return new, e - (new - theta) * h
-
-
 def _residuals(params, X, y, m):
     """``e = y − ŷ`` on the training rows, exactly 0 elsewhere."""
     return jnp.where(m, y - predict(params, jnp.where(m[:, None], X, 0.0)), 0.0)
+
+
+class _Likelihood(NamedTuple):
+    """The likelihood part of every parameter block's conditional: i.i.d. (``design`` None:
+    precision ``α HᵀH``, score ``α Hᵀ r``) or with the month slopes integrated out
+    (:func:`~fapm_jax.core.random_slopes.gls_terms`). The residuals it carries are ``(e, b)``:
+    ``e`` per row and, collapsed, their month sums ``b = Z_tᵀ e_t``."""
+
+    alpha: Float[Array, ""]
+    design: MonthDesign | None = None
+    Minv: Float[Array, "T q q"] | None = None
+
+    def terms(self, H, r):
+        """``(P, c, A)``: precision and score of the block with design ``H`` ``[size, k]`` at the
+        residuals ``r``, and its month sums ``A`` (``None`` when i.i.d.)."""
+        e, b = r
+        Hh, Hr = H.T @ H, H.T @ e
+        if self.design is None:
+            return self.alpha * Hh, self.alpha * Hr, None
+        A = month_sums(self.design, H)
+        return *gls_terms(A, Hh, Hr, b, self.Minv, self.alpha), A
+
+    @staticmethod
+    def shift(r, H, A, delta):
+        """The residuals after the block moved by ``delta``: ``e − H δ`` (and ``b − A δ``)."""
+        e, b = r
+        return e - H @ delta, (None if A is None else b - A @ delta)
+
+
+def _draw_block(lik: _Likelihood, theta, H, r, z, lam, mu):
+    """One exact draw of a block ``θ`` ``[k]`` entering ``ŷ = g + H θ`` (Rendle 2012,
+    Eq. 32–33; a latent vector as one block) given the residuals ``r`` at the old value:
+    ``N(P⁻¹(c + P_lik θ + λ μ), P⁻¹)``, ``P = P_lik + λ I``; returns it and the new residuals."""
+    P_lik, c, A = lik.terms(H, r)
+    k = theta.shape[0]
+    L = jnp.linalg.cholesky(P_lik + lam * jnp.eye(k, dtype=theta.dtype))
+    mean = jax.scipy.linalg.cho_solve((L, True), c + P_lik @ theta + lam * mu)
+    new = mean + jax.scipy.linalg.solve_triangular(L.T, z, lower=False)
+    return new, lik.shift(r, H, A, new - theta)
+
+
+def _draw_scalar(lik: _Likelihood, theta, h, r, z, lam, mu):
+    """:func:`_draw_block` for one parameter with feature ``h`` ``[size]`` (no Cholesky)."""
+    if lik.design is None:  # the i.i.d. case in two passes over the rows
+        e, _ = r
+        prec = lik.alpha * jnp.dot(h, h) + lam
+        new = _normal(None, (lik.alpha * jnp.dot(h, e + theta * h) + lam * mu) / prec, prec, z)
+        return new, (e - (new - theta) * h, None)
+    H = h[:, None]
+    P_lik, c, A = lik.terms(H, r)
+    prec = P_lik[0, 0] + lam
+    new = _normal(None, (c[0] + P_lik[0, 0] * theta + lam * mu) / prec, prec, z)
+    return new, lik.shift(r, H, A, jnp.atleast_1d(new - theta))
 
 
 def _sweep(
@@ -187,8 +250,9 @@ def _sweep(
     """One Gibbs sweep (Rendle 2012, Algorithm 4, with the latent vectors drawn as blocks):
     ``α``, ``w0``, ``(λ_w, μ_w)``, each ``w_i``, ``(λ_d, μ_d)``, each ``d_i``, every
     ``(λ_f, μ_f)``, then each latent vector ``v_i`` from its exact ``k``-variate conditional;
-    with a month ``design``, ``λ_u`` and then every month's slopes ``u_t``. ``e`` is recomputed
-    from the model at the start so rounding cannot drift."""
+    with a month ``design``, ``λ_u`` after ``α`` and every month's slopes ``u_t`` last (the
+    parameters drawn given the slopes or, ``cfg.collapsed``, with them integrated out). ``e``
+    is recomputed from the model at the start so rounding cannot drift."""
     p = state.params
     n, k = p.V.shape
     dt = p.w.dtype
@@ -212,29 +276,39 @@ def _sweep(
     gh, ga = gam[:-1].reshape(G, k + 2), gam[-1]
     col = lambda i: XT[i]  # the rows outside the mask are zero in XT (see _run)
     e = _residuals(p, X, y, m)
-    if design is not None:
-        e = e - slope_effect(design, state.u)
+    eu = e if design is None else e - slope_effect(design, state.u)
     alpha = state.alpha
     if cfg.fixed_alpha is None:  # Eq. 34
-        alpha = ga / ((cfg.beta_0 + jnp.dot(e, e)) / 2.0)
-    w0, e = _coordinate(p.w0, mf, e, z0, alpha, cfg.w0_prec, cfg.w0_mean)
+        alpha = ga / ((cfg.beta_0 + jnp.dot(eu, eu)) / 2.0)
+    u, lam_u = state.u, state.lambda_u
+    if design is not None:  # λ_u | u here: a step given u precedes those that integrate it out
+        ku, kl = jax.random.split(jax.random.fold_in(key, 7))
+        if cfg.fixed_slope_prec is None:
+            shape = (cfg.alpha_lambda + jnp.sum(design.used)) / 2.0
+            gam_u = jax.random.gamma(kl, jnp.broadcast_to(shape, lam_u.shape).astype(dt), dtype=dt)
+            lam_u = draw_slope_precision(gam_u, u, design, cfg.beta_lambda)
+    if design is not None and cfg.collapsed:
+        lik = _Likelihood(alpha, design, marginal_inverse(design, alpha, lam_u))
+        r = (e, month_sums(design, e))
+    else:
+        lik, r = _Likelihood(alpha), (eu, None)
+    w0, r = _draw_scalar(lik, p.w0, mf, r, z0, cfg.w0_prec, cfg.w0_mean)
 
     hyp = lambda j, th, lam, mu: _draw_hyper(gh[:, j], zh[:, j], th, onehot, lam, mu, cfg)
     lam_w, mu_w = hyp(slice(0, 1), p.w[:, None], state.lambda_w[:, None], state.mu_w[:, None])
     lam_w, mu_w = lam_w[:, 0], mu_w[:, 0]
 
     def linear(i, c, h_of, lam, mu, z):
-        theta, e = c
-        x = col(i)
-        t, e = _coordinate(theta[i], h_of(x), e, z[i], alpha, lam[groups[i]], mu[groups[i]])
-        return theta.at[i].set(t), e
+        theta, r = c
+        t, r = _draw_scalar(lik, theta[i], h_of(col(i)), r, z[i], lam[groups[i]], mu[groups[i]])
+        return theta.at[i].set(t), r
 
-    w, e = jax.lax.fori_loop(0, n, lambda i, c: linear(i, c, lambda x: x, lam_w, mu_w, zw), (p.w, e))
+    w, r = jax.lax.fori_loop(0, n, lambda i, c: linear(i, c, lambda x: x, lam_w, mu_w, zw), (p.w, r))
     d, lam_d, mu_d = p.d, state.lambda_d, state.mu_d
     if d is not None:
         lam_d, mu_d = hyp(slice(1, 2), d[:, None], lam_d[:, None], mu_d[:, None])
         lam_d, mu_d = lam_d[:, 0], mu_d[:, 0]
-        d, e = jax.lax.fori_loop(0, n, lambda i, c: linear(i, c, lambda x: x * x, lam_d, mu_d, zd), (d, e))
+        d, r = jax.lax.fori_loop(0, n, lambda i, c: linear(i, c, lambda x: x * x, lam_d, mu_d, zd), (d, r))
 
     V, lam_V, mu_V = p.V, state.lambda_V, state.mu_V
     if k > 0:
@@ -243,31 +317,18 @@ def _sweep(
         # Block Gibbs over latent vectors: ŷ is linear in v_i given the other vectors
         # (x_i <v_i, q⁽⁻ⁱ⁾>, q⁽⁻ⁱ⁾ = Σ_{l≠i} v_l x_l, Rendle 2012 Eq. 11–14), so v_i's exact
         # conditional is a k-variate normal: one draw per factor instead of k coordinate draws.
-        eye = jnp.eye(k, dtype=dt)
-
         def feature(i, c):
-            V, e, Q = c
+            V, r, Q = c
             x, v, g = col(i), V[i], groups[i]
             Qm = Q - x[:, None] * v[None, :]
             H = x[:, None] * Qm  # [size, k]
-            r_ = e + H @ v  # the residuals without v_i's part
-            lam = lam_V[g]
-            P = alpha * (H.T @ H) + lam * eye
-            L = jnp.linalg.cholesky(P)
-            mean = jax.scipy.linalg.cho_solve((L, True), alpha * (H.T @ r_) + lam * mu_V[g])
-            new = mean + jax.scipy.linalg.solve_triangular(L.T, zV[i], lower=False)
-            return V.at[i].set(new), r_ - H @ new, Qm + x[:, None] * new[None, :]
+            new, r = _draw_block(lik, v, H, r, zV[i], lam_V[g], mu_V[g])
+            return V.at[i].set(new), r, Qm + x[:, None] * new[None, :]
 
         Q = jnp.where(m[:, None], X @ V, 0.0)
-        V, e, _ = jax.lax.fori_loop(0, n, feature, (V, e, Q))
-    u, lam_u = state.u, state.lambda_u
+        V, r, _ = jax.lax.fori_loop(0, n, feature, (V, r, Q))
     if design is not None:  # the month slopes (their own stream: the other draws stay as without them)
-        ku, kl = jax.random.split(jax.random.fold_in(key, 7))
-        if cfg.fixed_slope_prec is None:
-            shape = (cfg.alpha_lambda + jnp.sum(design.used)) / 2.0
-            gam = jax.random.gamma(kl, jnp.broadcast_to(shape, lam_u.shape).astype(dt), dtype=dt)
-            lam_u = draw_slope_precision(gam, u, design, cfg.beta_lambda)
-        r_ = e + slope_effect(design, u)
+        r_ = r[0] if cfg.collapsed else r[0] + slope_effect(design, u)
         # a month's normals depend on its id only, so months added later change no earlier draw
         zu = jax.vmap(lambda t: jax.random.normal(jax.random.fold_in(ku, t), u.shape[1:], dt))(
             jnp.arange(u.shape[0])
@@ -332,7 +393,7 @@ def _check(X, y, masks, groups):
     return g.astype(np.int32), int(g.max()) + 1
 
 
-def _check_months(X, months, slopes):
+def _check_months(X, months, slopes, intercept: bool = True):
     """The month random slopes' inputs: dense month ids ``[N]`` (in the order of the labels, so
     that later months get later ids), their count and the slope factors as a tuple; ``None``
     for both without them."""
@@ -340,7 +401,7 @@ def _check_months(X, months, slopes):
         raise ConfigError("gibbs: months and slopes go together (random slopes need both)")
     if months is None:
         return None, 0, None
-    months, sl = np.asarray(months), np.asarray(slopes)
+    months, sl = np.asarray(months), np.asarray(slopes, dtype=np.int64 if len(slopes) == 0 else None)
     n = np.shape(X)[1]
     if months.shape != (np.shape(X)[0],) or not np.issubdtype(months.dtype, np.integer):
         raise DataError(
@@ -350,6 +411,8 @@ def _check_months(X, months, slopes):
         raise ConfigError(f"gibbs: slopes must be factor indices in [0, {n}), got {sl.tolist()}")
     if np.unique(sl).size != sl.size:
         raise ConfigError(f"gibbs: slopes has a repeated factor: {sl.tolist()}")
+    if sl.size == 0 and not intercept:
+        raise ConfigError("gibbs: no random effect: slopes is empty and month_intercept is False")
     labels, ids = np.unique(months, return_inverse=True)
     return ids.astype(np.int32), labels.size, tuple(int(i) for i in sl)
 
@@ -365,7 +428,9 @@ def _static(cfg: GibbsConfig) -> GibbsConfig:
     return dataclasses.replace(cfg, seed=0, n_chains=1)
 
 
-@functools.partial(jax.jit, static_argnames=("n_groups", "cfg", "size", "vmap_windows", "slopes", "T"))
+@functools.partial(
+    jax.jit, static_argnames=("n_groups", "cfg", "size", "vmap_windows", "slopes", "T", "intercept")
+)
 def _run(
     keys,
     X,
@@ -380,6 +445,7 @@ def _run(
     vmap_windows: bool,
     slopes: tuple | None = None,
     T: int = 0,
+    intercept: bool = True,
 ) -> GibbsDraws:
     """All windows × chains. Each window first gathers its training rows into ``size`` slots
     (:func:`~fapm_jax.core.masked.compact_rows`; empty slots stay masked), so a sweep costs
@@ -394,8 +460,14 @@ def _run(
 
     def window(keys_w, m):
         idx, ok = compact_rows(m, size)
+        if slopes is not None:  # month order (sorted month sums), the empty slots last
+            order = jnp.argsort(jnp.where(ok, months[idx], T), stable=True)
+            idx, ok = idx[order], ok[order]
         Xw = jnp.where(ok[:, None], X[idx], 0.0)  # empty slots are zero once, not per coordinate
-        design = None if slopes is None else month_design(Xw, ok, months[idx], slopes, T)
+        design = None
+        if slopes is not None:
+            month = jnp.where(ok, months[idx], T - 1)
+            design = month_design(Xw, ok, month, slopes, T, intercept)
         return over_chains(keys_w, Xw, Xw.T, y[idx], ok, groups, design)
 
     if vmap_windows:
@@ -413,12 +485,13 @@ def sample_window(
     groups: Int[Array, " n"] | None = None,
     months: Int[Array, " N"] | None = None,
     slopes=None,
+    month_intercept: bool = True,
 ) -> GibbsDraws:
     """One chain of one window (the rows where ``train_mask``); draws ``[K, ...]``. ``groups``:
-    a hyperparameter group id per factor (default: one group); ``months`` and ``slopes``: as
-    :func:`sample_windows`."""
+    a hyperparameter group id per factor (default: one group); ``months``, ``slopes`` and
+    ``month_intercept``: as :func:`sample_windows`."""
     g, n_groups = _check(X, y, np.asarray(train_mask)[None], groups)
-    ids, T, sl = _check_months(X, months, slopes)
+    ids, T, sl = _check_months(X, months, slopes, month_intercept)
     mask = jnp.asarray(train_mask)[None]
     out = _run(
         jnp.reshape(key, (1, 1)),
@@ -433,6 +506,7 @@ def sample_window(
         vmap_windows=True,
         slopes=sl,
         T=T,
+        intercept=bool(month_intercept),
     )
     return jax.tree_util.tree_map(lambda a: a[0, 0], out)
 
@@ -446,6 +520,7 @@ def sample_windows(
     groups: Int[Array, " n"] | None = None,
     months: Int[Array, " N"] | None = None,
     slopes=None,
+    month_intercept: bool = True,
     vmap_windows: bool | None = None,
 ) -> GibbsDraws:
     """``config.n_chains`` chains of every window over one shared panel in one compiled program
@@ -454,11 +529,12 @@ def sample_windows(
     ``w`` is :func:`sample_window` with :func:`chain_key` ``(config.seed, w, c)``; the draws do
     not depend on ``vmap_windows`` beyond float rounding.
 
-    ``months`` (each row's month label, e.g. ``YYYYMM``) and ``slopes`` (factor indices): a
-    random intercept and random slopes on those factors per month in the likelihood
-    (:mod:`~fapm_jax.core.random_slopes`); the draws gain ``lambda_u``."""
+    ``months`` (each row's month label, e.g. ``YYYYMM``) and ``slopes`` (factor indices, may be
+    empty): a random intercept (unless ``month_intercept=False``) and random slopes on those
+    factors per month in the likelihood (:mod:`~fapm_jax.core.random_slopes`); the draws gain
+    ``lambda_u``."""
     g, n_groups = _check(X, y, train_masks, groups)
-    ids, T, sl = _check_months(X, months, slopes)
+    ids, T, sl = _check_months(X, months, slopes, month_intercept)
     W, C = np.shape(train_masks)[0], config.n_chains
     keys = jax.vmap(lambda w: jax.vmap(lambda c: chain_key(config.seed, w, c))(jnp.arange(C)))(jnp.arange(W))
     vm = jax.default_backend() != "cpu" if vmap_windows is None else bool(vmap_windows)
@@ -474,6 +550,7 @@ def sample_windows(
         vmap_windows=vm,
         slopes=sl,
         T=T,
+        intercept=bool(month_intercept),
     )
     if vm or W < SIZE_BUCKET_MIN_WINDOWS:
         return run(keys, masks=jnp.asarray(masks), size=_size(masks))

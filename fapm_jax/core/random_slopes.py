@@ -17,6 +17,14 @@ across months with the exact conditional ``N(P_t⁻¹ α Z_tᵀ r_t, P_t⁻¹)``
 ``P_t = α Z_tᵀ Z_t + Λ_u`` (one ``q × q`` Cholesky per month per sweep; the Grams
 ``Z_tᵀ Z_t`` are computed once per window). Forecasts of a new month use ``E[u] = 0``: the
 slopes absorb the months' shocks instead of the FAPM parameters.
+
+Drawn in turn with the FAPM parameters, the slopes mix slowly where a month's slope is better
+determined by its own stocks than by the prior: ``u_t`` follows the parameters and they follow
+``u_t``. The collapsed conditionals integrate the slopes out instead (:func:`gls_terms`): a
+parameter block with design ``H`` has likelihood precision ``Hᵀ Σ⁻¹ H`` and score
+``Hᵀ Σ⁻¹ r`` under the months' covariance ``Σ_t = I/α + Z_t Λ_u⁻¹ Z_tᵀ``, by Woodbury
+``Σ_t⁻¹ = α I − α² Z_t M_t⁻¹ Z_tᵀ``, ``M_t = Λ_u + α Z_tᵀ Z_t`` — ``O(size · q · k)`` per block
+from the month sums ``Z_tᵀ H_t`` and ``Z_tᵀ r_t`` (:func:`month_sums`).
 """
 
 from __future__ import annotations
@@ -39,14 +47,46 @@ class MonthDesign(NamedTuple):
     used: Bool[Array, " T"]
 
 
-def month_design(X: Float[Array, "size n"], ok: Bool[Array, " size"], month, slopes, T: int) -> MonthDesign:
-    """``Z = (1, X[:, slopes])`` on the rows where ``ok`` (0 elsewhere) and ``Σ_i z_i z_iᵀ`` per
-    month: the window's part of every conditional that does not change between sweeps."""
-    one = ok.astype(X.dtype)[:, None]
-    Z = jnp.concatenate([one, jnp.where(ok[:, None], X[:, jnp.asarray(slopes, jnp.int32)], 0.0)], axis=1)
-    gram = jax.ops.segment_sum(Z[:, :, None] * Z[:, None, :], month, T)
-    used = jax.ops.segment_sum(ok.astype(jnp.int32), month, T) > 0
+def month_design(
+    X: Float[Array, "size n"], ok: Bool[Array, " size"], month, slopes, T: int, intercept: bool = True
+) -> MonthDesign:
+    """``Z = (1, X[:, slopes])`` (without the 1 for ``intercept=False``) on the rows where ``ok``
+    (0 elsewhere) and ``Σ_i z_i z_iᵀ`` per month: the window's part of every conditional that
+    does not change between sweeps. The rows must be in month order (the month sums use
+    sorted segments; :func:`~fapm_jax.core.gibbs.sample_windows` sorts them)."""
+    Z = jnp.where(ok[:, None], X[:, jnp.asarray(slopes, jnp.int32)], 0.0)
+    if intercept:
+        Z = jnp.concatenate([ok.astype(X.dtype)[:, None], Z], axis=1)
+    gram = jax.ops.segment_sum(Z[:, :, None] * Z[:, None, :], month, T, indices_are_sorted=True)
+    used = jax.ops.segment_sum(ok.astype(jnp.int32), month, T, indices_are_sorted=True) > 0
     return MonthDesign(Z, month, gram, used)
+
+
+def month_sums(design: MonthDesign, H: Float[Array, "size ..."]) -> Float[Array, "T q ..."]:
+    """``Z_tᵀ H_t`` of every month (``H`` a vector ``[size]`` or a matrix ``[size, k]``)."""
+    T = design.gram.shape[0]
+    ZH = design.Z * H[:, None] if H.ndim == 1 else design.Z[:, :, None] * H[:, None, :]
+    return jax.ops.segment_sum(ZH, design.month, T, indices_are_sorted=True)
+
+
+def marginal_inverse(design: MonthDesign, alpha, lam_u: Float[Array, " q"]) -> Float[Array, "T q q"]:
+    """``M_t⁻¹ = (Λ_u + α Z_tᵀ Z_t)⁻¹`` of every month: the Woodbury core of ``Σ_t⁻¹``."""
+    q = lam_u.shape[0]
+    M = alpha * design.gram + jnp.eye(q, dtype=design.Z.dtype) * lam_u
+    L = jnp.linalg.cholesky(M)
+    eye = jnp.broadcast_to(jnp.eye(q, dtype=M.dtype), M.shape)
+    return jax.vmap(lambda L_, I_: jax.scipy.linalg.cho_solve((L_, True), I_))(L, eye)
+
+
+def gls_terms(A: Float[Array, "T q k"], Hh, Hr, b: Float[Array, "T q"], Minv, alpha):
+    """``(Hᵀ Σ⁻¹ H, Hᵀ Σ⁻¹ r)`` under the months' marginal covariance
+    ``Σ_t = I/α + Z_t Λ_u⁻¹ Z_tᵀ`` from ``A = Z_tᵀ H_t`` (:func:`month_sums`), ``Hh = HᵀH``,
+    ``Hr = Hᵀ r``, ``b = Z_tᵀ r_t`` and :func:`marginal_inverse` (Woodbury:
+    ``Σ_t⁻¹ = α I − α² Z_t M_t⁻¹ Z_tᵀ``)."""
+    MA = jnp.einsum("tqr,trk->tqk", Minv, A)
+    P = alpha * Hh - alpha**2 * jnp.einsum("tqk,tql->kl", A, MA)
+    c = alpha * Hr - alpha**2 * jnp.einsum("tqk,tq->k", MA, b)
+    return P, c
 
 
 def slope_effect(design: MonthDesign, u: Float[Array, "T q"]) -> Float[Array, " size"]:
@@ -65,7 +105,7 @@ def draw_slopes(z: Float[Array, "T q"], r_: Float[Array, " size"], design: Month
     """Every month's ``u_t`` from its exact conditional given the residuals without the slopes
     ``r_ = y − ŷ``, from the standard normals ``z``; 0 in the months without rows."""
     T, q = z.shape
-    b = jax.ops.segment_sum(design.Z * r_[:, None], design.month, T)  # [T, q]
+    b = month_sums(design, r_)  # [T, q]
     P = alpha * design.gram + jnp.eye(q, dtype=z.dtype) * lam_u  # [T, q, q]
     L = jnp.linalg.cholesky(P)
     mean = jax.vmap(lambda L_, b_: jax.scipy.linalg.cho_solve((L_, True), alpha * b_))(L, b)

@@ -184,11 +184,25 @@ def factor_groups(panel: Panel) -> np.ndarray:
     )
 
 
-def month_slopes(panel: Panel) -> dict:
-    """The random-slope design of :func:`run_gibbs`: each row's month and the characteristics
-    (factor group 0) as the factors whose slopes move from month to month, besides an intercept
-    (:mod:`~fapm_jax.core.random_slopes`)."""
-    return {"months": np.asarray(panel.month), "slopes": np.flatnonzero(factor_groups(panel) == 0)}
+#: The characteristics whose month slopes ``run_gibbs(random_slopes=True)`` leaves free: the
+#: loadings of the size, value and momentum factors (Fama and French 1993, Carhart 1997).
+FACTOR_LOADINGS = ("mvel1", "bm", "mom12m")
+
+
+def month_slopes(panel: Panel, factors: Sequence[str] | None = None) -> dict:
+    """The random-slope design of :func:`run_gibbs`: each row's month and the factors whose
+    slopes move from month to month (:mod:`~fapm_jax.core.random_slopes`): ``factors`` by name,
+    or ``None`` for those of :data:`FACTOR_LOADINGS` the panel has."""
+    names = list(panel.feature_names)
+    if factors is None:
+        factors = [f for f in FACTOR_LOADINGS if f in names]
+    missing = [f for f in factors if f not in names]
+    if missing:
+        raise ConfigError(f"run_gibbs: random_slopes names {missing} that the panel does not have")
+    return {
+        "months": np.asarray(panel.month),
+        "slopes": np.array([names.index(f) for f in factors], np.int64),
+    }
 
 
 def run_gibbs(
@@ -196,15 +210,18 @@ def run_gibbs(
     spec: WindowSpec = WindowSpec(),
     config: GibbsConfig = BAYES_CONFIG,
     *,
-    random_slopes: bool = False,
+    random_slopes: bool | Sequence[str] = False,
+    month_intercept: bool = True,
     level: str = "model",
     use_validation: bool = True,
 ) -> GibbsRun:
     """Every window's posterior in one compiled program (windows × chains vmapped), then each
-    test row's posterior-mean forecast from its own window's draws. ``random_slopes``: a month
-    intercept and month slopes on the characteristics in the likelihood (:func:`month_slopes`;
-    off by default: measured worse on the embedded default, see docs/training.md); ``False``:
-    the i.i.d. likelihood of Rendle (2012). ``level``: as ``TrainConfig.level`` —
+    test row's posterior-mean forecast from its own window's draws. ``random_slopes``: month
+    slopes in the likelihood, on :data:`FACTOR_LOADINGS` (``True``) or the named factors, with
+    a month intercept unless ``month_intercept=False`` (:func:`month_slopes`; integrated out of
+    the FAPM parameters' conditionals unless ``config.collapsed`` is off; see docs/training.md
+    for what they do on the embedded default); ``False``: the i.i.d. likelihood of Rendle
+    (2012). ``level``: as ``TrainConfig.level`` —
     ``"train-mean"`` samples the posterior of the months' cross-sectional deviations and adds
     each window's mean return over the rows it learns from to its forecasts
     (:mod:`~fapm_jax.data.levels`).
@@ -224,7 +241,10 @@ def run_gibbs(
     X = jnp.asarray(panel.X)
     g = factor_groups(panel)
     g = np.unique(g, return_inverse=True)[1].astype(np.int32)  # dense group ids
-    slopes = month_slopes(panel) if random_slopes else {}
+    slopes = {}
+    if random_slopes is not False:
+        names = None if random_slopes is True else list(random_slopes)
+        slopes = {**month_slopes(panel, names), "month_intercept": month_intercept}
     demean = level == "train-mean"
     r = month_deviations(panel.r, panel.month) if demean else panel.r
     draws = sample_windows(X, jnp.asarray(r), fit_m, config, groups=g, **slopes)
