@@ -40,13 +40,13 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .errors import ConfigError, DataError
+from .gibbs_conditionals import Likelihood, draw_block, draw_hyper, draw_scalar
 from .masked import compact_rows
 from .model import FAPMParams, predict
 from .random_slopes import (
     MonthDesign,
     draw_slope_precision,
     draw_slopes,
-    gls_terms,
     marginal_inverse,
     month_design,
     month_sums,
@@ -167,81 +167,9 @@ def chain_key(seed: int, window: int, chain: int) -> PRNGKeyArray:
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), window), chain)
 
 
-def _normal(key, mean, prec, z=None):
-    """A draw of ``N(mean, 1/prec)`` (from the standard normal ``z`` when given)."""
-    z = jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean)) if z is None else z
-    return mean + z / jnp.sqrt(prec)
-
-
-def _draw_hyper(gam, z, theta, onehot, lam, mu, cfg: GibbsConfig):
-    """``(λ_g, μ_g)`` of the columns of ``theta`` ``[n, c]`` per group (Rendle 2012, Eq. 35–38):
-    ``μ | λ ~ N((γ0 μ0 + Σ θ)/(γ0 + n_g), 1/((γ0 + n_g) λ))``, then
-    ``λ | μ ~ Gamma((α_λ + n_g + 1)/2, (β_λ + γ0 (μ − μ0)² + Σ (θ − μ)²)/2)``, from the standard
-    normals ``z`` and the ``Gamma((α_λ + n_g + 1)/2, 1)`` draws ``gam`` (both ``[G, c]``)."""
-    if cfg.fixed_prec is not None:
-        return lam, mu
-    c = cfg.gamma_0 + jnp.sum(onehot, axis=0)[:, None]
-    mu = _normal(None, (cfg.gamma_0 * cfg.mu_0 + onehot.T @ theta) / c, c * lam, z)
-    dev2 = onehot.T @ (theta - onehot @ mu) ** 2
-    return gam / ((cfg.beta_lambda + cfg.gamma_0 * (mu - cfg.mu_0) ** 2 + dev2) / 2.0), mu
-
-
 def _residuals(params, X, y, m):
     """``e = y − ŷ`` on the training rows, exactly 0 elsewhere."""
     return jnp.where(m, y - predict(params, jnp.where(m[:, None], X, 0.0)), 0.0)
-
-
-class _Likelihood(NamedTuple):
-    """The likelihood part of every parameter block's conditional: i.i.d. (``design`` None:
-    precision ``α HᵀH``, score ``α Hᵀ r``) or with the month slopes integrated out
-    (:func:`~fapm_jax.core.random_slopes.gls_terms`). The residuals it carries are ``(e, b)``:
-    ``e`` per row and, collapsed, their month sums ``b = Z_tᵀ e_t``."""
-
-    alpha: Float[Array, ""]
-    design: MonthDesign | None = None
-    Minv: Float[Array, "T q q"] | None = None
-
-    def terms(self, H, r):
-        """``(P, c, A)``: precision and score of the block with design ``H`` ``[size, k]`` at the
-        residuals ``r``, and its month sums ``A`` (``None`` when i.i.d.)."""
-        e, b = r
-        Hh, Hr = H.T @ H, H.T @ e
-        if self.design is None:
-            return self.alpha * Hh, self.alpha * Hr, None
-        A = month_sums(self.design, H)
-        return *gls_terms(A, Hh, Hr, b, self.Minv, self.alpha), A
-
-    @staticmethod
-    def shift(r, H, A, delta):
-        """The residuals after the block moved by ``delta``: ``e − H δ`` (and ``b − A δ``)."""
-        e, b = r
-        return e - H @ delta, (None if A is None else b - A @ delta)
-
-
-def _draw_block(lik: _Likelihood, theta, H, r, z, lam, mu):
-    """One exact draw of a block ``θ`` ``[k]`` entering ``ŷ = g + H θ`` (Rendle 2012,
-    Eq. 32–33; a latent vector as one block) given the residuals ``r`` at the old value:
-    ``N(P⁻¹(c + P_lik θ + λ μ), P⁻¹)``, ``P = P_lik + λ I``; returns it and the new residuals."""
-    P_lik, c, A = lik.terms(H, r)
-    k = theta.shape[0]
-    L = jnp.linalg.cholesky(P_lik + lam * jnp.eye(k, dtype=theta.dtype))
-    mean = jax.scipy.linalg.cho_solve((L, True), c + P_lik @ theta + lam * mu)
-    new = mean + jax.scipy.linalg.solve_triangular(L.T, z, lower=False)
-    return new, lik.shift(r, H, A, new - theta)
-
-
-def _draw_scalar(lik: _Likelihood, theta, h, r, z, lam, mu):
-    """:func:`_draw_block` for one parameter with feature ``h`` ``[size]`` (no Cholesky)."""
-    if lik.design is None:  # the i.i.d. case in two passes over the rows
-        e, _ = r
-        prec = lik.alpha * jnp.dot(h, h) + lam
-        new = _normal(None, (lik.alpha * jnp.dot(h, e + theta * h) + lam * mu) / prec, prec, z)
-        return new, (e - (new - theta) * h, None)
-    H = h[:, None]
-    P_lik, c, A = lik.terms(H, r)
-    prec = P_lik[0, 0] + lam
-    new = _normal(None, (c[0] + P_lik[0, 0] * theta + lam * mu) / prec, prec, z)
-    return new, lik.shift(r, H, A, jnp.atleast_1d(new - theta))
 
 
 def _sweep(
@@ -288,19 +216,19 @@ def _sweep(
             gam_u = jax.random.gamma(kl, jnp.broadcast_to(shape, lam_u.shape).astype(dt), dtype=dt)
             lam_u = draw_slope_precision(gam_u, u, design, cfg.beta_lambda)
     if design is not None and cfg.collapsed:
-        lik = _Likelihood(alpha, design, marginal_inverse(design, alpha, lam_u))
+        lik = Likelihood(alpha, design, marginal_inverse(design, alpha, lam_u))
         r = (e, month_sums(design, e))
     else:
-        lik, r = _Likelihood(alpha), (eu, None)
-    w0, r = _draw_scalar(lik, p.w0, mf, r, z0, cfg.w0_prec, cfg.w0_mean)
+        lik, r = Likelihood(alpha), (eu, None)
+    w0, r = draw_scalar(lik, p.w0, mf, r, z0, cfg.w0_prec, cfg.w0_mean)
 
-    hyp = lambda j, th, lam, mu: _draw_hyper(gh[:, j], zh[:, j], th, onehot, lam, mu, cfg)
+    hyp = lambda j, th, lam, mu: draw_hyper(gh[:, j], zh[:, j], th, onehot, lam, mu, cfg)
     lam_w, mu_w = hyp(slice(0, 1), p.w[:, None], state.lambda_w[:, None], state.mu_w[:, None])
     lam_w, mu_w = lam_w[:, 0], mu_w[:, 0]
 
     def linear(i, c, h_of, lam, mu, z):
         theta, r = c
-        t, r = _draw_scalar(lik, theta[i], h_of(col(i)), r, z[i], lam[groups[i]], mu[groups[i]])
+        t, r = draw_scalar(lik, theta[i], h_of(col(i)), r, z[i], lam[groups[i]], mu[groups[i]])
         return theta.at[i].set(t), r
 
     w, r = jax.lax.fori_loop(0, n, lambda i, c: linear(i, c, lambda x: x, lam_w, mu_w, zw), (p.w, r))
@@ -322,7 +250,7 @@ def _sweep(
             x, v, g = col(i), V[i], groups[i]
             Qm = Q - x[:, None] * v[None, :]
             H = x[:, None] * Qm  # [size, k]
-            new, r = _draw_block(lik, v, H, r, zV[i], lam_V[g], mu_V[g])
+            new, r = draw_block(lik, v, H, r, zV[i], lam_V[g], mu_V[g])
             return V.at[i].set(new), r, Qm + x[:, None] * new[None, :]
 
         Q = jnp.where(m[:, None], X @ V, 0.0)
