@@ -254,6 +254,9 @@ def test_gibbs_run_forecasts_each_test_row_from_its_own_window(panel):
     assert row["posterior_mean"] == pytest.approx(float(np.mean(g.interactions.B_mean[:, i, j])), rel=1e-6)
     lo, hi = g.interactions.B_lo[:, i, j], g.interactions.B_hi[:, i, j]
     assert row["coverage"] == pytest.approx(float(np.mean((lo <= c) & (c <= hi))))
+    # the mean interval is the band of the window mean of Tables 5-6 (the comonotone coupling)
+    assert row["ci_low"] == pytest.approx(float(g.averaged.B_lo[i, j]), rel=1e-4, abs=1e-9)
+    assert row["ci_high"] == pytest.approx(float(g.averaged.B_hi[i, j]), rel=1e-4, abs=1e-9)
     assert row["true"] == c
     # Tables 5-6 with bands come from the run's window-averaged posterior, and the forecast file
     # holds every test row's posterior mean and sd with its permno and month

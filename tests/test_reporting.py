@@ -43,3 +43,28 @@ def test_write_report_writes_every_file(tmp_path):
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
     np.testing.assert_array_equal(np.load(tmp_path / "b.npz")["B"], np.eye(2))
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_posterior_section_counts_by_hand():
+    """The planted pairs' section: within a factor of 2, covered in at least half of the windows
+    and covered by the mean interval, each counted by hand on a two-window example."""
+    from fapm_jax.core.gibbs_summaries import Interactions
+    from fapm_jax.data.embedded import SimTruth
+    from fapm_jax.reporting.interaction_sections import posterior_section
+
+    names = ["a", "b", "c"]
+    truth = SimTruth(0.0, {}, {("a", "b"): 1.0, ("a", "c"): -1.0}, {}, np.zeros(1), 1.0)
+    B = np.zeros((2, 3, 3))
+    B[:, 0, 1] = [0.8, 3.0]  # mean 1.9: within 2; window 1's band [0.5, 1.1] covers, window 2's not
+    B[:, 0, 2] = [-3.0, -0.5]  # mean -1.75: within 2; no window's band covers; the mean band does
+    lo, hi = B.copy(), B.copy()
+    lo[:, 0, 1], hi[:, 0, 1] = [0.5, 2.9], [1.1, 3.1]
+    lo[:, 0, 2], hi[:, 0, 2] = [-3.5, -0.9], [-1.5, 0.5]
+    w = np.zeros((2, 3))
+    sec = posterior_section(Interactions(B, lo, hi, w, w, w), names, truth)
+    assert "Within a factor of 2 of the truth: 2 of 2" in sec.text
+    assert "covered in at least half of the windows: 1 of 2" in sec.text
+    assert "by the mean interval" in sec.text and "): 1 of 2." in sec.text
+    t = sec.tables["posterior_interactions.csv"]
+    np.testing.assert_allclose(t["ci_low"].to_numpy(), [1.7, -2.2])
+    assert t["coverage"].to_list() == [0.5, 0.0]

@@ -2,10 +2,16 @@
 
 Tables 5–6 report the mean over the 30 windows of each ``B_ij`` and each factor's average
 ``|B_ij|``. With Gibbs draws (:mod:`~fapm_jax.core.gibbs`) every such statistic has a
-posterior: pairing draw ``s`` of every window (the windows' chains are independent), the
-statistic of draw ``s`` is the window mean of the draws' ``B``, and its equal-tailed
-quantiles over ``s`` are the band. The bands are of the estimate the paper reports, not of one
-window's ``B`` (:func:`~fapm_jax.core.gibbs.posterior_interactions`).
+posterior once the windows' draws are coupled: draw ``s`` of the statistic is the window mean
+of one draw of each window's ``B``, and its equal-tailed quantiles over ``s`` are the band.
+The windows are separate analyses of nearly the same data — the expanding training windows of
+section 3.1 share all their years but one — so the default coupling is **comonotone** (each
+entry's draws sorted within every window, the ``s``-th of each paired): the band of each
+``B_ij`` is then the mean of the windows' bands, the band of the mean under perfect
+dependence. ``"independent"`` pairs draw ``s`` of every window as if the windows' chains
+were of independent data, and narrows the band by about ``√W``. The posterior mean is the same
+under both. The bands are of the estimate the paper reports, not of one window's ``B``
+(:func:`~fapm_jax.core.gibbs.posterior_interactions`).
 """
 
 from __future__ import annotations
@@ -37,32 +43,55 @@ class AveragedPosterior(NamedTuple):
     avg_hi: Float[Array, " n"]
 
 
-@functools.partial(jax.jit, static_argnames="level")
-def _averaged(params, level: float):
+#: How :func:`averaged_posterior` pairs the windows' draws.
+COUPLINGS = ("comonotone", "independent")
+
+
+def _independent(params) -> Float[Array, "S n n"]:
+    """Draw ``s`` of the window mean: the mean of draw ``s`` of every window (leaves [W, S, ...])."""
+    one = lambda ps: jax.vmap(interaction_matrix)(ps).mean(0)  # noqa: E731  ps: leaves [W, ...]
+    return jax.lax.map(one, jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), params))
+
+
+def _comonotone(params) -> Float[Array, "S n n"]:
+    """Draw ``s`` of the window mean under the comonotone coupling: the mean over windows of
+    each entry's ``s``-th smallest draw (a scan over windows: one window's draws at a time)."""
+    W, S, n = params.w.shape[0], params.w.shape[1], params.w.shape[-1]
+
+    def add(total, pw):  # pw: one window's draws, leaves [S, ...]
+        return total + jnp.sort(jax.vmap(interaction_matrix)(pw), axis=0), None
+
+    total, _ = jax.lax.scan(add, jnp.zeros((S, n, n), params.w.dtype), params)
+    return total / W
+
+
+@functools.partial(jax.jit, static_argnames=("level", "coupling"))
+def _averaged(params, level: float, coupling: str):
     n = params.w.shape[-1]
-
-    def one(ps):  # ps: one draw of every window, leaves [W, ...]
-        B = jax.vmap(interaction_matrix)(ps).mean(0)
-        A = jnp.abs(B) * (1.0 - jnp.eye(n, dtype=B.dtype))
-        return B, A.sum(1) / max(n - 1, 1)
-
-    Bs, avgs = jax.lax.map(one, jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), params))
+    Bs = (_comonotone if coupling == "comonotone" else _independent)(params)
+    A = jnp.abs(Bs) * (1.0 - jnp.eye(n, dtype=Bs.dtype))
+    avgs = A.sum(-1) / max(n - 1, 1)
     q = jnp.asarray([(1 - level) / 2, (1 + level) / 2], Bs.dtype)
     Bq, aq = jnp.quantile(Bs, q, axis=0), jnp.quantile(avgs, q, axis=0)
     return AveragedPosterior(Bs.mean(0), Bq[0], Bq[1], avgs.mean(0), aq[0], aq[1])
 
 
-def averaged_posterior(draws: GibbsDraws, level: float = 0.95) -> AveragedPosterior:
+def averaged_posterior(
+    draws: GibbsDraws, level: float = 0.95, coupling: str = "comonotone"
+) -> AveragedPosterior:
     """The posterior of the window means of Tables 5–6 from :func:`~fapm_jax.core.gibbs.sample_windows`'
-    draws (leaves ``[W, C, K, ...]``; chains × draws pooled into ``S = C·K`` paired draws)."""
+    draws (leaves ``[W, C, K, ...]``; chains × draws pooled into ``S = C·K`` draws per window),
+    the windows' draws coupled as ``coupling`` (:data:`COUPLINGS`; see the module docstring)."""
     if not 0 < level < 1:
         raise ConfigError(f"averaged_posterior: level={level!r} must lie in (0, 1)")
+    if coupling not in COUPLINGS:
+        raise ConfigError(f"averaged_posterior: coupling={coupling!r} must be one of {', '.join(COUPLINGS)}")
     p = draws.params
     if p.w0.ndim != 3:
         raise ConfigError(f"averaged_posterior: draws need axes [windows, chains, draws], got {p.w0.shape}")
     S = p.w0.shape[1] * p.w0.shape[2]
     flat = jax.tree_util.tree_map(lambda a: a.reshape((a.shape[0], S) + a.shape[3:]), p)
-    return jax.tree_util.tree_map(np.asarray, _averaged(flat, float(level)))
+    return jax.tree_util.tree_map(np.asarray, _averaged(flat, float(level), coupling))
 
 
 def posterior_pair_table(post: AveragedPosterior, names, macro_names) -> pl.DataFrame:
