@@ -70,8 +70,9 @@ def coverage_ceiling(D: np.ndarray, r: np.ndarray, fit: np.ndarray, month: np.nd
     for w in range(fit.shape[0]):
         m = fit[w]
         ols = sm.OLS(r[m], Dc[m])
-        est.append(ols.fit().params[cols])
-        bands["i.i.d."].append(ols.fit().conf_int(0.05)[cols])
+        fi = ols.fit()
+        est.append(fi.params[cols])
+        bands["i.i.d."].append(fi.conf_int(0.05)[cols])
         fc = ols.fit(cov_type="cluster", cov_kwds={"groups": month[m]})
         bands["clustered by month"].append(fc.conf_int(0.05)[cols])
     est, true = np.array(est), np.array(list(TRUE_INTERACTIONS.values()))

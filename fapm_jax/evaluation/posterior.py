@@ -65,10 +65,10 @@ def _comonotone(params) -> Float[Array, "S n n"]:
     return total / W
 
 
-@functools.partial(jax.jit, static_argnames=("level", "coupling"))
-def _averaged(params, level: float, coupling: str):
+@functools.partial(jax.jit, static_argnames=("level", "couple"))
+def _averaged(params, level: float, couple):
     n = params.w.shape[-1]
-    Bs = (_comonotone if coupling == "comonotone" else _independent)(params)
+    Bs = couple(params)  # [S, n, n]: the draws of the window mean
     A = jnp.abs(Bs) * (1.0 - jnp.eye(n, dtype=Bs.dtype))
     avgs = A.sum(-1) / max(n - 1, 1)
     q = jnp.asarray([(1 - level) / 2, (1 + level) / 2], Bs.dtype)
@@ -91,7 +91,8 @@ def averaged_posterior(
         raise ConfigError(f"averaged_posterior: draws need axes [windows, chains, draws], got {p.w0.shape}")
     S = p.w0.shape[1] * p.w0.shape[2]
     flat = jax.tree_util.tree_map(lambda a: a.reshape((a.shape[0], S) + a.shape[3:]), p)
-    return jax.tree_util.tree_map(np.asarray, _averaged(flat, float(level), coupling))
+    couple = _comonotone if coupling == "comonotone" else _independent
+    return jax.tree_util.tree_map(np.asarray, _averaged(flat, float(level), couple))
 
 
 def posterior_pair_table(post: AveragedPosterior, names, macro_names) -> pl.DataFrame:
