@@ -4,6 +4,8 @@ seeds, recovery of a planted interaction, and agreement with myFM's MCMC FM."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from fapm_jax.core.errors import ConfigError, DataError
 from fapm_jax.core.gibbs import GibbsConfig, chain_key, sample_window, sample_windows
 from fapm_jax.core.gibbs_summaries import posterior_interactions, posterior_predict
+from fapm_jax.core.model import FAPMParams
 
 
 def _fm_data(rng, N, n, w0=0.2, w=None, planted=((0, 1, 1.0),), noise=0.5):
@@ -211,6 +214,63 @@ def test_vmapped_windows_and_chains_equal_loop_and_seeds(x64):
     assert not np.allclose(np.asarray(d.params.w)[:, 0], np.asarray(d.params.w)[:, 1])
 
 
+def _start(rng, W, n, k, d=True):
+    """Random per-window FAPM parameters ``[W, ...]`` (a chain's first state)."""
+    return FAPMParams(
+        w0=rng.normal(size=W),
+        w=rng.normal(size=(W, n)),
+        V=rng.normal(scale=0.5, size=(W, n, k)),
+        d=rng.normal(size=(W, n)) if d else None,
+    )
+
+
+def test_start_is_where_each_windows_chains_begin(x64):
+    """``start``: a zero start equals the default start with ``init_scale = 0`` (whose first
+    state is all zeros), bitwise; a random start per window, windows vmapped or in two
+    size-bucketed programs, equals a loop of single-window chains each started at its own
+    window's parameters; and the first draws follow the start."""
+    rng = np.random.default_rng(8)
+    X, y = _fm_data(rng, 120, 4)
+    rows = np.arange(120)
+    masks = np.stack([rows < 100, rows < 30, (rows >= 20) & (rows < 90), rows >= 70])
+    cfg = GibbsConfig(rank=2, n_sweeps=3, burn_in=0, n_chains=2, seed=2, self_interactions=True)
+    zero = jax.tree_util.tree_map(np.zeros_like, _start(rng, 4, 4, 2))
+    flat = sample_windows(X, y, masks, GibbsConfig(**{**cfg.__dict__, "init_scale": 0.0}))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, flat, sample_windows(X, y, masks, cfg, start=zero))
+    P = _start(rng, 4, 4, 2)
+    side = sample_windows(X, y, masks, cfg, start=P, vmap_windows=True)
+    buckets = sample_windows(X, y, masks, cfg, start=P, vmap_windows=False)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11), side, buckets
+    )
+    for w in range(4):
+        one = sample_window(
+            X, y, masks[w], chain_key(2, w, 1), cfg, start=jax.tree_util.tree_map(lambda a: a[w], P)
+        )
+        jax.tree_util.tree_map(
+            lambda a, b: np.testing.assert_allclose(a[w, 1], b, rtol=1e-9, atol=1e-11), side, one
+        )
+    assert not np.allclose(np.asarray(side.params.V), np.asarray(flat.params.V))
+
+
+def test_a_far_start_leaves_the_rank0_posterior_unchanged(x64):
+    """Rank 0 started far from the posterior (every weight at +50): after the burn-in the draws
+    are the analytic Bayesian linear regression posterior's (as in the test above)."""
+    rng = np.random.default_rng(1)
+    N, n, alpha, lam = 30, 3, 1.0, 10.0
+    X = rng.normal(size=(N, n))
+    y = 2.0 + X @ np.array([1.5, -1.0, 0.8]) + rng.normal(size=N)
+    Z = np.column_stack([np.ones(N), X])
+    cov = np.linalg.inv(alpha * Z.T @ Z + lam * np.eye(n + 1))
+    mean = cov @ (alpha * Z.T @ y)
+    cfg = GibbsConfig(
+        rank=0, n_sweeps=2100, burn_in=100, n_chains=4, fixed_alpha=alpha, fixed_prec=lam, w0_prec=lam
+    )
+    far = FAPMParams(w0=np.full(1, 50.0), w=np.full((1, n), 50.0), V=np.zeros((1, n, 0)), d=None)
+    d = sample_windows(X, y, np.ones((1, N), bool), cfg, start=far)
+    _assert_gaussian(d, mean, cov)
+
+
 def test_windows_in_size_buckets_equal_the_vmapped_windows(x64):
     """On a CPU the windows run one after another in two programs by size (the smaller half
     padded to its own largest); the draws equal those of all windows vmapped side by side, in
@@ -304,3 +364,18 @@ def test_errors():
         sample_windows(X, y, np.ones((1, 5), bool))
     with pytest.raises(DataError, match="groups"):
         sample_windows(np.zeros((5, 2)), y, np.ones((1, 5), bool), groups=[0, -1])
+    P = _start(np.random.default_rng(0), 1, 2, 4, d=False)  # GibbsConfig(): rank 4, no d
+    sample_windows(np.zeros((5, 2)), y, np.ones((1, 5), bool), GibbsConfig(n_sweeps=2, burn_in=1), start=P)
+    with pytest.raises(ConfigError, match=r"start.V must be \[1, 2, 3\]"):
+        sample_windows(np.zeros((5, 2)), y, np.ones((1, 5), bool), GibbsConfig(rank=3), start=P)
+    with pytest.raises(ConfigError, match="start.d must be"):
+        sample_windows(
+            np.zeros((5, 2)), y, np.ones((1, 5), bool), GibbsConfig(self_interactions=True), start=P
+        )
+    with pytest.raises(DataError, match="start.w has a non-finite"):
+        sample_windows(
+            np.zeros((5, 2)),
+            y,
+            np.ones((1, 5), bool),
+            start=dataclasses.replace(P, w=np.full((1, 2), np.inf)),
+        )

@@ -266,12 +266,16 @@ def _sweep(
     return GibbsState(params, alpha, lam_w, mu_w, lam_V, mu_V, lam_d, mu_d, u, lam_u)
 
 
-def _init(key, n, n_groups, dt, cfg: GibbsConfig, T: int = 0, q: int = 0) -> GibbsState:
+def _init(key, n, n_groups, dt, cfg: GibbsConfig, T: int = 0, q: int = 0, start=None) -> GibbsState:
     """The start of a chain: ``V ~ N(0, init_scale²)``, everything else 0 (the ``[T, q]`` month
-    slopes too); ``α = 1``, ``λ = 1`` (or the fixed values), ``μ = 0``."""
-    V = cfg.init_scale * jax.random.normal(key, (n, cfg.rank), dt)
-    d = jnp.zeros((n,), dt) if cfg.self_interactions else None
-    params = FAPMParams(w0=jnp.zeros((), dt), w=jnp.zeros((n,), dt), V=V, d=d)
+    slopes too), or the FAPM parameters ``start`` (e.g. a window's MAP fit); ``α = 1``, ``λ = 1``
+    (or the fixed values), ``μ = 0``."""
+    if start is None:
+        V = cfg.init_scale * jax.random.normal(key, (n, cfg.rank), dt)
+        d = jnp.zeros((n,), dt) if cfg.self_interactions else None
+        params = FAPMParams(w0=jnp.zeros((), dt), w=jnp.zeros((n,), dt), V=V, d=d)
+    else:
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt), start)
     alpha = jnp.asarray(cfg.fixed_alpha or 1.0, dt)
     lam, zero = jnp.full((n_groups,), cfg.fixed_prec or 1.0, dt), jnp.zeros((n_groups,), dt)
     lamV, zeroV = (
@@ -282,8 +286,9 @@ def _init(key, n, n_groups, dt, cfg: GibbsConfig, T: int = 0, q: int = 0) -> Gib
     return GibbsState(params, alpha, lam, zero, lamV, zeroV, lam, zero, u, lam_u)
 
 
-def _chain(key, X, XT, y, m, groups, design, *, n_groups: int, cfg: GibbsConfig) -> GibbsDraws:
-    """One chain of one window: burn-in, then ``n_draws`` records ``thin`` sweeps apart."""
+def _chain(key, X, XT, y, m, groups, design, start, *, n_groups: int, cfg: GibbsConfig) -> GibbsDraws:
+    """One chain of one window from ``start`` (``None``: :func:`_init`'s random start): burn-in,
+    then ``n_draws`` records ``thin`` sweeps apart."""
     n = X.shape[1]
     onehot = (groups[:, None] == jnp.arange(n_groups)).astype(X.dtype)
     k_init, k_run = jax.random.split(key)
@@ -292,7 +297,9 @@ def _chain(key, X, XT, y, m, groups, design, *, n_groups: int, cfg: GibbsConfig)
         None,
     )
     Tq = (0, 0) if design is None else design.gram.shape[:2]
-    state, _ = jax.lax.scan(sweep, _init(k_init, n, n_groups, X.dtype, cfg, *Tq), jnp.arange(cfg.burn_in))
+    state, _ = jax.lax.scan(
+        sweep, _init(k_init, n, n_groups, X.dtype, cfg, *Tq, start=start), jnp.arange(cfg.burn_in)
+    )
 
     def keep(s, j):
         s, _ = jax.lax.scan(sweep, s, cfg.burn_in + j * cfg.thin + jnp.arange(cfg.thin))
@@ -345,6 +352,28 @@ def _check_months(X, months, slopes, intercept: bool = True):
     return ids.astype(np.int32), labels.size, tuple(int(i) for i in sl)
 
 
+def _check_start(start, W: int, n: int, cfg: GibbsConfig):
+    """``start`` (``None`` or :class:`FAPMParams` with a leading ``[W]`` axis) checked against
+    the windows, the factors and the sampler's rank and terms; ``None`` stays ``None``."""
+    if start is None:
+        return None
+    if not isinstance(start, FAPMParams):
+        raise ConfigError(f"gibbs: start must be FAPMParams or None, got {type(start).__name__}")
+    want = {"w0": (W,), "w": (W, n), "V": (W, n, cfg.rank), "d": (W, n) if cfg.self_interactions else None}
+    for name, shape in want.items():
+        a = getattr(start, name)
+        got = None if a is None else tuple(np.shape(a))
+        if got != shape:
+            raise ConfigError(
+                f"gibbs: start.{name} must be {'absent' if shape is None else list(shape)} "
+                f"(windows, factors, rank {cfg.rank}, self_interactions={cfg.self_interactions}), "
+                f"got {'absent' if got is None else list(got)}"
+            )
+        if a is not None and not np.isfinite(np.asarray(a)).all():
+            raise DataError(f"gibbs: start.{name} has a non-finite value")
+    return jax.tree_util.tree_map(jnp.asarray, start)
+
+
 def _size(masks) -> int:
     """Slots of the gathered training block: the largest window's row count."""
     return int(np.asarray(masks).sum(axis=-1).max())
@@ -366,6 +395,7 @@ def _run(
     masks,
     groups,
     months=None,
+    start=None,
     *,
     n_groups: int,
     cfg: GibbsConfig,
@@ -383,10 +413,10 @@ def _run(
     a ``lax.map`` (a CPU: a sweep is a few thousand coordinate steps, each a pass over the
     window's rows; one window's vectors stay in cache, thirty side by side do not)."""
     chain = functools.partial(_chain, n_groups=n_groups, cfg=cfg)
-    over_chains = jax.vmap(chain, in_axes=(0, None, None, None, None, None, None))
+    over_chains = jax.vmap(chain, in_axes=(0, None, None, None, None, None, None, None))
     y = jnp.asarray(y, X.dtype)
 
-    def window(keys_w, m):
+    def window(keys_w, m, start_w):
         idx, ok = compact_rows(m, size)
         if slopes is not None:  # month order (sorted month sums), the empty slots last
             order = jnp.argsort(jnp.where(ok, months[idx], T), stable=True)
@@ -396,11 +426,11 @@ def _run(
         if slopes is not None:
             month = jnp.where(ok, months[idx], T - 1)
             design = month_design(Xw, ok, month, slopes, T, intercept)
-        return over_chains(keys_w, Xw, Xw.T, y[idx], ok, groups, design)
+        return over_chains(keys_w, Xw, Xw.T, y[idx], ok, groups, design, start_w)
 
     if vmap_windows:
-        return jax.vmap(window)(keys, masks)
-    return jax.lax.map(lambda a: window(*a), (keys, masks))
+        return jax.vmap(window)(keys, masks, start)
+    return jax.lax.map(lambda a: window(*a), (keys, masks, start))
 
 
 def sample_window(
@@ -414,12 +444,17 @@ def sample_window(
     months: Int[Array, " N"] | None = None,
     slopes=None,
     month_intercept: bool = True,
+    start: FAPMParams | None = None,
 ) -> GibbsDraws:
     """One chain of one window (the rows where ``train_mask``); draws ``[K, ...]``. ``groups``:
     a hyperparameter group id per factor (default: one group); ``months``, ``slopes`` and
-    ``month_intercept``: as :func:`sample_windows`."""
+    ``month_intercept``: as :func:`sample_windows`; ``start``: the chain's first state (one
+    window's parameters, no leading axis)."""
     g, n_groups = _check(X, y, np.asarray(train_mask)[None], groups)
     ids, T, sl = _check_months(X, months, slopes, month_intercept)
+    if start is not None and isinstance(start, FAPMParams):
+        start = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], start)
+    start = _check_start(start, 1, np.shape(X)[1], config)
     mask = jnp.asarray(train_mask)[None]
     out = _run(
         jnp.reshape(key, (1, 1)),
@@ -428,6 +463,7 @@ def sample_window(
         mask,
         g,
         ids,
+        start,
         n_groups=n_groups,
         cfg=_static(config),
         size=_size(mask),
@@ -450,6 +486,7 @@ def sample_windows(
     slopes=None,
     month_intercept: bool = True,
     vmap_windows: bool | None = None,
+    start: FAPMParams | None = None,
 ) -> GibbsDraws:
     """``config.n_chains`` chains of every window over one shared panel in one compiled program
     (``vmap`` over chains; over windows too, or a ``lax.map`` over them: ``vmap_windows``,
@@ -460,10 +497,16 @@ def sample_windows(
     ``months`` (each row's month label, e.g. ``YYYYMM``) and ``slopes`` (factor indices, may be
     empty): a random intercept (unless ``month_intercept=False``) and random slopes on those
     factors per month in the likelihood (:mod:`~fapm_jax.core.random_slopes`); the draws gain
-    ``lambda_u``."""
+    ``lambda_u``.
+
+    ``start``: each window's first state, :class:`FAPMParams` with a leading ``[W]`` axis (e.g.
+    the windows' MAP fits, ``RollingRun.params``), shared by its chains; ``None``: ``V ~ N(0,
+    init_scale²)`` and zeros. The start changes only where the chains begin: the burn-in still
+    discards the first ``burn_in`` sweeps."""
     g, n_groups = _check(X, y, train_masks, groups)
     ids, T, sl = _check_months(X, months, slopes, month_intercept)
     W, C = np.shape(train_masks)[0], config.n_chains
+    start = _check_start(start, W, np.shape(X)[1], config)
     keys = jax.vmap(lambda w: jax.vmap(lambda c: chain_key(config.seed, w, c))(jnp.arange(C)))(jnp.arange(W))
     vm = jax.default_backend() != "cpu" if vmap_windows is None else bool(vmap_windows)
     masks = np.asarray(train_masks)
@@ -481,14 +524,18 @@ def sample_windows(
         intercept=bool(month_intercept),
     )
     if vm or W < SIZE_BUCKET_MIN_WINDOWS:
-        return run(keys, masks=jnp.asarray(masks), size=_size(masks))
+        return run(keys, masks=jnp.asarray(masks), start=start, size=_size(masks))
     # One after another, a window costs its padded size: the smaller half of the windows runs
     # in its own program, padded to its own largest window (expanding windows: about 15% less
     # work than padding all to the largest), at the price of a second compilation.
     counts = masks.sum(axis=1)
     order = np.argsort(counts, kind="stable")
     parts = [order[: W // 2], order[W // 2 :]]
-    outs = [run(keys[idx], masks=jnp.asarray(masks[idx]), size=int(counts[idx].max())) for idx in parts]
+    part = lambda idx: None if start is None else jax.tree_util.tree_map(lambda a: a[idx], start)  # noqa: E731
+    outs = [
+        run(keys[idx], masks=jnp.asarray(masks[idx]), start=part(idx), size=int(counts[idx].max()))
+        for idx in parts
+    ]
     back = np.argsort(np.concatenate(parts))
     return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b])[back], *outs)
 
