@@ -397,3 +397,32 @@ def test_bad_user_file_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "datashare.csv" in err and "column 'bm'" in err and "row 5" in err
     assert not out.exists()  # nothing written
+
+
+@pytest.mark.parametrize("rank, started", [("4", True), ("2", False)])
+def test_reproduce_starts_the_gibbs_chains_at_its_map_fits(tmp_path, monkeypatch, rank, started):
+    """``fapm reproduce --estimators map,bayes``: the FAPM-Bayes chains start at the very
+    per-window fits of the FAPM-MAP row where its rank is the sampler's (``BAYES_CONFIG``, 4),
+    and at the prior start otherwise."""
+    import fapm_jax.cli.reproduce as rep
+
+    seen = {}
+    real_est, real_gibbs = rep.run_estimator, rep.run_gibbs
+
+    def run_estimator(*a, **kw):
+        seen["map"] = real_est(*a, **kw)
+        return seen["map"]
+
+    def run_gibbs(*a, **kw):
+        seen["start"] = kw["start"]
+        return real_gibbs(*a, **kw)
+
+    monkeypatch.setattr(rep, "run_estimator", run_estimator)
+    monkeypatch.setattr(rep, "run_gibbs", run_gibbs)
+    tiny = [a if b != "--rank" else rank for a, b in zip(TINY, ["", *TINY[:-1]])]
+    args = ["reproduce", *tiny, "--models", "OLS+H", "--no-sic2", "--estimators", "map,bayes"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    if started:
+        assert seen["start"] is seen["map"].params and seen["start"].V.shape[-1] == 4
+    else:
+        assert seen["start"] == "prior"

@@ -225,9 +225,9 @@ def _start(rng, W, n, k, d=True):
 
 
 def test_start_is_where_each_windows_chains_begin(x64):
-    """``start``: a zero start equals the default start with ``init_scale = 0`` (whose first
-    state is all zeros), bitwise; a random start per window, windows vmapped or in two
-    size-bucketed programs, equals a loop of single-window chains each started at its own
+    """``start``: a zero start equals the default start (zeros, ``V`` jittered by the same
+    ``N(0, init_scale²)``), bitwise and finite; a random start per window, windows vmapped or in
+    two size-bucketed programs, equals a loop of single-window chains each started at its own
     window's parameters; and the first draws follow the start."""
     rng = np.random.default_rng(8)
     X, y = _fm_data(rng, 120, 4)
@@ -235,8 +235,9 @@ def test_start_is_where_each_windows_chains_begin(x64):
     masks = np.stack([rows < 100, rows < 30, (rows >= 20) & (rows < 90), rows >= 70])
     cfg = GibbsConfig(rank=2, n_sweeps=3, burn_in=0, n_chains=2, seed=2, self_interactions=True)
     zero = jax.tree_util.tree_map(np.zeros_like, _start(rng, 4, 4, 2))
-    flat = sample_windows(X, y, masks, GibbsConfig(**{**cfg.__dict__, "init_scale": 0.0}))
+    flat = sample_windows(X, y, masks, cfg)
     jax.tree_util.tree_map(np.testing.assert_array_equal, flat, sample_windows(X, y, masks, cfg, start=zero))
+    assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree_util.tree_leaves(flat))
     P = _start(rng, 4, 4, 2)
     side = sample_windows(X, y, masks, cfg, start=P, vmap_windows=True)
     buckets = sample_windows(X, y, masks, cfg, start=P, vmap_windows=False)

@@ -30,7 +30,7 @@ from ..reporting.run_sections import (
     yearly_section,
 )
 from ..studies.comparison import Comparison, make_model, run_comparison
-from ..studies.estimators import best_per_window, make_estimator, run_estimator, run_gibbs
+from ..studies.estimators import BAYES_CONFIG, best_per_window, make_estimator, run_estimator, run_gibbs
 from ..studies.fapm_m import FAPMmSweep, fapm_m_sweep
 from .common import available, log
 from .output import write_report
@@ -78,7 +78,16 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep, stages: Stages
     for kind in [e for e in args.estimators if e not in ("none", args.estimator)]:
         log(args, f"fapm: FAPM estimator {kind}")
         if kind == "bayes":  # Bayesian FAPM: the posterior mean of every window's Gibbs draws
-            gibbs = run_gibbs(panel, spec, level=train.level, use_validation=not args.bayes_train_only)
+            # the chains start at each window's FAPM-MAP fit where this run has one at the
+            # sampler's rank (+0.17 points of R²_oos on the embedded default, docs/training.md)
+            fits = runs.get("map")
+            start = "prior"
+            if fits is not None and fits.params.V.shape[-1] == BAYES_CONFIG.rank:
+                start = fits.params
+                log(args, "  FAPM-Bayes: chains start at each window's FAPM-MAP fit")
+            gibbs = run_gibbs(
+                panel, spec, level=train.level, use_validation=not args.bayes_train_only, start=start
+            )
             if not np.array_equal(gibbs.test_rows, run.test_rows):
                 raise ConfigError("internal: the Gibbs sampler and FAPM forecast different test rows")
             comp = comp.with_forecast("FAPM-Bayes", gibbs.r_hat)
