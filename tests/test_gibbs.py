@@ -225,10 +225,11 @@ def _start(rng, W, n, k, d=True):
 
 
 def test_start_is_where_each_windows_chains_begin(x64):
-    """``start``: a zero start equals the default start (zeros, ``V`` jittered by the same
-    ``N(0, init_scale²)``), bitwise and finite; a random start per window, windows vmapped or in
-    two size-bucketed programs, equals a loop of single-window chains each started at its own
-    window's parameters; and the first draws follow the start."""
+    """``start``: a zero start equals the default start (its zero latent vectors drawn as
+    there), bitwise and finite, and a start with one zero ``v_i`` gives finite draws; a random
+    start per window, windows vmapped or in two size-bucketed programs, equals a loop of
+    single-window chains each started at its own window's parameters; and the first draws
+    follow the start."""
     rng = np.random.default_rng(8)
     X, y = _fm_data(rng, 120, 4)
     rows = np.arange(120)
@@ -238,6 +239,10 @@ def test_start_is_where_each_windows_chains_begin(x64):
     flat = sample_windows(X, y, masks, cfg)
     jax.tree_util.tree_map(np.testing.assert_array_equal, flat, sample_windows(X, y, masks, cfg, start=zero))
     assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree_util.tree_leaves(flat))
+    one_zero = dataclasses.replace(zero, V=zero.V + 0.5)
+    one_zero.V[:, 2] = 0.0  # factor 2 dropped in every window
+    first = sample_windows(X, y, masks, dataclasses.replace(cfg, n_sweeps=1), start=one_zero)
+    assert np.isfinite(np.asarray(first.params.V)).all()
     P = _start(rng, 4, 4, 2)
     side = sample_windows(X, y, masks, cfg, start=P, vmap_windows=True)
     buckets = sample_windows(X, y, masks, cfg, start=P, vmap_windows=False)

@@ -79,7 +79,7 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep, stages: Stages
         log(args, f"fapm: FAPM estimator {kind}")
         if kind == "bayes":  # Bayesian FAPM: the posterior mean of every window's Gibbs draws
             # the chains start at each window's FAPM-MAP fit where this run has one at the
-            # sampler's rank (+0.17 points of R²_oos on the embedded default, docs/training.md)
+            # sampler's rank (+0.05 points of R²_oos on the embedded default, docs/training.md)
             fits = runs.get("map")
             start = "prior"
             if fits is not None and fits.params.V.shape[-1] == BAYES_CONFIG.rank:

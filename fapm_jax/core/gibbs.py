@@ -268,15 +268,17 @@ def _sweep(
 
 def _init(key, n, n_groups, dt, cfg: GibbsConfig, T: int = 0, q: int = 0, start=None) -> GibbsState:
     """The start of a chain: ``V ~ N(0, init_scale²)``, everything else 0 (the ``[T, q]`` month
-    slopes too), or the FAPM parameters ``start`` (e.g. a window's MAP fit) with the same
-    ``N(0, init_scale²)`` added to ``V``; ``α = 1``, ``λ = 1`` (or the fixed values), ``μ = 0``."""
+    slopes too), or the FAPM parameters ``start`` (e.g. a window's MAP fit), each of its zero
+    latent vectors drawn as in the default start; ``α = 1``, ``λ = 1`` (or the fixed values), ``μ = 0``."""
     V = cfg.init_scale * jax.random.normal(key, (n, cfg.rank), dt)
     if start is None:
         d = jnp.zeros((n,), dt) if cfg.self_interactions else None
         params = FAPMParams(w0=jnp.zeros((), dt), w=jnp.zeros((n,), dt), V=V, d=d)
-    else:  # V jittered as the default start: a fit may sit at V = 0, the saddle every FM leaves
+    else:  # a factor the fit dropped (v_i = 0) starts as in the default start: V = 0 is the
+        # saddle where the latent vectors' conditionals are degenerate
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt), start)
-        params = dataclasses.replace(params, V=params.V + V)
+        dropped = jnp.all(params.V == 0, axis=1, keepdims=True)
+        params = dataclasses.replace(params, V=jnp.where(dropped, V, params.V))
     alpha = jnp.asarray(cfg.fixed_alpha or 1.0, dt)
     lam, zero = jnp.full((n_groups,), cfg.fixed_prec or 1.0, dt), jnp.zeros((n_groups,), dt)
     lamV, zeroV = (
@@ -501,11 +503,11 @@ def sample_windows(
     ``lambda_u``.
 
     ``start``: each window's first state, :class:`FAPMParams` with a leading ``[W]`` axis (e.g.
-    the windows' MAP fits, ``RollingRun.params``), its ``V`` jittered by ``N(0, init_scale²)``
-    per chain as the default start (a penalised fit may have ``V = 0``, where the latent
-    vectors' conditionals are degenerate); ``None``: ``V ~ N(0, init_scale²)`` and zeros. The
-    start changes only where the chains begin: the burn-in still discards the first
-    ``burn_in`` sweeps."""
+    the windows' MAP fits, ``RollingRun.params``); a latent vector the fit set to zero (a
+    group penalty drops whole ``v_i``) is drawn per chain as in the default start, since at
+    ``V = 0`` the latent vectors' conditionals are degenerate; ``None``: ``V ~ N(0,
+    init_scale²)`` and zeros. The start changes only where the chains begin: the burn-in still
+    discards the first ``burn_in`` sweeps."""
     g, n_groups = _check(X, y, train_masks, groups)
     ids, T, sl = _check_months(X, months, slopes, month_intercept)
     W, C = np.shape(train_masks)[0], config.n_chains
