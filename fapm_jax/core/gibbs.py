@@ -39,8 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .gibbs_conditionals import Likelihood, draw_block, draw_hyper, draw_scalar
+from .gibbs_inputs import check_data, check_months, check_start, window_size
 from .masked import compact_rows
 from .model import FAPMParams, predict
 from .random_slopes import (
@@ -311,77 +312,6 @@ def _chain(key, X, XT, y, m, groups, design, start, *, n_groups: int, cfg: Gibbs
     return jax.lax.scan(keep, state, jnp.arange(cfg.n_draws))[1]
 
 
-def _check(X, y, masks, groups):
-    """Shapes, a non-empty mask per window, finite training rows; the groups as ``int32``."""
-    X, y, masks = np.asarray(X), np.asarray(y), np.asarray(masks)
-    if X.ndim != 2 or y.shape != X.shape[:1]:
-        raise DataError(f"gibbs: X must be [N, n] and y [N], got {X.shape} and {y.shape}")
-    if masks.ndim != 2 or masks.shape[1] != X.shape[0] or masks.dtype != bool:
-        raise DataError(
-            f"gibbs: train_masks must be boolean [W, {X.shape[0]}], got {masks.dtype} {masks.shape}"
-        )
-    if not masks.any(axis=1).all():
-        raise DataError(f"gibbs: windows {np.flatnonzero(~masks.any(axis=1)).tolist()} have no training rows")
-    used = masks.any(axis=0)
-    if not (np.isfinite(X[used]).all() and np.isfinite(y[used]).all()):
-        raise DataError("gibbs: X or y has a non-finite value in a training row")
-    g = np.zeros(X.shape[1], np.int32) if groups is None else np.asarray(groups)
-    if g.shape != (X.shape[1],) or not np.issubdtype(g.dtype, np.integer) or (g < 0).any():
-        raise DataError(f"gibbs: groups must be {X.shape[1]} non-negative integers, got {g.dtype} {g.shape}")
-    return g.astype(np.int32), int(g.max()) + 1
-
-
-def _check_months(X, months, slopes, intercept: bool = True):
-    """The month random slopes' inputs: dense month ids ``[N]`` (in the order of the labels, so
-    that later months get later ids), their count and the slope factors as a tuple; ``None``
-    for both without them."""
-    if (months is None) != (slopes is None):
-        raise ConfigError("gibbs: months and slopes go together (random slopes need both)")
-    if months is None:
-        return None, 0, None
-    months, sl = np.asarray(months), np.asarray(slopes, dtype=np.int64 if len(slopes) == 0 else None)
-    n = np.shape(X)[1]
-    if months.shape != (np.shape(X)[0],) or not np.issubdtype(months.dtype, np.integer):
-        raise DataError(
-            f"gibbs: months must be {np.shape(X)[0]} integer labels, got {months.dtype} {months.shape}"
-        )
-    if sl.ndim != 1 or not np.issubdtype(sl.dtype, np.integer) or ((sl < 0) | (sl >= n)).any():
-        raise ConfigError(f"gibbs: slopes must be factor indices in [0, {n}), got {sl.tolist()}")
-    if np.unique(sl).size != sl.size:
-        raise ConfigError(f"gibbs: slopes has a repeated factor: {sl.tolist()}")
-    if sl.size == 0 and not intercept:
-        raise ConfigError("gibbs: no random effect: slopes is empty and month_intercept is False")
-    labels, ids = np.unique(months, return_inverse=True)
-    return ids.astype(np.int32), labels.size, tuple(int(i) for i in sl)
-
-
-def _check_start(start, W: int, n: int, cfg: GibbsConfig):
-    """``start`` (``None`` or :class:`FAPMParams` with a leading ``[W]`` axis) checked against
-    the windows, the factors and the sampler's rank and terms; ``None`` stays ``None``."""
-    if start is None:
-        return None
-    if not isinstance(start, FAPMParams):
-        raise ConfigError(f"gibbs: start must be FAPMParams or None, got {type(start).__name__}")
-    want = {"w0": (W,), "w": (W, n), "V": (W, n, cfg.rank), "d": (W, n) if cfg.self_interactions else None}
-    for name, shape in want.items():
-        a = getattr(start, name)
-        got = None if a is None else tuple(np.shape(a))
-        if got != shape:
-            raise ConfigError(
-                f"gibbs: start.{name} must be {'absent' if shape is None else list(shape)} "
-                f"(windows, factors, rank {cfg.rank}, self_interactions={cfg.self_interactions}), "
-                f"got {'absent' if got is None else list(got)}"
-            )
-        if a is not None and not np.isfinite(np.asarray(a)).all():
-            raise DataError(f"gibbs: start.{name} has a non-finite value")
-    return jax.tree_util.tree_map(jnp.asarray, start)
-
-
-def _size(masks) -> int:
-    """Slots of the gathered training block: the largest window's row count."""
-    return int(np.asarray(masks).sum(axis=-1).max())
-
-
 def _static(cfg: GibbsConfig) -> GibbsConfig:
     """The configuration as the compiled program sees it: the seed enters through the keys
     and the chain count through their shape, so neither recompiles."""
@@ -453,11 +383,11 @@ def sample_window(
     a hyperparameter group id per factor (default: one group); ``months``, ``slopes`` and
     ``month_intercept``: as :func:`sample_windows`; ``start``: the chain's first state (one
     window's parameters, no leading axis)."""
-    g, n_groups = _check(X, y, np.asarray(train_mask)[None], groups)
-    ids, T, sl = _check_months(X, months, slopes, month_intercept)
-    if start is not None and isinstance(start, FAPMParams):
+    g, n_groups = check_data(X, y, np.asarray(train_mask)[None], groups)
+    ids, T, sl = check_months(X, months, slopes, month_intercept)
+    if isinstance(start, FAPMParams):
         start = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], start)
-    start = _check_start(start, 1, np.shape(X)[1], config)
+    start = check_start(start, 1, np.shape(X)[1], config.rank, config.self_interactions)
     mask = jnp.asarray(train_mask)[None]
     out = _run(
         jnp.reshape(key, (1, 1)),
@@ -469,7 +399,7 @@ def sample_window(
         start,
         n_groups=n_groups,
         cfg=_static(config),
-        size=_size(mask),
+        size=window_size(mask),
         vmap_windows=True,
         slopes=sl,
         T=T,
@@ -508,10 +438,10 @@ def sample_windows(
     ``V = 0`` the latent vectors' conditionals are degenerate; ``None``: ``V ~ N(0,
     init_scale²)`` and zeros. The start changes only where the chains begin: the burn-in still
     discards the first ``burn_in`` sweeps."""
-    g, n_groups = _check(X, y, train_masks, groups)
-    ids, T, sl = _check_months(X, months, slopes, month_intercept)
+    g, n_groups = check_data(X, y, train_masks, groups)
+    ids, T, sl = check_months(X, months, slopes, month_intercept)
     W, C = np.shape(train_masks)[0], config.n_chains
-    start = _check_start(start, W, np.shape(X)[1], config)
+    start = check_start(start, W, np.shape(X)[1], config.rank, config.self_interactions)
     keys = jax.vmap(lambda w: jax.vmap(lambda c: chain_key(config.seed, w, c))(jnp.arange(C)))(jnp.arange(W))
     vm = jax.default_backend() != "cpu" if vmap_windows is None else bool(vmap_windows)
     masks = np.asarray(train_masks)
@@ -529,7 +459,7 @@ def sample_windows(
         intercept=bool(month_intercept),
     )
     if vm or W < SIZE_BUCKET_MIN_WINDOWS:
-        return run(keys, masks=jnp.asarray(masks), start=start, size=_size(masks))
+        return run(keys, masks=jnp.asarray(masks), start=start, size=window_size(masks))
     # One after another, a window costs its padded size: the smaller half of the windows runs
     # in its own program, padded to its own largest window (expanding windows: about 15% less
     # work than padding all to the largest), at the price of a second compilation.
