@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from fapm_jax.core.errors import ConfigError, DataError
-from fapm_jax.core.gibbs import GibbsConfig, chain_key, sample_window, sample_windows
+from fapm_jax.core.gibbs import (
+    RESTART_SCALE,
+    GibbsConfig,
+    _degenerate,
+    _init,
+    chain_key,
+    sample_window,
+    sample_windows,
+)
 from fapm_jax.core.gibbs_summaries import posterior_interactions, posterior_predict
 from fapm_jax.core.model import FAPMParams
 
@@ -225,11 +233,11 @@ def _start(rng, W, n, k, d=True):
 
 
 def test_start_is_where_each_windows_chains_begin(x64):
-    """``start``: a zero start equals the default start (its zero latent vectors drawn as
-    there), bitwise and finite, and a start with one zero ``v_i`` gives finite draws; a random
-    start per window, windows vmapped or in two size-bucketed programs, equals a loop of
-    single-window chains each started at its own window's parameters; and the first draws
-    follow the start."""
+    """``start``: a zero start equals the default start at ``RESTART_SCALE`` times its scale
+    (its zero latent vectors drawn as there) and is finite, and a start with one zero ``v_i``
+    gives finite draws; a random start per window, windows vmapped or in two size-bucketed
+    programs, equals a loop of single-window chains each started at its own window's
+    parameters; and the first draws follow the start."""
     rng = np.random.default_rng(8)
     X, y = _fm_data(rng, 120, 4)
     rows = np.arange(120)
@@ -237,10 +245,15 @@ def test_start_is_where_each_windows_chains_begin(x64):
     cfg = GibbsConfig(rank=2, n_sweeps=3, burn_in=0, n_chains=2, seed=2, self_interactions=True)
     zero = jax.tree_util.tree_map(np.zeros_like, _start(rng, 4, 4, 2))
     flat = sample_windows(X, y, masks, cfg)
-    jax.tree_util.tree_map(np.testing.assert_array_equal, flat, sample_windows(X, y, masks, cfg, start=zero))
+    small = sample_windows(X, y, masks, dataclasses.replace(cfg, init_scale=cfg.init_scale * RESTART_SCALE))
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12),
+        small,
+        sample_windows(X, y, masks, cfg, start=zero),
+    )
     assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree_util.tree_leaves(flat))
-    one_zero = dataclasses.replace(zero, V=zero.V + 0.5)
-    one_zero.V[:, 2] = 0.0  # factor 2 dropped in every window
+    one_zero = _start(rng, 4, 4, 2, d=True)
+    one_zero.V[:, 2] = 0.0  # factor 2 dropped in every window; the other three span rank 2
     first = sample_windows(X, y, masks, dataclasses.replace(cfg, n_sweeps=1), start=one_zero)
     assert np.isfinite(np.asarray(first.params.V)).all()
     P = _start(rng, 4, 4, 2)
@@ -257,6 +270,34 @@ def test_start_is_where_each_windows_chains_begin(x64):
             lambda a, b: np.testing.assert_allclose(a[w, 1], b, rtol=1e-9, atol=1e-11), side, one
         )
     assert not np.allclose(np.asarray(side.params.V), np.asarray(flat.params.V))
+
+
+def test_a_start_is_kept_as_given_unless_its_latent_vectors_are_degenerate(x64):
+    """A start's zero ``v_i`` stay 0 where every other ``V₋ᵢ`` spans the rank; where some
+    ``V₋ᵢ`` does not (all zero; only ``rank`` non-zero rows; two parallel rows), its zero rows
+    are the default start's draws times ``RESTART_SCALE`` and its other rows stay.
+    ``GibbsConfig(init_scale=0)``, a start at ``V = 0``, is refused."""
+    rng = np.random.default_rng(3)
+    n, k, key = 6, 2, jax.random.key(0)
+    cfg = GibbsConfig(rank=k)
+    default = np.asarray(_init(key, n, 1, np.float64, cfg).params.V)
+    ok = rng.normal(size=(n, k))
+    ok[[1, 4]] = 0.0  # 4 rows left: every leave-one-out set spans 2 dimensions
+    only_k = np.zeros((n, k))
+    only_k[[0, 3]] = rng.normal(size=(2, k))  # leaving out row 0 leaves rank 1
+    parallel = np.zeros((n, k))
+    parallel[[0, 2, 5]] = np.outer([1.0, -2.0, 0.5], rng.normal(size=k))  # rank 1
+    for V, degenerate in [(ok, False), (np.zeros((n, k)), True), (only_k, True), (parallel, True)]:
+        assert bool(_degenerate(jax.numpy.asarray(V))) == degenerate
+        start = FAPMParams(w0=np.asarray(0.3), w=rng.normal(size=n), V=V, d=None)
+        got = _init(key, n, 1, np.float64, cfg, start=start).params
+        zero = (V == 0).all(axis=1)
+        np.testing.assert_array_equal(got.V[~zero], V[~zero])
+        np.testing.assert_array_equal(got.V[zero], RESTART_SCALE * default[zero] if degenerate else 0.0)
+        np.testing.assert_array_equal(got.w, start.w)
+    assert not bool(_degenerate(jax.numpy.zeros((n, 0))))
+    with pytest.raises(ConfigError, match="init_scale"):
+        GibbsConfig(init_scale=0.0)
 
 
 def test_a_far_start_leaves_the_rank0_posterior_unchanged(x64):

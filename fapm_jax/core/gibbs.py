@@ -54,6 +54,11 @@ from .random_slopes import (
     slope_effect,
 )
 
+#: The scale, relative to ``init_scale``, at which a degenerate start's zero latent vectors are
+#: drawn (:func:`_init`): small beside a MAP fit's vectors (singular values 0.05–0.2 on the
+#: embedded default), and far above √eps of float32, so that no block's design loses a rank.
+RESTART_SCALE = 0.1
+
 
 @dataclasses.dataclass(frozen=True)
 class GibbsConfig:
@@ -119,9 +124,10 @@ class GibbsConfig:
         for name in ("alpha_0", "beta_0", "alpha_lambda", "beta_lambda", "gamma_0"):
             if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
                 bad(name, "must be a positive finite number")
-        for name in ("init_scale", "w0_prec"):
-            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
-                bad(name, "must be a non-negative finite number")
+        if not (self.init_scale > 0 and math.isfinite(self.init_scale)):
+            bad("init_scale", "must be a positive finite number (V = 0 is a degenerate start)")
+        if not (self.w0_prec >= 0 and math.isfinite(self.w0_prec)):
+            bad("w0_prec", "must be a non-negative finite number")
         for name in ("mu_0", "w0_mean"):
             if not math.isfinite(getattr(self, name)):
                 bad(name, "must be finite")
@@ -269,17 +275,18 @@ def _sweep(
 
 def _init(key, n, n_groups, dt, cfg: GibbsConfig, T: int = 0, q: int = 0, start=None) -> GibbsState:
     """The start of a chain: ``V ~ N(0, init_scale²)``, everything else 0 (the ``[T, q]`` month
-    slopes too), or the FAPM parameters ``start`` (e.g. a window's MAP fit), each of its zero
-    latent vectors drawn as in the default start; ``α = 1``, ``λ = 1`` (or the fixed values), ``μ = 0``."""
+    slopes too), or the FAPM parameters ``start`` as given (e.g. a window's MAP fit, whose
+    dropped latent vectors are 0) unless its ``V`` is degenerate (:func:`_degenerate`), where
+    the zero rows are the default start's draws times :data:`RESTART_SCALE`; ``α = 1``,
+    ``λ = 1`` (or the fixed values), ``μ = 0``."""
     V = cfg.init_scale * jax.random.normal(key, (n, cfg.rank), dt)
     if start is None:
         d = jnp.zeros((n,), dt) if cfg.self_interactions else None
         params = FAPMParams(w0=jnp.zeros((), dt), w=jnp.zeros((n,), dt), V=V, d=d)
-    else:  # a factor the fit dropped (v_i = 0) starts as in the default start: V = 0 is the
-        # saddle where the latent vectors' conditionals are degenerate
+    else:
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt), start)
-        dropped = jnp.all(params.V == 0, axis=1, keepdims=True)
-        params = dataclasses.replace(params, V=jnp.where(dropped, V, params.V))
+        redraw = _degenerate(params.V) & jnp.all(params.V == 0, axis=1, keepdims=True)
+        params = dataclasses.replace(params, V=jnp.where(redraw, RESTART_SCALE * V, params.V))
     alpha = jnp.asarray(cfg.fixed_alpha or 1.0, dt)
     lam, zero = jnp.full((n_groups,), cfg.fixed_prec or 1.0, dt), jnp.zeros((n_groups,), dt)
     lamV, zeroV = (
@@ -288,6 +295,20 @@ def _init(key, n, n_groups, dt, cfg: GibbsConfig, T: int = 0, q: int = 0, start=
     )
     u, lam_u = jnp.zeros((T, q), dt), jnp.full((q,), cfg.fixed_slope_prec or 1.0, dt)
     return GibbsState(params, alpha, lam, zero, lamV, zeroV, lam, zero, u, lam_u)
+
+
+def _degenerate(V: Float[Array, "n k"]) -> Bool[Array, ""]:
+    """Whether some latent vector's block design ``x_i q⁽⁻ⁱ⁾`` spans fewer than ``k``
+    dimensions, i.e. the other rows ``V₋ᵢ`` have numerical rank < ``k`` (smallest singular value
+    at most √eps of ``V``'s largest): e.g. a fit that dropped all but ``k`` or fewer vectors.
+    There each block's precision is ``λ`` plus a singular matrix, which in float32 can lose its
+    Cholesky factor (a 12-stock panel's chain from ``V = 0`` went to NaN)."""
+    n, k = V.shape
+    if k == 0:
+        return jnp.asarray(False)
+    loo = jax.vmap(lambda i: jnp.linalg.svd(V.at[i].set(0.0), compute_uv=False)[-1])(jnp.arange(n))
+    top = jnp.linalg.svd(V, compute_uv=False)[0]
+    return jnp.min(loo) <= jnp.sqrt(jnp.finfo(V.dtype).eps) * top
 
 
 def _chain(key, X, XT, y, m, groups, design, start, *, n_groups: int, cfg: GibbsConfig) -> GibbsDraws:
@@ -433,10 +454,12 @@ def sample_windows(
     ``lambda_u``.
 
     ``start``: each window's first state, :class:`FAPMParams` with a leading ``[W]`` axis (e.g.
-    the windows' MAP fits, ``RollingRun.params``); a latent vector the fit set to zero (a
-    group penalty drops whole ``v_i``) is drawn per chain as in the default start, since at
-    ``V = 0`` the latent vectors' conditionals are degenerate; ``None``: ``V ~ N(0,
-    init_scale²)`` and zeros. The start changes only where the chains begin: the burn-in still
+    the windows' MAP fits, ``RollingRun.params``), as given, latent vectors the fit set to zero
+    (a group penalty drops whole ``v_i``) included, unless the other rows of ``V`` span fewer
+    than ``rank`` dimensions for some ``v_i`` (e.g. ``V = 0``: then every block's conditional is
+    degenerate); there the zero rows are drawn per chain, ``N(0, (init_scale ·
+    RESTART_SCALE)²)``. ``None``:
+    ``V ~ N(0, init_scale²)`` and zeros. The start changes only where the chains begin: the burn-in still
     discards the first ``burn_in`` sweeps."""
     g, n_groups = check_data(X, y, train_masks, groups)
     ids, T, sl = check_months(X, months, slopes, month_intercept)
