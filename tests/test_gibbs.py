@@ -14,12 +14,12 @@ from fapm_jax.core.errors import ConfigError, DataError
 from fapm_jax.core.gibbs import (
     RESTART_SCALE,
     GibbsConfig,
-    _degenerate,
     _init,
     chain_key,
     sample_window,
     sample_windows,
 )
+from fapm_jax.core.gibbs_inputs import degenerate
 from fapm_jax.core.gibbs_summaries import posterior_interactions, posterior_predict
 from fapm_jax.core.model import FAPMParams
 
@@ -287,15 +287,15 @@ def test_a_start_is_kept_as_given_unless_its_latent_vectors_are_degenerate(x64):
     only_k[[0, 3]] = rng.normal(size=(2, k))  # leaving out row 0 leaves rank 1
     parallel = np.zeros((n, k))
     parallel[[0, 2, 5]] = np.outer([1.0, -2.0, 0.5], rng.normal(size=k))  # rank 1
-    for V, degenerate in [(ok, False), (np.zeros((n, k)), True), (only_k, True), (parallel, True)]:
-        assert bool(_degenerate(jax.numpy.asarray(V))) == degenerate
+    for V, flat in [(ok, False), (np.zeros((n, k)), True), (only_k, True), (parallel, True)]:
+        assert bool(degenerate(jax.numpy.asarray(V))) == flat
         start = FAPMParams(w0=np.asarray(0.3), w=rng.normal(size=n), V=V, d=None)
         got = _init(key, n, 1, np.float64, cfg, start=start).params
         zero = (V == 0).all(axis=1)
         np.testing.assert_array_equal(got.V[~zero], V[~zero])
-        np.testing.assert_array_equal(got.V[zero], RESTART_SCALE * default[zero] if degenerate else 0.0)
+        np.testing.assert_array_equal(got.V[zero], RESTART_SCALE * default[zero] if flat else 0.0)
         np.testing.assert_array_equal(got.w, start.w)
-    assert not bool(_degenerate(jax.numpy.zeros((n, 0))))
+    assert not bool(degenerate(jax.numpy.zeros((n, 0))))
     with pytest.raises(ConfigError, match="init_scale"):
         GibbsConfig(init_scale=0.0)
 

@@ -41,7 +41,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .errors import ConfigError
 from .gibbs_conditionals import Likelihood, draw_block, draw_hyper, draw_scalar
-from .gibbs_inputs import check_data, check_months, check_start, window_size
+from .gibbs_inputs import check_data, check_months, check_start, degenerate, window_size
 from .masked import compact_rows
 from .model import FAPMParams, predict
 from .random_slopes import (
@@ -276,7 +276,7 @@ def _sweep(
 def _init(key, n, n_groups, dt, cfg: GibbsConfig, T: int = 0, q: int = 0, start=None) -> GibbsState:
     """The start of a chain: ``V ~ N(0, init_scale²)``, everything else 0 (the ``[T, q]`` month
     slopes too), or the FAPM parameters ``start`` as given (e.g. a window's MAP fit, whose
-    dropped latent vectors are 0) unless its ``V`` is degenerate (:func:`_degenerate`), where
+    dropped latent vectors are 0) unless its ``V`` is degenerate (``gibbs_inputs.degenerate``), where
     the zero rows are the default start's draws times :data:`RESTART_SCALE`; ``α = 1``,
     ``λ = 1`` (or the fixed values), ``μ = 0``."""
     V = cfg.init_scale * jax.random.normal(key, (n, cfg.rank), dt)
@@ -285,7 +285,7 @@ def _init(key, n, n_groups, dt, cfg: GibbsConfig, T: int = 0, q: int = 0, start=
         params = FAPMParams(w0=jnp.zeros((), dt), w=jnp.zeros((n,), dt), V=V, d=d)
     else:
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt), start)
-        redraw = _degenerate(params.V) & jnp.all(params.V == 0, axis=1, keepdims=True)
+        redraw = degenerate(params.V) & jnp.all(params.V == 0, axis=1, keepdims=True)
         params = dataclasses.replace(params, V=jnp.where(redraw, RESTART_SCALE * V, params.V))
     alpha = jnp.asarray(cfg.fixed_alpha or 1.0, dt)
     lam, zero = jnp.full((n_groups,), cfg.fixed_prec or 1.0, dt), jnp.zeros((n_groups,), dt)
@@ -295,20 +295,6 @@ def _init(key, n, n_groups, dt, cfg: GibbsConfig, T: int = 0, q: int = 0, start=
     )
     u, lam_u = jnp.zeros((T, q), dt), jnp.full((q,), cfg.fixed_slope_prec or 1.0, dt)
     return GibbsState(params, alpha, lam, zero, lamV, zeroV, lam, zero, u, lam_u)
-
-
-def _degenerate(V: Float[Array, "n k"]) -> Bool[Array, ""]:
-    """Whether some latent vector's block design ``x_i q⁽⁻ⁱ⁾`` spans fewer than ``k``
-    dimensions, i.e. the other rows ``V₋ᵢ`` have numerical rank < ``k`` (smallest singular value
-    at most √eps of ``V``'s largest): e.g. a fit that dropped all but ``k`` or fewer vectors.
-    There each block's precision is ``λ`` plus a singular matrix, which in float32 can lose its
-    Cholesky factor (a 12-stock panel's chain from ``V = 0`` went to NaN)."""
-    n, k = V.shape
-    if k == 0:
-        return jnp.asarray(False)
-    loo = jax.vmap(lambda i: jnp.linalg.svd(V.at[i].set(0.0), compute_uv=False)[-1])(jnp.arange(n))
-    top = jnp.linalg.svd(V, compute_uv=False)[0]
-    return jnp.min(loo) <= jnp.sqrt(jnp.finfo(V.dtype).eps) * top
 
 
 def _chain(key, X, XT, y, m, groups, design, start, *, n_groups: int, cfg: GibbsConfig) -> GibbsDraws:

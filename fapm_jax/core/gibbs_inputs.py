@@ -1,12 +1,13 @@
 """Checks of the Gibbs sampler's inputs (:mod:`~fapm_jax.core.gibbs`) before anything compiles:
-the panel and the windows' masks, the month random-slope design, a chain start; each bad input
-is one ConfigError/DataError line."""
+the panel and the windows' masks, the month random-slope design, a chain start (and whether its
+latent vectors are degenerate); each bad input is one ConfigError/DataError line."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Bool, Float
 
 from .errors import ConfigError, DataError
 from .model import FAPMParams
@@ -82,3 +83,17 @@ def check_start(start, W: int, n: int, rank: int, self_interactions: bool):
 def window_size(masks) -> int:
     """Slots of the gathered training block: the largest window's row count."""
     return int(np.asarray(masks).sum(axis=-1).max())
+
+
+def degenerate(V: Float[Array, "n k"]) -> Bool[Array, ""]:
+    """Whether some latent vector's block design ``x_i q⁽⁻ⁱ⁾`` spans fewer than ``k``
+    dimensions, i.e. the other rows ``V₋ᵢ`` have numerical rank < ``k`` (smallest singular value
+    at most √eps of ``V``'s largest): e.g. a fit that dropped all but ``k`` or fewer vectors.
+    There each block's precision is ``λ`` plus a singular matrix, which in float32 can lose its
+    Cholesky factor (a 12-stock panel's chain from ``V = 0`` went to NaN)."""
+    n, k = V.shape
+    if k == 0:
+        return jnp.asarray(False)
+    loo = jax.vmap(lambda i: jnp.linalg.svd(V.at[i].set(0.0), compute_uv=False)[-1])(jnp.arange(n))
+    top = jnp.linalg.svd(V, compute_uv=False)[0]
+    return jnp.min(loo) <= jnp.sqrt(jnp.finfo(V.dtype).eps) * top
