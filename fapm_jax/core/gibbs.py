@@ -55,7 +55,7 @@ from .random_slopes import (
 )
 
 #: The scale, relative to ``init_scale``, at which a degenerate start's zero latent vectors are
-#: drawn (:func:`_init`): small beside a MAP fit's vectors (singular values 0.05–0.2 on the
+#: drawn (:func:`_init`): small beside a MAP fit's vectors (singular values 0.05–0.23 on the
 #: embedded default), and far above √eps of float32, so that no block's design loses a rank.
 RESTART_SCALE = 0.1
 
@@ -444,9 +444,8 @@ def sample_windows(
     (a group penalty drops whole ``v_i``) included, unless the other rows of ``V`` span fewer
     than ``rank`` dimensions for some ``v_i`` (e.g. ``V = 0``: then every block's conditional is
     degenerate); there the zero rows are drawn per chain, ``N(0, (init_scale ·
-    RESTART_SCALE)²)``. ``None``:
-    ``V ~ N(0, init_scale²)`` and zeros. The start changes only where the chains begin: the burn-in still
-    discards the first ``burn_in`` sweeps."""
+    RESTART_SCALE)²)``. ``None``: ``V ~ N(0, init_scale²)`` and zeros. The start changes only
+    where the chains begin: the burn-in still discards the first ``burn_in`` sweeps."""
     g, n_groups = check_data(X, y, train_masks, groups)
     ids, T, sl = check_months(X, months, slopes, month_intercept)
     W, C = np.shape(train_masks)[0], config.n_chains
