@@ -295,3 +295,48 @@ def test_gibbs_run_started_from_each_windows_map_fit(panel):
         run_gibbs(panel, SPEC, cfg, start="ols")
     with pytest.raises(ConfigError, match="rank >= 1"):
         run_gibbs(panel, SPEC, GibbsConfig(rank=0), start="map")
+
+
+def test_a_map_ensemble_is_the_mean_of_single_seed_runs(panel):
+    """``members=2``: each member chooses its own setting on validation, as a run at its seed
+    alone does, and the forecast is the two runs' mean; its validation R² is the average
+    forecast's (a hand recomputation), not its best member's."""
+    from fapm_jax.data.windows import rolling_windows, window_masks
+
+    cfg = TrainConfig(rank=2, estimator="map", seed=5)
+    ens_est = make_estimator(cfg, panel, SPEC, epochs=8, members=2)
+    assert ens_est.name == "FAPM-MAP-ens" and len(ens_est.points) == 2 * len(tuned_grid())
+    assert sorted(set(ens_est.members.tolist())) == [5, 6]
+    ens = run_estimator(panel, ens_est, SPEC)
+    singles = [
+        run_estimator(panel, make_estimator(dataclasses.replace(cfg, seed=s), panel, SPEC, epochs=8), SPEC)
+        for s in (5, 6)
+    ]
+    hats = np.stack([s.predictions["r_hat"].to_numpy().astype(np.float64) for s in singles])
+    assert np.abs(hats[0] - hats[1]).max() > 1e-4  # the seeds really differ
+    np.testing.assert_allclose(ens.predictions["r_hat"].to_numpy(), hats.mean(0), rtol=1e-4, atol=1e-6)
+    # each member's setting is the single run's, counted in the ensemble's grid
+    G = len(tuned_grid())
+    for m, s in enumerate(singles):
+        np.testing.assert_array_equal(ens.member_settings[m] % G, s.setting)
+        np.testing.assert_array_equal(ens.member_settings[m] // G, m)
+    _, valid_m, _ = window_masks(panel.year, rolling_windows(SPEC))
+    X, r = np.asarray(panel.X), np.asarray(panel.r, np.float64)
+    for w in range(SPEC.n_windows):
+        rows = np.asarray(valid_m[w]) > 0
+        f = np.mean(
+            [
+                np.asarray(predict(jax.tree_util.tree_map(lambda a: a[w], s.params), jnp.asarray(X[rows])))
+                for s in singles
+            ],
+            axis=0,
+        )
+        want = 1.0 - np.sum((r[rows] - f) ** 2) / np.sum(r[rows] ** 2)
+        assert ens.valid_r2[w] == pytest.approx(want, abs=1e-5)
+    # "paper" with members is the seed ensemble; a wrong size is one clear error
+    paper = make_estimator(dataclasses.replace(cfg, estimator="paper"), panel, SPEC, members=3)
+    assert paper.name == "FAPM-ens" and paper.combine == "average"
+    assert [p["seed"] for p in paper.points] == [5, 6, 7]
+    for bad in (0, 2.5):
+        with pytest.raises(ConfigError, match="members"):
+            make_estimator(cfg, panel, SPEC, members=bad)

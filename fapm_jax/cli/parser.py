@@ -152,6 +152,14 @@ def _add_common(p: argparse.ArgumentParser, default_out: str) -> None:
         "group lasso on v_i) tuned per window; ensemble: 10 seeds averaged",
     )
     t.add_argument(
+        "--members",
+        type=_positive_int,
+        default=None,
+        help="average this many fits per window, each from its own seed of V and choosing its "
+        "own setting on validation (default 1; --estimator ensemble: 10); --estimator map: the "
+        "FAPM-MAP-ens row",
+    )
+    t.add_argument(
         "--select",
         choices=("window", "pooled"),
         default="window",

@@ -96,15 +96,21 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep, stages: Stages
                 stages.done(f"FAPM-Bayes {gibbs.seconds:.1f} s")
             continue
         est = make_estimator(
-            dataclasses.replace(train, estimator=kind), panel, spec, epochs=args.epochs, select=args.select
+            dataclasses.replace(train, estimator=kind),
+            panel,
+            spec,
+            epochs=args.epochs,
+            select=args.select,
+            members=args.members,
         )
         runs[kind] = run_estimator(panel, est, spec, size_group=run.size_group)
         comp = comp.with_forecast(est.name, runs[kind].predictions["r_hat"].to_numpy())
         comp.seconds[est.name] = runs[kind].seconds["total"]
         label = f"{est.name} {runs[kind].seconds['total']:.1f} s, R²_oos {100 * runs[kind].r2_value():.3f}%"
         stages.done(label) if stages is not None else log(args, "  " + label)
-    select = [r for k, r in runs.items() if k != "ensemble"]
+    select = list(runs.values())
     if len(select) > 1:  # the per-window choice among the estimators, on validation R²
+        # (an ensemble's is its average forecast's: RollingRun.valid_r2)
         r_hat, _ = best_per_window(select, panel)
         comp = comp.with_forecast("FAPM-best", r_hat)
         comp.seconds["FAPM-best"] = sum(r.seconds["total"] for r in select)

@@ -142,12 +142,19 @@ def execute(args) -> tuple[RollingRun, Panel, SimTruth | None, TrainConfig, Wind
             log(args, "fapm: " + data_report(args, panel, spec).summary_paragraph())
         else:
             log(args, "fapm: no panel cache (--cache none); fapm data check writes the data report")
-    est = make_estimator(train, panel, spec, epochs=args.epochs, select=getattr(args, "select", "window"))
+    est = make_estimator(
+        train,
+        panel,
+        spec,
+        epochs=args.epochs,
+        select=getattr(args, "select", "window"),
+        members=getattr(args, "members", None),
+    )
     cfg = est.config
     log(
         args,
         f"fapm: {panel.name} panel, {panel.n_rows:,} stock-months x {panel.n_features} factors; "
-        f"{spec.n_windows} windows, estimator {train.estimator} ({len(est.points)} setting(s)), "
+        f"{spec.n_windows} windows, estimator {train.estimator} ({est.name}, {len(est.points)} setting(s)), "
         f"rank {cfg.rank}, {cfg.epochs} epochs, lr {cfg.learning_rate}; {characteristics_line(panel)}",
     )
     size_group = args.size_group

@@ -42,20 +42,28 @@ class TrainResult(NamedTuple):
     linear_params: FAPMParams | None = None  # the OLS start of each (setting, window), V = 0
     solve: SolveLog | None = None  # the converged candidate's solve (Hyper.solve_steps), [S, W]
 
-    def select(self, rule: str = "window") -> tuple[FAPMParams, np.ndarray]:
+    def select(self, rule: str = "window", among=None) -> tuple[FAPMParams, np.ndarray]:
         """Per window, the chosen setting: ``(params [W], index [W])``.
 
         ``rule="window"`` (Algorithm 2): the setting with the best validation R² of that window.
         ``"pooled"``: the best mean validation R² over that window and every earlier one (the
         windows in test-year order) — steadier where a window's validation block is small,
         and still without look-ahead: every validation year used precedes the window's test
-        year."""
+        year. ``among``: an ``[S]`` mask of the settings to choose from (default: all), e.g.
+        one member of an ensemble."""
         score = self.best_valid_r2
         if rule == "pooled":
             v = jnp.where(jnp.isfinite(score), score, -1e30)  # a failed fit is never preferred
             score = jnp.cumsum(v, axis=1) / jnp.arange(1, v.shape[1] + 1)
         elif rule != "window":
             raise ConfigError(f"select: rule must be 'window' or 'pooled', got {rule!r}")
+        if among is not None:
+            among = np.asarray(among, bool)
+            if among.shape != (score.shape[0],) or not among.any():
+                raise ConfigError(f"select: among must be a non-empty [{score.shape[0]}] mask")
+            # a failed member setting still beats every setting outside the member
+            mine = jnp.nan_to_num(score, nan=-1e30, neginf=-1e30)
+            score = jnp.where(jnp.asarray(among)[:, None], mine, -jnp.inf)
         idx = jnp.argmax(score, axis=0)
         W = idx.shape[0]
         chosen = jax.tree_util.tree_map(lambda a: a[idx, jnp.arange(W)], self.params)

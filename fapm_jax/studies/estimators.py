@@ -14,6 +14,12 @@
 - ``"ensemble"``: the paper's recipe from :data:`ENSEMBLE_SEEDS` independent draws of ``V``, each
   window's forecast the mean of their forecasts (GKX average ten networks).
 
+``make_estimator(..., members=M)`` makes any of them an ensemble of ``M`` members, each from
+its own seed of ``V`` and each choosing its own setting per window on validation; the forecast
+is the members' mean (``"map"`` with ``M > 1`` is the "FAPM-MAP-ens" row; ``"paper"`` with
+``M`` is ``"ensemble"`` with ``M`` seeds). The members are one more sweep axis, trained in the
+same compiled program as the settings.
+
 :func:`best_per_window` chooses among the runs of several estimators per window on validation
 R² (``fapm reproduce``'s "FAPM-best" row). :func:`run_gibbs` is Bayesian FAPM over the windows
 (``fapm reproduce``'s "FAPM-Bayes" row: posterior-mean forecasts, and the credible intervals
@@ -51,12 +57,15 @@ SIM_TRAIN_ROWS = 12_000
 SOLVE_STEPS = 500
 #: Table names of the estimators (every one starts with "FAPM").
 NAMES = {"paper": "FAPM", "map": "FAPM-MAP", "ensemble": "FAPM-ens", "bayes": "FAPM-Bayes"}
+#: The table name of a ``"map"`` ensemble (``members > 1``).
+MAP_ENSEMBLE = "FAPM-MAP-ens"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Estimator:
     """What :func:`run_estimator` trains: ``config`` (static training options), the settings
-    ``hyper`` (``None``: ``config``'s one) with their labels ``points``, and ``combine``."""
+    ``hyper`` (``None``: ``config``'s one) with their labels ``points``, ``combine``, and the
+    ensemble member of each setting (``members``, its seed; ``None``: one model)."""
 
     kind: str
     name: str
@@ -64,6 +73,7 @@ class Estimator:
     hyper: Hyper | None
     points: list[dict]
     combine: str
+    members: np.ndarray | None = None
 
 
 def mean_train_rows(panel: Panel, spec: WindowSpec) -> float:
@@ -79,22 +89,29 @@ def make_estimator(
     *,
     epochs: int | None = None,
     select: str = "window",
+    members: int | None = None,
 ) -> Estimator:
     """The estimator ``config.estimator`` for ``panel``'s windows (``config`` gives rank, seed,
     optimizer; ``"map"`` replaces the step schedule with :class:`TunedFAPM`'s, ``epochs``
     steps; ``None``: its 1,000). ``select``: how a ``"map"`` run chooses its setting per window
     (``"window"``: on that window's validation R²; ``"pooled"``: on the mean over that window
-    and the earlier ones, :meth:`~fapm_jax.core.fit.TrainResult.select`)."""
+    and the earlier ones, :meth:`~fapm_jax.core.fit.TrainResult.select`). ``members``: the
+    ensemble's size, seeds ``config.seed, config.seed + 1, …`` (``None``: 1, and
+    :data:`ENSEMBLE_SEEDS` for ``"ensemble"``)."""
     if select not in ("window", "pooled"):
         raise ConfigError(f"select {select!r}: must be 'window' or 'pooled'")
     kind = config.estimator
     if kind not in ESTIMATORS:
         raise ConfigError(f"estimator {kind!r}: must be one of {', '.join(ESTIMATORS)}")
-    if kind == "paper":
-        return Estimator(kind, NAMES[kind], config, None, [{}], "select")
-    if kind == "ensemble":
-        hyper, points = sweep_grid(config, seeds=[config.seed + s for s in range(ENSEMBLE_SEEDS)])
-        return Estimator(kind, NAMES[kind], config, hyper, points, "average")
+    if members is not None and not (isinstance(members, int) and members >= 1):
+        raise ConfigError(f"members {members!r}: must be a positive integer")
+    M = members or (ENSEMBLE_SEEDS if kind == "ensemble" else 1)
+    seeds = [config.seed + s for s in range(M)]
+    if kind in ("paper", "ensemble"):
+        if M == 1:
+            return Estimator(kind, NAMES["paper"], config, None, [{}], "select")
+        hyper, points = sweep_grid(config, seeds=seeds)
+        return Estimator(kind, NAMES["ensemble"], config, hyper, points, "average")
     tuned = TunedFAPM()
     t = tuned.config
     cfg = dataclasses.replace(
@@ -109,8 +126,12 @@ def make_estimator(
     )
     scale = math.sqrt(SIM_TRAIN_ROWS / max(mean_train_rows(panel, spec), 1.0))
     pens = [{k: v * scale for k, v in dict(p).items()} for p in tuned.penalties]
-    hyper, points = sweep_grid(cfg, penalties=pens, solve_steps=SOLVE_STEPS)
-    return Estimator(kind, NAMES[kind], cfg, hyper, points, "pooled" if select == "pooled" else "select")
+    hyper, points = sweep_grid(cfg, penalties=pens, seeds=seeds, solve_steps=SOLVE_STEPS)
+    combine = "pooled" if select == "pooled" else "select"
+    if M == 1:
+        return Estimator(kind, NAMES[kind], cfg, hyper, points, combine)
+    ids = np.array([p["seed"] for p in points])
+    return Estimator(kind, MAP_ENSEMBLE, cfg, hyper, points, combine, members=ids)
 
 
 def run_estimator(panel: Panel, est: Estimator, spec: WindowSpec = WindowSpec(), **kw) -> RollingRun:
@@ -127,7 +148,7 @@ def run_estimator(panel: Panel, est: Estimator, spec: WindowSpec = WindowSpec(),
             method = choose_method(est.config, len(panel.feature_names), train_m, valid_m)
         if method != "moments":
             hyper = hyper._replace(solve_steps=None)
-    return run_rolling(panel, est.config, spec, hyper=hyper, combine=est.combine, **kw)
+    return run_rolling(panel, est.config, spec, hyper=hyper, combine=est.combine, members=est.members, **kw)
 
 
 def valid_r2(run: RollingRun) -> np.ndarray:
@@ -137,10 +158,10 @@ def valid_r2(run: RollingRun) -> np.ndarray:
 
 
 def best_per_window(runs: Sequence[RollingRun], panel: Panel) -> tuple[np.ndarray, np.ndarray]:
-    """Per window, the run whose chosen model has the best validation R² (``"select"`` runs on
-    the same windows): the test forecasts ``[N_test]`` (in the runs' ``test_rows`` order) and
-    the index of the chosen run per window ``[W]``. Nothing looks ahead: the choice uses each
-    window's validation years only."""
+    """Per window, the run whose chosen model has the best validation R² (runs on the same
+    windows; an ensemble's is its average forecast's): the test forecasts ``[N_test]`` (in the
+    runs' ``test_rows`` order) and the index of the chosen run per window ``[W]``. Nothing looks
+    ahead: the choice uses each window's validation years only."""
     if not runs:
         raise ConfigError("best_per_window: no runs")
     rows = runs[0].test_rows

@@ -53,9 +53,12 @@ class RollingRun:
             ``TrainConfig(level="model")``, the window's mean training return for
             ``"train-mean"`` (whose ``result`` is then fit to the months' deviations).
         valid_r2: ``[W]`` the validation R² of ``r`` by each window's chosen model, its level
-            added (for ``"model"`` the trainer's own ``best_valid_r2``).
+            added (for ``"model"`` the trainer's own ``best_valid_r2``); of an ensemble's
+            average forecast for ``combine="average"`` and ``members``.
         diverged: ``[S, W]`` which runs hit a non-finite loss or update.
         seconds: wall time of training (compile included) and of the whole run.
+        member_settings: ``[M, W]`` the setting each member of an ensemble chose per window
+            (``members``; ``combine="average"``: every setting); ``None`` for one model.
     """
 
     windows: list[Window]
@@ -71,6 +74,7 @@ class RollingRun:
     valid_r2: np.ndarray
     diverged: np.ndarray
     seconds: dict[str, float]
+    member_settings: np.ndarray | None = None
 
     def diverged_windows(self) -> list[int]:
         """Test years of windows in which any setting diverged."""
@@ -135,6 +139,42 @@ def settings_sse(
     return jax.lax.map(one_setting, params), jnp.sum(wt * ri * ri, axis=1)
 
 
+@eqx.filter_jit
+def members_sse(
+    params: FAPMParams,
+    X: Float[Array, "N n"],
+    r: Float[Array, " N"],
+    idx: Int[Array, "W R"],
+    wt: Float[Array, "W R"],
+    level: Float[Array, " W"],
+) -> Float[Array, " W"]:
+    """``Σ wt (r − level − mean_m r̂_m)²`` per window: the squared error of the average forecast
+    of the ``M`` members of ``params`` (leading axes ``[M, W]``) over each window's gathered
+    rows, the validation R² of an ensemble (not the mean of its members' R²)."""
+    per_window = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), params)  # [W, M]
+
+    def one_window(inputs):
+        p, i, w, c = inputs
+        f = jnp.mean(jax.vmap(lambda q: predict(q, X[i]))(p), axis=0)
+        e = r[i] - c - f
+        return jnp.sum(w * e * e)
+
+    return jax.lax.map(one_window, (per_window, idx, wt, level))
+
+
+def choose_members(result: TrainResult, members, rule: str) -> tuple[FAPMParams, np.ndarray]:
+    """Each member's chosen setting per window by ``rule`` (:meth:`TrainResult.select` among
+    the settings whose ``members`` id is the member's): ``(params [M, W], settings [M, W])``,
+    the members in the order of their ids."""
+    ids = np.asarray(members)
+    S = result.best_valid_r2.shape[0]
+    if ids.shape != (S,):
+        raise ConfigError(f"run_rolling: members must give one id per setting ({S}), got shape {ids.shape}")
+    picks = [result.select(rule, among=ids == g) for g in np.unique(ids)]
+    params = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[p for p, _ in picks])
+    return params, np.stack([i for _, i in picks])
+
+
 def run_rolling(
     panel: Panel,
     config: TrainConfig = TrainConfig(),
@@ -147,6 +187,7 @@ def run_rolling(
     checkpoint=None,
     method: str = "rows",
     combine: str = "select",
+    members=None,
 ) -> RollingRun:
     """Algorithm 2 on ``panel``: train all windows, choose per window the best epoch (and, with a
     sweep ``hyper``, the best setting) on validation R², predict each test year, evaluate.
@@ -164,6 +205,12 @@ def run_rolling(
     seeds=range(S))`` that is ``S`` fits from independent draws of ``V``. ``params`` and ``setting``
     still name the best setting of each window.
 
+    ``members`` (an id per setting, e.g. each setting's seed): an ensemble of tuned models —
+    each member chooses its own setting per window among its settings by ``combine``'s rule
+    (``"select"`` or ``"pooled"``), and the forecast is the mean of the members' chosen models
+    (``combine="average"`` is the case of one setting per member). The ensemble's
+    :attr:`RollingRun.valid_r2` is its average forecast's, not its best member's.
+
     ``config.level = "train-mean"``: every window is fit to the months' cross-sectional
     deviations ``r − r̄_t`` (:mod:`~fapm_jax.data.levels`), and its forecasts — of the test year,
     of the linear start, and in :attr:`RollingRun.valid_r2` of the validation years — add its
@@ -172,6 +219,8 @@ def run_rolling(
     """
     if combine not in COMBINE:
         raise ConfigError(f"run_rolling: combine must be one of {COMBINE}, got {combine!r}")
+    if members is not None and combine == "average":
+        raise ConfigError("run_rolling: members choose a setting each; combine='average' averages them all")
     t0 = time.perf_counter()
     windows = rolling_windows(spec)
     train_m, valid_m, test_m = window_masks(panel.year, windows)
@@ -190,11 +239,18 @@ def run_rolling(
         checkpoint=checkpoint,
         method=method,
     )
-    chosen, setting = result.select("pooled" if combine == "pooled" else "window")
+    rule = "pooled" if combine == "pooled" else "window"
+    chosen, setting = result.select(rule)
+    ensemble, member_settings = None, None
+    if members is not None:
+        ensemble, member_settings = choose_members(result, members, rule)
+    elif combine == "average":
+        ensemble = result.params
+        member_settings = np.repeat(np.arange(result.best_valid_r2.shape[0])[:, None], len(windows), 1)
     jax.block_until_ready(chosen)
     t_train = time.perf_counter() - t0
-    if combine == "average":
-        r_hat = np.asarray(average_test_rows(result.params, X, jnp.asarray(test_m)))
+    if ensemble is not None:
+        r_hat = np.asarray(average_test_rows(ensemble, X, jnp.asarray(test_m)))
     else:
         r_hat = np.asarray(predict_test_rows(chosen, X, jnp.asarray(test_m)))
     row_level = row_levels(level, test_m)
@@ -216,7 +272,14 @@ def run_rolling(
     lin = jax.tree_util.tree_map(lambda a: a[setting, np.arange(len(windows))], result.linear_params)
     lin_hat = (np.asarray(predict_test_rows(lin, X, jnp.asarray(test_m))) + row_level)[rows]
     W = len(windows)
-    if demean:  # the chosen models' validation R² of r itself, their level added
+    if ensemble is not None:  # the average forecast's validation R² of r, its level added
+        idx, wt = window_rows(np.asarray(valid_m))
+        r32 = jnp.asarray(panel.r)
+        dt = r32.dtype
+        sse = members_sse(ensemble, X, r32, jnp.asarray(idx), jnp.asarray(wt, dt), jnp.asarray(level, dt))
+        tot = np.asarray((wt * np.asarray(panel.r, np.float64)[idx] ** 2).sum(axis=1))
+        valid_r2 = 1.0 - np.asarray(sse, np.float64) / tot
+    elif demean:  # the chosen models' validation R² of r itself, their level added
         idx, wt = window_rows(np.asarray(valid_m))
         one = jax.tree_util.tree_map(lambda a: a[None], chosen)
         r32 = jnp.asarray(panel.r)
@@ -242,6 +305,7 @@ def run_rolling(
         valid_r2=valid_r2,
         diverged=np.asarray(result.diverged),
         seconds={"train": t_train, "total": time.perf_counter() - t0},
+        member_settings=member_settings,
     )
 
 
