@@ -23,8 +23,8 @@ from fapm_jax.core.io import safe_name
 from fapm_jax.studies.simulation_study import DESIGNS, SIM_MODELS, published_table_a1, sim_models
 
 
-def load_cells(folders: list[str], reps: int) -> pl.DataFrame:
-    models = sim_models(SIM_MODELS, fapm_config=TrainConfig())
+def load_cells(folders: list[str], reps: int, members: int = 1) -> pl.DataFrame:
+    models = sim_models(SIM_MODELS, fapm_config=TrainConfig(), map_members=members)
     rows = []
     for dm, pc in DESIGNS:
         for m in models:
@@ -75,8 +75,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cells", nargs="+", required=True)
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--members", type=int, default=1, help="> 1: also the FAPM-MAP-ens cells of that size")
     a = p.parse_args()
-    tab = load_cells(a.cells, a.reps)
+    tab = load_cells(a.cells, a.reps, a.members)
     pub = published_table_a1()
     with pl.Config(tbl_rows=200, float_precision=2, tbl_width_chars=200):
         for d in tab["design"].unique(maintain_order=True):

@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--designs", default="a50,a100,b50,b100")
     p.add_argument("--models", default=",".join(SIM_MODELS))
     p.add_argument("--no-fapm", action="store_true")
+    p.add_argument("--members", type=int, default=1, help="> 1: also the FAPM-MAP-ens row of that many fits")
     p.add_argument("--profile", default="full")
     p.add_argument("--chunk", type=int, default=10)
     p.add_argument("--then", default="", help="models of a second pass over all designs (e.g. the networks)")
@@ -46,6 +47,7 @@ def main() -> None:
         profile=a.profile,
         fapm=not a.no_fapm,
         fapm_config=TrainConfig(),
+        map_members=a.members,
     )
     then = sim_models([m for m in a.then.split(",") if m], profile=a.profile, fapm=False)
     seeds = list(range(a.first_seed, a.first_seed + a.reps))

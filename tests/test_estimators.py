@@ -340,3 +340,29 @@ def test_a_map_ensemble_is_the_mean_of_single_seed_runs(panel):
     for bad in (0, 2.5):
         with pytest.raises(ConfigError, match="members"):
             make_estimator(cfg, panel, SPEC, members=bad)
+
+
+def test_tuned_fapm_members_average_fits_from_folded_keys(x64):
+    """``TunedFAPM(members=2)``: member 0 is the single model at ``key``, member 1 the single
+    model at ``fold_in(key, 1)``, each with its own choice; the forecast is their mean."""
+    rng = np.random.default_rng(1)
+    N, n = 500, 4
+    X = rng.normal(size=(N, n))
+    y = 0.3 * X[:, 0] + 0.4 * X[:, 1] * X[:, 2] + rng.normal(size=N)
+    train = (np.arange(N) < 300).astype(np.float64)
+    args = (jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), jnp.asarray(1.0 - train))
+    grid = tuned_grid(l1_w=(0.01, 0.1), group_v=(0.01,), l1_d=(0.05,), linear=(), null=False)
+    one = TunedFAPM(config=dataclasses.replace(TunedFAPM().config, epochs=30), penalties=grid)
+    ens = dataclasses.replace(one, members=2)
+    key = jax.random.key(4)
+    fit = ens.fit(*args, key)
+    assert fit.valid_sse.shape == (2, len(grid)) and fit.params.V.shape[0] == 2
+    singles = [one.fit(*args, k) for k in (key, jax.random.fold_in(key, 1))]
+    hats = [np.asarray(one.predict(f.params, args[0])) for f in singles]
+    assert np.abs(hats[0] - hats[1]).max() > 1e-4
+    for m, f in enumerate(singles):
+        assert int(fit.choice[m]) == int(f.choice)
+        np.testing.assert_allclose(np.asarray(fit.valid_sse[m]), np.asarray(f.valid_sse), rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(ens.predict(fit.params, args[0])), np.mean(hats, 0), rtol=1e-9)
+    # the size is in the repr, the fingerprint of saved simulation cells
+    assert "members=2" in repr(ens) and "members=1" in repr(one)

@@ -125,6 +125,11 @@ def test_sim_models_settings():
     assert both[5].inner == both[2]
     with pytest.raises(StudyError, match="covariates"):
         sim_models([], covariates=("chars",))
+    ens = sim_models([], map_members=3)  # the ensemble row: FAPM-MAP's model, three members
+    assert [m.name for m in ens] == [*rows, "FAPM-MAP-ens"] and ens[3].members == 3
+    assert ens[3].penalties == ens[2].penalties and ens[3].config == ens[2].config
+    with pytest.raises(StudyError, match="map_members"):
+        sim_models([], map_members=0)
 
 
 def test_gkx_rows_fit_the_gkx_covariates(small):

@@ -103,18 +103,30 @@ class TunedFAPM(AbstractJaxModel):
     group lasso on each ``v_i`` (a factor takes part in interactions or not), full-batch Adam
     (learning rate 0.01) for 1,000 steps from the OLS start, the linear part at the full
     learning rate (the lasso must be able to move it), the proximal steps in Adam's metric.
-    The OLS start (epoch 0) and the unpenalised fit stay candidates."""
+    The OLS start (epoch 0) and the unpenalised fit stay candidates.
+
+    ``members > 1``: an ensemble of tuned models ("FAPM-MAP-ens"), member ``m`` from the key
+    ``fold_in(key, m)`` (member 0 from ``key`` itself, the single model), each choosing its
+    own setting on validation; the forecast is the members' mean (``params`` gain a leading
+    ``[M]`` axis, ``valid_sse`` is ``[M, G]``)."""
 
     name: str = "FAPM-MAP"
     config: TrainConfig = TrainConfig(
         epochs=1000, learning_rate=1e-2, self_interactions=True, linear_lr_scale=1.0, init_scale=0.05
     )
     penalties: tuple = tuned_grid()
+    members: int = 1
 
     def _hyper(self):
         return sweep_grid(self.config, penalties=[dict(p) for p in self.penalties] or [{}])[0]
 
     def fit(self, X, y, train, valid, key: PRNGKeyArray) -> Fit:
+        if self.members == 1:
+            return self._fit_one(X, y, train, valid, key)
+        keys = jnp.stack([key] + [jax.random.fold_in(key, m) for m in range(1, self.members)])
+        return jax.vmap(lambda k: self._fit_one(X, y, train, valid, k))(keys)
+
+    def _fit_one(self, X, y, train, valid, key: PRNGKeyArray) -> Fit:
         cfg = self.config
         n_batches = n_batches_for(cfg, np.ones((1, X.shape[0]), bool))
 
@@ -132,7 +144,9 @@ class TunedFAPM(AbstractJaxModel):
         return Fit(jax.tree_util.tree_map(lambda a: a[best], params), sse, best.astype(jnp.int32))
 
     def predict(self, params: FAPMParams, X: Float[Array, "N n"]) -> Float[Array, " N"]:
-        return predict(params, X)
+        if self.members == 1:
+            return predict(params, X)
+        return jnp.mean(jax.vmap(lambda p: predict(p, X))(params), axis=0)
 
     def fit_predict_datasets(self, X, y, train, valid, keys) -> np.ndarray:
         """Fit on the training and validation rows only (the shared masks are concrete here:

@@ -381,6 +381,13 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
         default=TunedFAPM().config.epochs,
         help=f"full-batch Adam steps of the FAPM-MAP row (default {TunedFAPM().config.epochs})",
     )
+    p.add_argument(
+        "--members",
+        type=_positive_int,
+        default=1,
+        help="> 1: add the FAPM-MAP-ens row, the mean of this many FAPM-MAP fits from independent "
+        "draws of V (default 1: no such row)",
+    )
     p.add_argument("--rank", type=_positive_int, default=tc.rank, help=f"FAPM rank (default {tc.rank})")
     p.add_argument(
         "--lr",

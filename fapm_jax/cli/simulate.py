@@ -36,6 +36,7 @@ def cmd_simulate(args) -> int:
         fapm_config=cfg,
         map_epochs=args.map_epochs,
         covariates=args.covariates,
+        map_members=args.members,
     )
     out = output_dir(args)
     t0 = time.perf_counter()

@@ -163,12 +163,14 @@ def sim_models(
     fapm_config=None,
     map_epochs: int | None = None,
     covariates: Sequence[str] = ("factors",),
+    map_members: int = 1,
 ) -> list:
     """The study's models: GKX's (Huber threshold :data:`SIM_HUBER_XI`) and FAPM's rows: FAPM
     and FAPM+SI (the paper's training recipe) and FAPM-MAP (penalised, tuned on validation:
     :class:`~fapm_jax.baselines.fapm.TunedFAPM`, ``map_epochs`` steps; ``None``: its 1,000),
     on FAPM's factors (``"factors"`` in ``covariates``) and on GKX's covariates (``"gkx"``:
-    :class:`OnSimCovariates`, rows ``FAPM-gkx`` …)."""
+    :class:`OnSimCovariates`, rows ``FAPM-gkx`` …). ``map_members > 1`` adds ``FAPM-MAP-ens``,
+    the mean of that many FAPM-MAP fits from independent draws of ``V``."""
     from ..core.config import TrainConfig
     from .comparison import make_model
 
@@ -180,6 +182,8 @@ def sim_models(
     bad = sorted(set(covariates) - {"factors", "gkx"})
     if bad or not covariates:
         raise StudyError(f"covariates {list(covariates)!r}: each must be 'factors' or 'gkx'")
+    if not (isinstance(map_members, int) and map_members >= 1):
+        raise StudyError(f"map_members {map_members!r}: must be a positive integer")
     if fapm:
         cfg = fapm_config or TrainConfig()
         rows = [FAPM(name="FAPM", config=cfg)]
@@ -188,6 +192,8 @@ def sim_models(
         if map_epochs is not None:
             tuned = dataclasses.replace(tuned, config=dataclasses.replace(tuned.config, epochs=map_epochs))
         rows.append(tuned)
+        if map_members > 1:
+            rows.append(dataclasses.replace(tuned, name="FAPM-MAP-ens", members=map_members))
         out += rows if "factors" in covariates else []
         out += [OnSimCovariates(m) for m in rows] if "gkx" in covariates else []
     return out
