@@ -65,6 +65,11 @@ from .evaluation.metrics import r2_by_year as r2_by_year
 from .evaluation.metrics import r2_oos as r2_oos
 from .evaluation.metrics import r2_summary as r2_summary
 from .evaluation.metrics import r2_table as r2_table
+from .baselines.fapm import TunedFAPM as TunedFAPM
+from .studies.estimators import best_per_window as best_per_window
+from .studies.estimators import make_estimator as make_estimator
+from .studies.estimators import run_estimator as run_estimator
+from .studies.estimators import run_gibbs as run_gibbs
 from .studies.fapm_m import fapm_m_sweep as fapm_m_sweep
 from .studies.fapm_m import FAPMmSweep as FAPMmSweep
 from .studies.fapm_m import top_bottom_mask as top_bottom_mask
