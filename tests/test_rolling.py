@@ -177,3 +177,7 @@ def test_seed_ensemble_averages_independent_fits():
     assert np.mean((r - mean_hat) ** 2) < np.mean([np.mean((r - h) ** 2) for h in hats])
     with pytest.raises(ValueError, match="combine"):
         run_rolling(big, cfg, spec, combine="vote")
+    assert ens.member_settings.shape == (3, 3)  # every setting is a member of the average
+    for members, combine in (([0, 1], "select"), ([0, 1, 2], "average")):  # before any training
+        with pytest.raises(ValueError, match="members"):
+            run_rolling(big, cfg, spec, hyper=hyper, combine=combine, members=members)

@@ -219,8 +219,13 @@ def run_rolling(
     """
     if combine not in COMBINE:
         raise ConfigError(f"run_rolling: combine must be one of {COMBINE}, got {combine!r}")
-    if members is not None and combine == "average":
-        raise ConfigError("run_rolling: members choose a setting each; combine='average' averages them all")
+    if members is not None:
+        if combine == "average":
+            raise ConfigError("run_rolling: members choose a setting each; combine='average' averages all")
+        S = 1 if hyper is None else int(jnp.shape(hyper.seed)[0])
+        if np.shape(members) != (S,):  # before any training
+            shape = np.shape(members)
+            raise ConfigError(f"run_rolling: members must give one id per setting ({S}), got shape {shape}")
     t0 = time.perf_counter()
     windows = rolling_windows(spec)
     train_m, valid_m, test_m = window_masks(panel.year, windows)
