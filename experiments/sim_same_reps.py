@@ -86,7 +86,17 @@ def main() -> None:
                 pub.select("method", pl.col(col).alias("published")), on="method", how="left"
             )
             print(sub.drop("per_rep").sort("r2_oos", descending=True))
-            _paired(sub, "FAPM-MAP")
+            for name in ("FAPM-MAP", "FAPM-MAP-ens"):
+                _paired(sub, name)
+            if "FAPM-MAP-ens" in sub["method"].to_list():  # the ensemble against its member 0
+                one, ens = (
+                    np.asarray(sub.filter(pl.col("method") == m)["per_rep"][0].to_list())
+                    for m in ("FAPM-MAP", "FAPM-MAP-ens")
+                )
+                n = min(one.size, ens.size)
+                dd = ens[:n] - one[:n]
+                se = dd.std(ddof=1) / np.sqrt(n)
+                print(f"{d}: FAPM-MAP-ens − FAPM-MAP = {dd.mean():+.2f} pp (paired se {se:.2f}, {n} reps)")
 
 
 if __name__ == "__main__":
