@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from fapm_jax.cli.output import write_report
 from fapm_jax.reporting import figures
 from fapm_jax.reporting.markdown import Section, document, md_table, pct
-from fapm_jax.reporting.suite_sections import size_note
+from fapm_jax.reporting.suite_sections import members_note, size_note
 
 
 def test_markdown_helpers():
@@ -68,3 +68,10 @@ def test_posterior_section_counts_by_hand():
     t = sec.tables["posterior_interactions.csv"]
     np.testing.assert_allclose(t["ci_low"].to_numpy(), [1.7, -2.2])
     assert t["coverage"].to_list() == [0.5, 0.0]
+
+
+def test_members_note_says_which_rows_are_ensembles():
+    assert members_note(None, "paper") == "" and members_note(1, "map") == ""
+    note = members_note(4, "paper")
+    assert "--members 4" in note and "--estimator paper" in note and "mean of 4 fits" in note
+    assert "but FAPM-Bayes and FAPM-m" in note

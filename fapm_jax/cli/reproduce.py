@@ -131,6 +131,7 @@ def suite_report(args, run, panel, spec, train, oracle, msweep, stages: Stages |
         suite.fapm_m_note(msweep, args.fapm_m),
         suite.profile_note(args.profile, args.covariates),
     ]
+    notes += [n for n in [suite.members_note(args.members, args.estimator)] if n]
     sections = suite.suite_sections(
         comp,
         panel_name=panel.name,

@@ -40,6 +40,17 @@ def fapm_m_note(sweep: FAPMmSweep, m: int) -> str:
     )
 
 
+def members_note(members: int | None, estimator: str) -> str:
+    """What ``--members`` made of Table 1's FAPM rows ('' without it)."""
+    if not members or members == 1:
+        return ""
+    return (
+        f"--members {members}: the FAPM row (--estimator {estimator}) and every estimator row but "
+        f"FAPM-Bayes and FAPM-m are ensembles, the mean of {members} fits per window from independent "
+        "draws of V, each choosing its own setting on validation."
+    )
+
+
 def profile_note(profile: str, covariates: str) -> str:
     """The suite's grids (GKX's Table A.5, or the quick profile's trims) and inputs."""
     trims = f"; the quick profile trims the costly ones ({quick_note()})" if profile == "quick" else ""
