@@ -13,6 +13,7 @@ import pytest
 from fapm_jax.core.losses import r2_loss
 from fapm_jax.core.model import (
     FAPMParams,
+    average_models,
     init_params,
     interaction_matrix,
     interaction_part,
@@ -396,3 +397,26 @@ def test_self_interaction_variant_equals_naive_sum_with_squares(x64):
     q = init_params(jax.random.key(0), N_FEAT, RANK, self_interactions=True, dtype=jnp.float64)
     assert q.d is not None and np.all(np.asarray(q.d) == 0)
     assert init_params(jax.random.key(0), N_FEAT, RANK).d is None
+
+
+def test_average_models_forecasts_the_members_mean(x64):
+    """``average_models``: one FAPM of rank ``M k`` whose forecast and ``B`` are the mean of the
+    ``M`` members' (batch axes kept), against the members predicted one by one."""
+    rng = np.random.default_rng(7)
+    M, W, N = 3, 2, 40
+    p = FAPMParams(
+        w0=jnp.asarray(rng.normal(size=(M, W))),
+        w=jnp.asarray(rng.normal(size=(M, W, N_FEAT))),
+        V=jnp.asarray(rng.normal(size=(M, W, N_FEAT, RANK))),
+        d=jnp.asarray(rng.normal(size=(M, W, N_FEAT))),
+    )
+    X = jnp.asarray(rng.normal(size=(N, N_FEAT)))
+    avg = average_models(p)
+    assert avg.V.shape == (W, N_FEAT, M * RANK) and avg.w.shape == (W, N_FEAT)
+    for w in range(W):
+        one = jax.tree_util.tree_map(lambda a: a[w], avg)
+        members = [jax.tree_util.tree_map(lambda a: a[m, w], p) for m in range(M)]
+        want = np.mean([np.asarray(predict(q, X)) for q in members], axis=0)
+        np.testing.assert_allclose(np.asarray(predict(one, X)), want, rtol=1e-12, atol=1e-12)
+        B = np.mean([np.asarray(interaction_matrix(q)) for q in members], axis=0)
+        np.testing.assert_allclose(np.asarray(interaction_matrix(one)), B, rtol=1e-12, atol=1e-12)

@@ -76,6 +76,19 @@ def init_params(
     return FAPMParams(w0=jnp.asarray(w0, dtype), w=w_arr, V=V.astype(dtype), d=d)
 
 
+def average_models(params: FAPMParams) -> FAPMParams:
+    """One FAPM whose forecast is the mean of the ``M`` FAPMs stacked on ``params``' leading
+    axis (further batch axes are kept): ``w0``, ``w`` and ``d`` averaged, and
+    ``V = [V_1, …, V_M] / √M`` of rank ``M k``. Exact, because Equation (1) is linear in
+    ``w0``, ``w``, ``d`` and in ``B = V Vᵀ = Σ_f v_f v_fᵀ``, so the concatenation gives
+    ``B = mean_m V_m V_mᵀ``: an ensemble is scored and forecast as one model."""
+    M = params.w.shape[0]
+    V = jnp.moveaxis(params.V, 0, -2)  # [..., n, M, k]
+    V = V.reshape(*V.shape[:-2], -1) / jnp.sqrt(jnp.asarray(M, V.dtype))
+    mean = lambda a: None if a is None else jnp.mean(a, axis=0)
+    return FAPMParams(w0=mean(params.w0), w=mean(params.w), V=V, d=mean(params.d))
+
+
 def linear_part(params: FAPMParams, X: Float[Array, "... n"]) -> Float[Array, ...]:
     """The Linear Model ``w0 + wᵀx`` (section 2.1)."""
     return params.w0 + X @ params.w

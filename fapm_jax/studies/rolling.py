@@ -24,7 +24,7 @@ from ..core.engine import TrainState
 from ..core.errors import ConfigError
 from ..core.fit import TrainResult, fit_windows
 from ..core.masked import window_rows
-from ..core.model import FAPMParams, predict
+from ..core.model import FAPMParams, average_models, predict
 from ..data.levels import month_deviations, row_levels, window_means
 from ..data.panel import Panel
 from ..data.windows import Window, WindowSpec, rolling_windows, window_masks
@@ -96,21 +96,6 @@ def predict_test_rows(
 
 
 @eqx.filter_jit
-def average_test_rows(
-    params: FAPMParams, X: Float[Array, "N n"], test_masks: Bool[Array, "W N"]
-) -> Float[Array, " N"]:
-    """The ensemble forecast: the mean over the ``S`` settings of ``params`` (leading axes
-    ``[S, W]``) of :func:`predict_test_rows`, in one ``lax.scan`` over settings (memory
-    ``O(N)``, one compiled program)."""
-
-    def add(acc, p):
-        return acc + predict_test_rows(p, X, test_masks), None
-
-    total, _ = jax.lax.scan(add, jnp.zeros(X.shape[0], X.dtype), params)
-    return total / jax.tree_util.tree_leaves(params)[0].shape[0]
-
-
-@eqx.filter_jit
 def settings_sse(
     params: FAPMParams,
     X: Float[Array, "N n"],
@@ -137,29 +122,6 @@ def settings_sse(
 
     ri = r[idx]
     return jax.lax.map(one_setting, params), jnp.sum(wt * ri * ri, axis=1)
-
-
-@eqx.filter_jit
-def members_sse(
-    params: FAPMParams,
-    X: Float[Array, "N n"],
-    r: Float[Array, " N"],
-    idx: Int[Array, "W R"],
-    wt: Float[Array, "W R"],
-    level: Float[Array, " W"],
-) -> Float[Array, " W"]:
-    """``Σ wt (r − level − mean_m r̂_m)²`` per window: the squared error of the average forecast
-    of the ``M`` members of ``params`` (leading axes ``[M, W]``) over each window's gathered
-    rows, the validation R² of an ensemble (not the mean of its members' R²)."""
-    per_window = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), params)  # [W, M]
-
-    def one_window(inputs):
-        p, i, w, c = inputs
-        f = jnp.mean(jax.vmap(lambda q: predict(q, X[i]))(p), axis=0)
-        e = r[i] - c - f
-        return jnp.sum(w * e * e)
-
-    return jax.lax.map(one_window, (per_window, idx, wt, level))
 
 
 def choose_members(result: TrainResult, members, rule: str) -> tuple[FAPMParams, np.ndarray]:
@@ -254,10 +216,9 @@ def run_rolling(
         member_settings = np.repeat(np.arange(result.best_valid_r2.shape[0])[:, None], len(windows), 1)
     jax.block_until_ready(chosen)
     t_train = time.perf_counter() - t0
-    if ensemble is not None:
-        r_hat = np.asarray(average_test_rows(ensemble, X, jnp.asarray(test_m)))
-    else:
-        r_hat = np.asarray(predict_test_rows(chosen, X, jnp.asarray(test_m)))
+    # an ensemble forecasts (and is scored on validation) as the one FAPM that averages it
+    model = chosen if ensemble is None else average_models(ensemble)
+    r_hat = np.asarray(predict_test_rows(model, X, jnp.asarray(test_m)))
     row_level = row_levels(level, test_m)
     r_hat = r_hat + row_level
     rows = test_m.any(axis=0)
@@ -277,16 +238,9 @@ def run_rolling(
     lin = jax.tree_util.tree_map(lambda a: a[setting, np.arange(len(windows))], result.linear_params)
     lin_hat = (np.asarray(predict_test_rows(lin, X, jnp.asarray(test_m))) + row_level)[rows]
     W = len(windows)
-    if ensemble is not None:  # the average forecast's validation R² of r, its level added
+    if demean or ensemble is not None:  # the forecast's validation R² of r, its level added
         idx, wt = window_rows(np.asarray(valid_m))
-        r32 = jnp.asarray(panel.r)
-        dt = r32.dtype
-        sse = members_sse(ensemble, X, r32, jnp.asarray(idx), jnp.asarray(wt, dt), jnp.asarray(level, dt))
-        tot = np.asarray((wt * np.asarray(panel.r, np.float64)[idx] ** 2).sum(axis=1))
-        valid_r2 = 1.0 - np.asarray(sse, np.float64) / tot
-    elif demean:  # the chosen models' validation R² of r itself, their level added
-        idx, wt = window_rows(np.asarray(valid_m))
-        one = jax.tree_util.tree_map(lambda a: a[None], chosen)
+        one = jax.tree_util.tree_map(lambda a: a[None], model)
         r32 = jnp.asarray(panel.r)
         dt = r32.dtype
         sse, tot = settings_sse(one, X, r32, jnp.asarray(idx), jnp.asarray(wt, dt), jnp.asarray(level, dt))
