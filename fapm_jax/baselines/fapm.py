@@ -16,7 +16,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..core.config import TrainConfig, hyper_from_config, n_batches_for, sweep_grid
-from ..core.model import FAPMParams, predict
+from ..core.model import FAPMParams, average_models, predict
 from ..core.rows import init_state, train_epochs
 from .base import AbstractJaxModel, Fit, masked_sse
 
@@ -144,9 +144,7 @@ class TunedFAPM(AbstractJaxModel):
         return Fit(jax.tree_util.tree_map(lambda a: a[best], params), sse, best.astype(jnp.int32))
 
     def predict(self, params: FAPMParams, X: Float[Array, "N n"]) -> Float[Array, " N"]:
-        if self.members == 1:
-            return predict(params, X)
-        return jnp.mean(jax.vmap(lambda p: predict(p, X))(params), axis=0)
+        return predict(params if self.members == 1 else average_models(params), X)
 
     def fit_predict_datasets(self, X, y, train, valid, keys) -> np.ndarray:
         """Fit on the training and validation rows only (the shared masks are concrete here:
