@@ -124,14 +124,12 @@ def settings_sse(
     return jax.lax.map(one_setting, params), jnp.sum(wt * ri * ri, axis=1)
 
 
-def choose_members(result: TrainResult, members, rule: str) -> tuple[FAPMParams, np.ndarray]:
+def _choose_members(result: TrainResult, members, rule: str) -> tuple[FAPMParams, np.ndarray]:
     """Each member's chosen setting per window by ``rule`` (:meth:`TrainResult.select` among
     the settings whose ``members`` id is the member's): ``(params [M, W], settings [M, W])``,
-    the members in the order of their ids."""
+    the members in the order of their ids (one id per setting: :func:`run_rolling` checks it
+    before training)."""
     ids = np.asarray(members)
-    S = result.best_valid_r2.shape[0]
-    if ids.shape != (S,):
-        raise ConfigError(f"run_rolling: members must give one id per setting ({S}), got shape {ids.shape}")
     picks = [result.select(rule, among=ids == g) for g in np.unique(ids)]
     params = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[p for p, _ in picks])
     return params, np.stack([i for _, i in picks])
@@ -210,7 +208,7 @@ def run_rolling(
     chosen, setting = result.select(rule)
     ensemble, member_settings = None, None
     if members is not None:
-        ensemble, member_settings = choose_members(result, members, rule)
+        ensemble, member_settings = _choose_members(result, members, rule)
     elif combine == "average":
         ensemble = result.params
         member_settings = np.repeat(np.arange(result.best_valid_r2.shape[0])[:, None], len(windows), 1)
