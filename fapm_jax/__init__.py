@@ -74,6 +74,7 @@ from .studies.fapm_m import fapm_m_sweep as fapm_m_sweep
 from .studies.fapm_m import FAPMmSweep as FAPMmSweep
 from .studies.fapm_m import top_bottom_mask as top_bottom_mask
 from .studies.fapm_m import window_importance as window_importance
+from .studies.rolling import member_params as member_params
 from .studies.rolling import predict_test_rows as predict_test_rows
 from .studies.rolling import RollingRun as RollingRun
 from .studies.rolling import run_rolling as run_rolling

@@ -399,12 +399,14 @@ def test_bad_user_file_is_one_line(tmp_path, capsys):
     assert not out.exists()  # nothing written
 
 
-@pytest.mark.parametrize("rank, started", [("4", True), ("2", False)])
-def test_reproduce_starts_the_gibbs_chains_at_its_map_fits(tmp_path, monkeypatch, rank, started):
+@pytest.mark.parametrize("rank, members, started", [("4", "1", True), ("4", "2", True), ("2", "1", False)])
+def test_reproduce_starts_the_gibbs_chains_at_its_map_fits(tmp_path, monkeypatch, rank, members, started):
     """``fapm reproduce --estimators map,bayes``: the FAPM-Bayes chains start at the very
     per-window fits of the FAPM-MAP row where its rank is the sampler's (``BAYES_CONFIG``, 4),
-    and at the prior start otherwise."""
+    with ``--members M`` one chain per member at that member's fit, and at the prior start
+    (one chain) otherwise."""
     import fapm_jax.cli.reproduce as rep
+    from fapm_jax.studies.rolling import member_params
 
     seen = {}
     real_est, real_gibbs = rep.run_estimator, rep.run_gibbs
@@ -414,18 +416,25 @@ def test_reproduce_starts_the_gibbs_chains_at_its_map_fits(tmp_path, monkeypatch
         return seen["map"]
 
     def run_gibbs(*a, **kw):
-        seen["start"] = kw["start"]
+        seen["start"], seen["config"] = kw["start"], a[2]
         return real_gibbs(*a, **kw)
 
     monkeypatch.setattr(rep, "run_estimator", run_estimator)
     monkeypatch.setattr(rep, "run_gibbs", run_gibbs)
     tiny = [a if b != "--rank" else rank for a, b in zip(TINY, ["", *TINY[:-1]])]
     args = ["reproduce", *tiny, "--models", "OLS+H", "--no-sic2", "--estimators", "map,bayes"]
-    assert main([*args, "--out", str(tmp_path)]) == 0
+    assert main([*args, "--members", members, "--out", str(tmp_path)]) == 0
     if started:
-        assert seen["start"] is seen["map"].params and seen["start"].V.shape[-1] == 4
+        M = int(members)
+        assert seen["start"].V.shape[1:] == (M, seen["map"].params.V.shape[1], 4)
+        assert seen["config"].n_chains == M
+        want = member_params(seen["map"])
+        for f in ("w0", "w", "V", "d"):
+            np.testing.assert_array_equal(getattr(seen["start"], f), getattr(want, f))
+        if M == 1:  # one model: its chosen fit per window
+            np.testing.assert_array_equal(seen["start"].V[:, 0], seen["map"].params.V)
     else:
-        assert seen["start"] == "prior"
+        assert seen["start"] == "prior" and seen["config"].n_chains == 1
 
 
 def test_run_members_averages_the_single_seed_runs(tmp_path):

@@ -29,6 +29,7 @@ from fapm_jax.studies.estimators import (
     run_estimator,
     valid_r2,
 )
+from fapm_jax.studies.rolling import member_params
 
 SPEC = WindowSpec(first_year=1990, valid_years=3, first_test_year=1996, n_windows=3)
 
@@ -317,9 +318,15 @@ def test_a_map_ensemble_is_the_mean_of_single_seed_runs(panel):
     np.testing.assert_allclose(ens.predictions["r_hat"].to_numpy(), hats.mean(0), rtol=1e-4, atol=1e-6)
     # each member's setting is the single run's, counted in the ensemble's grid
     G = len(tuned_grid())
+    members = member_params(ens)  # [W, M]: member m's chosen model is the seed's own
     for m, s in enumerate(singles):
         np.testing.assert_array_equal(ens.member_settings[m] % G, s.setting)
         np.testing.assert_array_equal(ens.member_settings[m] // G, m)
+        jax.tree_util.tree_map(
+            lambda a, b: np.testing.assert_allclose(a[:, m], b, rtol=1e-4, atol=1e-6), members, s.params
+        )
+    one = member_params(singles[0])  # one model: its chosen fits, one member
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a[:, 0], b), one, singles[0].params)
     _, valid_m, _ = window_masks(panel.year, rolling_windows(SPEC))
     X, r = np.asarray(panel.X), np.asarray(panel.r, np.float64)
     for w in range(SPEC.n_windows):

@@ -272,6 +272,38 @@ def test_start_is_where_each_windows_chains_begin(x64):
     assert not np.allclose(np.asarray(side.params.V), np.asarray(flat.params.V))
 
 
+def test_a_start_per_chain_begins_each_chain_at_its_own_parameters(x64):
+    """``start`` with ``[W, C]`` axes (an ensemble's members, one per chain): chain ``c`` of
+    window ``w``, windows vmapped or in size buckets, equals a single-window chain from
+    ``chain_key(seed, w, c)`` at ``start[w, c]``; a ``[W]`` start is the same start repeated
+    over the chains; a wrong chain count is one ConfigError naming the shapes."""
+    rng = np.random.default_rng(11)
+    X, y = _fm_data(rng, 120, 4)
+    rows = np.arange(120)
+    masks = np.stack([rows < 100, rows < 30, (rows >= 20) & (rows < 90), rows >= 70])
+    cfg = GibbsConfig(rank=2, n_sweeps=3, burn_in=0, n_chains=2, seed=5, self_interactions=True)
+    P = [_start(rng, 4, 4, 2) for _ in range(2)]
+    per_chain = jax.tree_util.tree_map(lambda *a: np.stack(a, axis=1), *P)  # [W, C]
+    for vm in (True, False):
+        got = sample_windows(X, y, masks, cfg, start=per_chain, vmap_windows=vm)
+        for w in range(4):
+            for c in range(2):
+                start = jax.tree_util.tree_map(lambda a: a[w], P[c])
+                one = sample_window(X, y, masks[w], chain_key(5, w, c), cfg, start=start)
+                jax.tree_util.tree_map(
+                    lambda a, b: np.testing.assert_allclose(a[w, c], b, rtol=1e-9, atol=1e-11), got, one
+                )
+    repeated = jax.tree_util.tree_map(lambda a: np.stack([a, a], axis=1), P[0])
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14),
+        sample_windows(X, y, masks, cfg, start=repeated),
+        sample_windows(X, y, masks, cfg, start=P[0]),
+    )
+    three = jax.tree_util.tree_map(lambda a: np.stack([a, a, a], axis=1), P[0])
+    with pytest.raises(ConfigError, match=r"\[4, 2\] \(windows, chains\)"):
+        sample_windows(X, y, masks, cfg, start=three)
+
+
 def test_a_start_is_kept_as_given_unless_its_latent_vectors_are_degenerate(x64):
     """A start's zero ``v_i`` stay 0 where every other ``V₋ᵢ`` spans the rank; where some
     ``V₋ᵢ`` does not (all zero; only ``rank`` non-zero rows; two parallel rows), its zero rows

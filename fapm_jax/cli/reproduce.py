@@ -32,6 +32,7 @@ from ..reporting.run_sections import (
 from ..studies.comparison import Comparison, make_model, run_comparison
 from ..studies.estimators import BAYES_CONFIG, best_per_window, make_estimator, run_estimator, run_gibbs
 from ..studies.fapm_m import FAPMmSweep, fapm_m_sweep
+from ..studies.rolling import member_params
 from .common import available, log
 from .output import write_report
 from .progress import Stages
@@ -80,13 +81,15 @@ def comparison(args, run, panel, spec, train, msweep: FAPMmSweep, stages: Stages
         if kind == "bayes":  # Bayesian FAPM: the posterior mean of every window's Gibbs draws
             # the chains start at each window's FAPM-MAP fit where this run has one at the
             # sampler's rank (+0.05 points of R²_oos on the embedded default, docs/training.md)
+            # (--members M: M chains per window, chain m at member m's fit)
             fits = runs.get("map")
-            start = "prior"
+            start, cfg = "prior", BAYES_CONFIG
             if fits is not None and fits.params.V.shape[-1] == BAYES_CONFIG.rank:
-                start = fits.params
-                log(args, "  FAPM-Bayes: chains start at each window's FAPM-MAP fit")
+                start = member_params(fits)
+                cfg = dataclasses.replace(BAYES_CONFIG, n_chains=start.w0.shape[1])
+                log(args, f"  FAPM-Bayes: {cfg.n_chains} chain(s) per window, at the FAPM-MAP fit(s)")
             gibbs = run_gibbs(
-                panel, spec, level=train.level, use_validation=not args.bayes_train_only, start=start
+                panel, spec, cfg, level=train.level, use_validation=not args.bayes_train_only, start=start
             )
             if not np.array_equal(gibbs.test_rows, run.test_rows):
                 raise ConfigError("internal: the Gibbs sampler and FAPM forecast different test rows")

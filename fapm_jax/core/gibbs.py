@@ -353,7 +353,7 @@ def _run(
     a ``lax.map`` (a CPU: a sweep is a few thousand coordinate steps, each a pass over the
     window's rows; one window's vectors stay in cache, thirty side by side do not)."""
     chain = functools.partial(_chain, n_groups=n_groups, cfg=cfg)
-    over_chains = jax.vmap(chain, in_axes=(0, None, None, None, None, None, None, None))
+    over_chains = jax.vmap(chain, in_axes=(0, None, None, None, None, None, None, 0))
     y = jnp.asarray(y, X.dtype)
 
     def window(keys_w, m, start_w):
@@ -440,16 +440,18 @@ def sample_windows(
     ``lambda_u``.
 
     ``start``: each window's first state, :class:`FAPMParams` with a leading ``[W]`` axis (e.g.
-    the windows' MAP fits, ``RollingRun.params``), as given, latent vectors the fit set to zero
-    (a group penalty drops whole ``v_i``) included, unless the other rows of ``V`` span fewer
-    than ``rank`` dimensions for some ``v_i`` (e.g. ``V = 0``: then every block's conditional is
-    degenerate); there the zero rows are drawn per chain, ``N(0, (init_scale ·
-    RESTART_SCALE)²)``. ``None``: ``V ~ N(0, init_scale²)`` and zeros. The start changes only
-    where the chains begin: the burn-in still discards the first ``burn_in`` sweeps."""
+    the windows' MAP fits, ``RollingRun.params``), or each chain's, ``[W, C]`` (e.g. an
+    ensemble's members, :func:`~fapm_jax.studies.rolling.member_params`), as given, latent
+    vectors the fit set to zero (a group penalty drops whole ``v_i``) included, unless the
+    other rows of ``V`` span fewer than ``rank`` dimensions for some ``v_i`` (e.g. ``V = 0``:
+    then every block's conditional is degenerate); there the zero rows are drawn per chain,
+    ``N(0, (init_scale · RESTART_SCALE)²)``. ``None``: ``V ~ N(0, init_scale²)`` and zeros.
+    The start changes only where the chains begin: the burn-in still discards the first
+    ``burn_in`` sweeps."""
     g, n_groups = check_data(X, y, train_masks, groups)
     ids, T, sl = check_months(X, months, slopes, month_intercept)
     W, C = np.shape(train_masks)[0], config.n_chains
-    start = check_start(start, W, np.shape(X)[1], config.rank, config.self_interactions)
+    start = check_start(start, W, np.shape(X)[1], config.rank, config.self_interactions, C)
     keys = jax.vmap(lambda w: jax.vmap(lambda c: chain_key(config.seed, w, c))(jnp.arange(C)))(jnp.arange(W))
     vm = jax.default_backend() != "cpu" if vmap_windows is None else bool(vmap_windows)
     masks = np.asarray(train_masks)

@@ -57,27 +57,38 @@ def check_months(X, months, slopes, intercept: bool = True):
     return ids.astype(np.int32), labels.size, tuple(int(i) for i in sl)
 
 
-def check_start(start, W: int, n: int, rank: int, self_interactions: bool):
-    """``start`` (``None`` or :class:`FAPMParams` with a leading ``[W]`` axis) checked against
-    the windows, the factors and the sampler's rank and terms (``GibbsConfig.rank`` and
-    ``.self_interactions``); ``None`` stays ``None``."""
+def check_start(start, W: int, n: int, rank: int, self_interactions: bool, C: int = 1):
+    """``start`` (``None``, or :class:`FAPMParams` with a leading ``[W]`` axis — every chain of a
+    window starts there — or ``[W, C]`` — a start per chain, e.g. an ensemble's members) checked
+    against the windows, the chains, the factors and the sampler's rank and terms
+    (``GibbsConfig.rank`` and ``.self_interactions``); returned with the ``[W, C]`` axes,
+    ``None`` stays ``None``."""
     if start is None:
         return None
     if not isinstance(start, FAPMParams):
         raise ConfigError(f"gibbs: start must be FAPMParams or None, got {type(start).__name__}")
-    want = {"w0": (W,), "w": (W, n), "V": (W, n, rank), "d": (W, n) if self_interactions else None}
+    lead = np.shape(start.w0)[:2] if np.ndim(start.w0) == 2 else (W,)
+    if lead not in ((W,), (W, C)):
+        raise ConfigError(
+            f"gibbs: start.w0 must be [{W}] (windows) or [{W}, {C}] (windows, chains), "
+            f"got {list(np.shape(start.w0))}"
+        )
+    want = {"w0": (), "w": (n,), "V": (n, rank), "d": (n,) if self_interactions else None}
     for name, shape in want.items():
         a = getattr(start, name)
         got = None if a is None else tuple(np.shape(a))
-        if got != shape:
+        if got != (None if shape is None else lead + shape):
             raise ConfigError(
-                f"gibbs: start.{name} must be {'absent' if shape is None else list(shape)} "
-                f"(windows, factors, rank {rank}, self_interactions={self_interactions}), "
-                f"got {'absent' if got is None else list(got)}"
+                f"gibbs: start.{name} must be {'absent' if shape is None else list(lead + shape)} "
+                f"({'windows, chains' if len(lead) == 2 else 'windows'}, factors, rank {rank}, "
+                f"self_interactions={self_interactions}), got {'absent' if got is None else list(got)}"
             )
         if a is not None and not np.isfinite(np.asarray(a)).all():
             raise DataError(f"gibbs: start.{name} has a non-finite value")
-    return jax.tree_util.tree_map(jnp.asarray, start)
+    start = jax.tree_util.tree_map(jnp.asarray, start)
+    if len(lead) == 1:  # every chain of a window from the window's start
+        start = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a[:, None], (W, C, *a.shape[1:])), start)
+    return start
 
 
 def window_size(masks) -> int:

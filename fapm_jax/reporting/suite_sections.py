@@ -47,7 +47,8 @@ def members_note(members: int | None, estimator: str) -> str:
     return (
         f"--members {members}: the FAPM row (--estimator {estimator}) and every estimator row but "
         f"FAPM-Bayes and FAPM-m are ensembles, the mean of {members} fits per window from independent "
-        "draws of V, each choosing its own setting on validation."
+        "draws of V, each choosing its own setting on validation; where FAPM-Bayes starts at the "
+        f"FAPM-MAP fits, it runs {members} chains per window, chain m at member m's fit."
     )
 
 

@@ -258,8 +258,9 @@ def run_gibbs(
     estimators that choose on the validation years.
     ``start``: where each window's chains begin — ``"prior"`` (default): ``V ~ N(0,
     init_scale²)``, the rest 0; ``"map"``: the window's FAPM-MAP fit (``--estimator map`` at the
-    sampler's rank, fitted first; its time is in ``seconds``); or :class:`FAPMParams` ``[W]``
-    of the caller's (e.g. ``RollingRun.params``)."""
+    sampler's rank, fitted first; its time is in ``seconds``); or :class:`FAPMParams` of the
+    caller's, ``[W]`` (e.g. ``RollingRun.params``) or one per chain, ``[W, config.n_chains]``
+    (e.g. an ensemble's members, :func:`~fapm_jax.studies.rolling.member_params`)."""
     if level not in LEVELS:
         raise ConfigError(f"run_gibbs: level {level!r}: must be one of {', '.join(LEVELS)}")
     if isinstance(start, str) and start not in STARTS:

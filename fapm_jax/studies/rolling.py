@@ -135,6 +135,17 @@ def _choose_members(result: TrainResult, members, rule: str) -> tuple[FAPMParams
     return params, np.stack([i for _, i in picks])
 
 
+def member_params(run: RollingRun) -> FAPMParams:
+    """The chosen model of every member of an ensemble run in every window, ``[W, M]`` (the
+    members in the order of :attr:`RollingRun.member_settings`; ``[W, 1]``, the chosen model,
+    for one model), e.g. a start per Gibbs chain (``fj.sample_windows(..., start=...)``)."""
+    W = len(run.windows)
+    if run.member_settings is None:
+        return jax.tree_util.tree_map(lambda a: a[:, None], run.params)
+    s = np.asarray(run.member_settings).T  # [W, M]
+    return jax.tree_util.tree_map(lambda a: a[s, np.arange(W)[:, None]], run.result.params)
+
+
 def run_rolling(
     panel: Panel,
     config: TrainConfig = TrainConfig(),
