@@ -1,5 +1,6 @@
 """The ``fapm`` command end to end on a tiny simulated panel, and its one-line errors."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -57,7 +58,16 @@ def test_same_seed_same_result(run_dir, tmp_path):
     assert a.equals(b)
 
 
-def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
+def test_reproduce_writes_table1_figure4_and_dm(tmp_path, monkeypatch):
+    import fapm_jax.cli.reproduce as rep
+
+    seen, real_gibbs = {}, rep.run_gibbs
+
+    def run_gibbs(panel, spec, config, **kw):  # what the sampler is handed
+        seen["start"], seen["config"] = kw["start"], config
+        return real_gibbs(panel, spec, config, **kw)
+
+    monkeypatch.setattr(rep, "run_gibbs", run_gibbs)
     models = "OLS+H,OLS-3+H,PLS,GBRT+H"
     assert (
         main(
@@ -77,6 +87,8 @@ def test_reproduce_writes_table1_figure4_and_dm(tmp_path):
         )
         == 0
     )
+    # FAPM-MAP at rank 2, the sampler at BAYES_CONFIG's rank 4: the chains start at the prior
+    assert seen["start"] == "prior" and seen["config"].n_chains == 1
     report = (tmp_path / "REPORT.md").read_text()
     assert "Table 1" in report and "Diebold–Mariano" in report and "Figure 4" in report
     post = pl.read_csv(tmp_path / "posterior_interactions.csv")  # Bayesian FAPM's credible intervals
@@ -399,13 +411,13 @@ def test_bad_user_file_is_one_line(tmp_path, capsys):
     assert not out.exists()  # nothing written
 
 
-@pytest.mark.parametrize("rank, members, started", [("4", "2", True), ("2", "1", False)])
-def test_reproduce_starts_the_gibbs_chains_at_its_map_fits(tmp_path, monkeypatch, rank, members, started):
+def test_reproduce_starts_the_gibbs_chains_at_its_map_fits(tmp_path, monkeypatch):
     """``fapm reproduce --estimators map,bayes``: the FAPM-Bayes chains start at the very
     per-window fits of the FAPM-MAP row where its rank is the sampler's (``BAYES_CONFIG``, 4),
     with ``--members M`` one chain per member at that member's fit (``member_params``; for one
-    model it is the chosen fit, tests/test_estimators.py), and at the prior start (one chain)
-    otherwise."""
+    model it is the chosen fit, tests/test_estimators.py). At another rank they start at the
+    prior, one chain: test_reproduce_writes_table1_figure4_and_dm. The sampler runs 2 sweeps
+    here: what is tested is what it is handed."""
     import fapm_jax.cli.reproduce as rep
     from fapm_jax.studies.rolling import member_params
 
@@ -416,24 +428,20 @@ def test_reproduce_starts_the_gibbs_chains_at_its_map_fits(tmp_path, monkeypatch
         seen["map"] = real_est(*a, **kw)
         return seen["map"]
 
-    def run_gibbs(*a, **kw):
-        seen["start"], seen["config"] = kw["start"], a[2]
-        return real_gibbs(*a, **kw)
+    def run_gibbs(panel, spec, config, **kw):
+        seen["start"], seen["config"] = kw["start"], config
+        return real_gibbs(panel, spec, dataclasses.replace(config, n_sweeps=2, burn_in=0), **kw)
 
     monkeypatch.setattr(rep, "run_estimator", run_estimator)
     monkeypatch.setattr(rep, "run_gibbs", run_gibbs)
-    tiny = [a if b != "--rank" else rank for a, b in zip(TINY, ["", *TINY[:-1]])]
+    tiny = [a if b != "--rank" else "4" for a, b in zip(TINY, ["", *TINY[:-1]])]
     args = ["reproduce", *tiny, "--models", "OLS+H", "--no-sic2", "--estimators", "map,bayes"]
-    assert main([*args, "--members", members, "--out", str(tmp_path)]) == 0
-    if started:
-        M = int(members)
-        assert seen["start"].V.shape[1:] == (M, seen["map"].params.V.shape[1], 4)
-        assert seen["config"].n_chains == M
-        want = member_params(seen["map"])
-        for f in ("w0", "w", "V", "d"):
-            np.testing.assert_array_equal(getattr(seen["start"], f), getattr(want, f))
-    else:
-        assert seen["start"] == "prior" and seen["config"].n_chains == 1
+    assert main([*args, "--members", "2", "--out", str(tmp_path)]) == 0
+    assert seen["start"].V.shape[1:] == (2, seen["map"].params.V.shape[1], 4)
+    assert seen["config"].n_chains == 2
+    want = member_params(seen["map"])
+    for f in ("w0", "w", "V", "d"):
+        np.testing.assert_array_equal(getattr(seen["start"], f), getattr(want, f))
 
 
 def test_run_members_averages_the_single_seed_runs(tmp_path):

@@ -278,24 +278,33 @@ def test_gibbs_run_forecasts_each_test_row_from_its_own_window(panel):
     assert np.all(f["sd"] > 0)
 
 
-def test_gibbs_run_started_from_each_windows_map_fit(panel):
-    """``run_gibbs(start="map")`` starts each window's chains at that window's FAPM-MAP fit at
-    the sampler's rank: the same draws as passing those fits (``RollingRun.params``) in by
-    hand, other draws than the prior start; a wrong start is one ConfigError."""
+def test_gibbs_run_started_from_each_windows_map_fit(panel, monkeypatch):
+    """``run_gibbs(start="map")`` fits a FAPM-MAP ensemble of one member per chain at the
+    sampler's rank and starts chain ``c`` of each window at member ``c``'s fit: the same draws
+    as passing those fits (``member_params``) in by hand, other draws than the prior start; a
+    wrong start is one ConfigError."""
+    import fapm_jax.studies.estimators as E
     from fapm_jax.core.gibbs import GibbsConfig
-    from fapm_jax.studies.estimators import run_gibbs
 
-    cfg = GibbsConfig(rank=2, n_sweeps=4, burn_in=0, self_interactions=True)
-    fits = run_estimator(panel, make_estimator(TrainConfig(estimator="map", rank=2), panel, SPEC), SPEC)
-    by_hand = run_gibbs(panel, SPEC, cfg, start=fits.params)
-    g = run_gibbs(panel, SPEC, cfg, start="map")
+    seen = {}
+
+    def spy(panel, est, spec):  # the MAP fit run_gibbs makes, kept to pass in by hand
+        seen["est"], seen["run"] = est, run_estimator(panel, est, spec)
+        return seen["run"]
+
+    monkeypatch.setattr(E, "run_estimator", spy)
+    cfg = GibbsConfig(rank=2, n_sweeps=4, burn_in=0, n_chains=2, self_interactions=True)
+    g = E.run_gibbs(panel, SPEC, cfg, start="map")
+    assert seen["est"].name == "FAPM-MAP-ens" and seen["est"].config.rank == 2
+    assert sorted(set(seen["est"].members.tolist())) == [0, 1]  # two members, seeds 0 and 1
+    by_hand = E.run_gibbs(panel, SPEC, cfg, start=member_params(seen["run"]))
     np.testing.assert_array_equal(g.r_hat, by_hand.r_hat)
     np.testing.assert_array_equal(g.interactions.B_mean, by_hand.interactions.B_mean)
-    assert not np.allclose(g.r_hat, run_gibbs(panel, SPEC, cfg).r_hat)
+    assert not np.allclose(g.r_hat, E.run_gibbs(panel, SPEC, cfg).r_hat)
     with pytest.raises(ConfigError, match="start 'ols'"):
-        run_gibbs(panel, SPEC, cfg, start="ols")
+        E.run_gibbs(panel, SPEC, cfg, start="ols")
     with pytest.raises(ConfigError, match="rank >= 1"):
-        run_gibbs(panel, SPEC, GibbsConfig(rank=0), start="map")
+        E.run_gibbs(panel, SPEC, GibbsConfig(rank=0), start="map")
 
 
 def test_a_map_ensemble_is_the_mean_of_single_seed_runs(panel):

@@ -47,7 +47,7 @@ from ..data.levels import month_deviations, window_means
 from ..data.panel import Panel
 from ..data.windows import WindowSpec, rolling_windows, window_masks
 from ..evaluation.posterior import AveragedPosterior, averaged_posterior
-from .rolling import RollingRun, run_rolling
+from .rolling import RollingRun, member_params, run_rolling
 
 #: Fits averaged by the ``"ensemble"`` estimator.
 ENSEMBLE_SEEDS = 10
@@ -257,10 +257,12 @@ def run_gibbs(
     from the training years alone, docs/training.md); ``False``: the training years only, as the
     estimators that choose on the validation years.
     ``start``: where each window's chains begin — ``"prior"`` (default): ``V ~ N(0,
-    init_scale²)``, the rest 0; ``"map"``: the window's FAPM-MAP fit (``--estimator map`` at the
-    sampler's rank, fitted first; its time is in ``seconds``); or :class:`FAPMParams` of the
-    caller's, ``[W]`` (e.g. ``RollingRun.params``) or one per chain, ``[W, config.n_chains]``
-    (e.g. an ensemble's members, :func:`~fapm_jax.studies.rolling.member_params`)."""
+    init_scale²)``, the rest 0; ``"map"``: chain ``c`` at member ``c``'s fit of a FAPM-MAP
+    ensemble of ``config.n_chains`` members (``--estimator map --members C`` at the sampler's
+    rank, fitted first; its time is in ``seconds``; one chain: the FAPM-MAP fit); or
+    :class:`FAPMParams` of the caller's, ``[W]`` (e.g. ``RollingRun.params``) or one per chain,
+    ``[W, config.n_chains]`` (e.g. an ensemble's members,
+    :func:`~fapm_jax.studies.rolling.member_params`)."""
     if level not in LEVELS:
         raise ConfigError(f"run_gibbs: level {level!r}: must be one of {', '.join(LEVELS)}")
     if isinstance(start, str) and start not in STARTS:
@@ -282,9 +284,10 @@ def run_gibbs(
         slopes = {**month_slopes(panel, names), "month_intercept": month_intercept}
     demean = level == "train-mean"
     r = month_deviations(panel.r, panel.month) if demean else panel.r
-    if isinstance(start, str) and start == "map":
-        est = make_estimator(TrainConfig(estimator="map", rank=config.rank, level=level), panel, spec)
-        start = run_estimator(panel, est, spec).params  # with d: dropped if the sampler has none
+    if isinstance(start, str) and start == "map":  # one FAPM-MAP member per chain
+        train = TrainConfig(estimator="map", rank=config.rank, level=level)
+        est = make_estimator(train, panel, spec, members=config.n_chains)
+        start = member_params(run_estimator(panel, est, spec))  # [W, C]; d dropped if unsampled
         start = start if config.self_interactions else dataclasses.replace(start, d=None)
     if isinstance(start, str):  # "prior"
         start = None
