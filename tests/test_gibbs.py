@@ -9,6 +9,7 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from helpers import count_compiles
 
 from fapm_jax.core.errors import ConfigError, DataError
 from fapm_jax.core.gibbs import (
@@ -264,7 +265,8 @@ def test_a_start_per_chain_begins_each_chain_at_its_own_parameters(x64):
     """``start`` with ``[W, C]`` axes (an ensemble's members, one per chain): chain ``c`` of
     window ``w``, windows vmapped or in size buckets, equals a single-window chain from
     ``chain_key(seed, w, c)`` at ``start[w, c]``; a ``[W]`` start is the same start repeated
-    over the chains; a wrong chain count is one ConfigError naming the shapes."""
+    over the chains, run by the same compiled program; a wrong chain count is one ConfigError
+    naming the shapes."""
     rng = np.random.default_rng(11)
     X, y = _fm_data(rng, 120, 4)
     rows = np.arange(120)
@@ -282,10 +284,12 @@ def test_a_start_per_chain_begins_each_chain_at_its_own_parameters(x64):
                     lambda a, b: np.testing.assert_allclose(a[w, c], b, rtol=1e-9, atol=1e-11), got, one
                 )
     repeated = jax.tree_util.tree_map(lambda a: np.stack([a, a], axis=1), P[0])
+    from_repeated = sample_windows(X, y, masks, cfg, start=repeated)
+    with jax.log_compiles(True), count_compiles() as n:  # broadcast first: the same program
+        from_one = sample_windows(X, y, masks, cfg, start=P[0])
+    assert n() == 0
     jax.tree_util.tree_map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14),
-        sample_windows(X, y, masks, cfg, start=repeated),
-        sample_windows(X, y, masks, cfg, start=P[0]),
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14), from_repeated, from_one
     )
     three = jax.tree_util.tree_map(lambda a: np.stack([a, a, a], axis=1), P[0])
     with pytest.raises(ConfigError, match=r"\[4, 2\] \(windows, chains\)"):

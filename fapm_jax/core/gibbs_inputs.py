@@ -85,10 +85,11 @@ def check_start(start, W: int, n: int, rank: int, self_interactions: bool, C: in
             )
         if a is not None and not np.isfinite(np.asarray(a)).all():
             raise DataError(f"gibbs: start.{name} has a non-finite value")
-    start = jax.tree_util.tree_map(jnp.asarray, start)
-    if len(lead) == 1:  # every chain of a window from the window's start
-        start = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a[:, None], (W, C, *a.shape[1:])), start)
-    return start
+    if len(lead) == 1:  # every chain of a window from the window's start (on the host: no program)
+        start = jax.tree_util.tree_map(
+            lambda a: np.broadcast_to(np.asarray(a)[:, None], (W, C, *np.shape(a)[1:])), start
+        )
+    return jax.tree_util.tree_map(jnp.asarray, start)
 
 
 def window_size(masks) -> int:
