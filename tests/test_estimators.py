@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from fapm_jax.baselines.base import masked_sse
-from fapm_jax.baselines.fapm import FAPM, TunedFAPM, tuned_grid
+from fapm_jax.baselines.fapm import FAPM, TUNED_GROUP_V, TUNED_L1_W, TunedFAPM, tuned_grid
 from fapm_jax.core.config import ESTIMATORS, TrainConfig
 from fapm_jax.core.errors import ConfigError
 from fapm_jax.core.model import predict
@@ -125,7 +125,7 @@ def test_linear_path_and_null_candidates(x64):
         (("l1_w", OFF), ("group_v", OFF), ("l1_d", OFF)),
     )
     assert len(tuned_grid(linear=(0.1, 1.0), null=True)) == len(tuned_grid(linear=(), null=False)) + 3
-    assert len(tuned_grid()) == 34 and tuned_grid()[-1] == grid[-1]
+    assert len(tuned_grid()) == 43 and tuned_grid()[-1] == grid[-1]
     rng = np.random.default_rng(5)
     N, n = 600, 5
     X = rng.normal(size=(N, n))
@@ -145,6 +145,38 @@ def test_linear_path_and_null_candidates(x64):
     q = null
     assert np.all(np.asarray(q.w) == 0) and np.all(np.asarray(q.V) == 0)
     assert float(q.w0) == pytest.approx(float(y[tr].mean()), abs=1e-3)
+
+
+def test_no_self_candidates_are_the_papers_fapm_penalised(x64):
+    """``tuned_grid(no_self=True)`` adds each ``l1_w × group_v`` setting with ``d`` priced out:
+    its fit has ``d = 0`` and forecasts as FAPM without self-interactions (the paper's model)
+    under the same two penalties, fitted on its own."""
+    from fapm_jax.baselines.fapm import OFF
+    from fapm_jax.core.fit import fit_window
+
+    full = tuned_grid(l1_w=(0.01,), group_v=(0.002,), l1_d=(0.01,), unpenalised=False, linear=(), null=False)
+    assert full == (
+        (("l1_w", 0.01), ("group_v", 0.002), ("l1_d", 0.01)),
+        (("l1_w", 0.01), ("group_v", 0.002), ("l1_d", OFF)),
+    )
+    assert len(tuned_grid(no_self=False)) == len(tuned_grid()) - len(TUNED_L1_W) * len(TUNED_GROUP_V)
+    assert tuned_grid(l1_d=()) == tuned_grid(l1_d=(), no_self=False)
+    rng = np.random.default_rng(7)
+    N, n = 600, 5
+    X = rng.normal(size=(N, n))
+    y = X @ np.array([0.5, -0.4, 0.0, 0.0, 0.2]) + 0.5 * X[:, 0] * X[:, 1] + 0.3 * X[:, 2] ** 2
+    y = y + rng.normal(size=N)
+    tr = np.arange(N) < 400
+    cfg = dataclasses.replace(TunedFAPM().config, epochs=200, rank=2)
+    p = fit_window(X, y, tr, ~tr, dataclasses.replace(cfg, **dict(full[1]))).state.params
+    assert np.all(np.asarray(p.d) == 0)
+    plain = dataclasses.replace(cfg, self_interactions=False, l1_w=0.01, group_v=0.002)
+    q = fit_window(X, y, tr, ~tr, plain).state.params
+    assert q.d is None and np.any(np.asarray(p.V) != 0)
+    np.testing.assert_allclose(np.asarray(predict(p, X)), np.asarray(predict(q, X)), rtol=1e-6, atol=1e-9)
+    # the priced-out square matters: with d free, the fit differs
+    r = fit_window(X, y, tr, ~tr, dataclasses.replace(cfg, **dict(full[0]))).state.params
+    assert np.max(np.abs(np.asarray(predict(r, X)) - np.asarray(predict(q, X)))) > 1e-2
 
 
 def test_gibbs_run_with_month_slopes_samples_that_design(panel):
