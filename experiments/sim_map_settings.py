@@ -18,37 +18,23 @@ import time
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import nnls
 
 from fapm_jax.baselines.base import window_keys
 from fapm_jax.baselines.fapm import TunedFAPM, tuned_grid
-from fapm_jax.core.config import n_batches_for
 from fapm_jax.core.model import predict
-from fapm_jax.core.rows import init_state, train_epochs
 from fapm_jax.studies.simulation_study import design_data
 
 
 def settings_forecasts(data, tuned: TunedFAPM, r: int, key) -> np.ndarray:
     """``[G, T·N]`` forecasts of every setting of ``tuned`` on repetition ``r`` (fitted on its
     training and validation rows, each setting at its best validation epoch)."""
-    cfg, hyper = tuned.config, tuned._hyper()
     rows = np.flatnonzero((data.train > 0) | (data.valid > 0))
-    X, y = jax.numpy.asarray(data.f[r]), jax.numpy.asarray(data.y[r])
-    tr, va = jax.numpy.asarray(data.train[rows]), jax.numpy.asarray(data.valid[rows])
-
-    @eqx.filter_jit
-    def fit_all(X, y):
-        nb = n_batches_for(cfg, np.ones((1, X.shape[0]), bool))
-
-        def one(h):
-            s = init_state(X, y, tr, va, h, key, config=cfg)
-            s, _ = train_epochs(s, X, y, tr, va, h, config=cfg, n_epochs=cfg.epochs, n_batches=nb)
-            return s.best_params
-
-        return jax.vmap(one)(hyper)
-
-    params = fit_all(X[rows], y[rows])
+    X, y = jnp.asarray(data.f[r]), jnp.asarray(data.y[r])
+    tr, va = jnp.asarray(data.train[rows]), jnp.asarray(data.valid[rows])
+    params = eqx.filter_jit(tuned.fit_settings)(X[rows], y[rows], tr, va, key)
     return np.asarray(jax.vmap(lambda p: predict(p, X))(params), np.float64)
 
 

@@ -137,7 +137,10 @@ class TunedFAPM(AbstractJaxModel):
         keys = jnp.stack([key] + [jax.random.fold_in(key, m) for m in range(1, self.members)])
         return jax.vmap(lambda k: self._fit_one(X, y, train, valid, k))(keys)
 
-    def _fit_one(self, X, y, train, valid, key: PRNGKeyArray) -> Fit:
+    def fit_settings(self, X, y, train, valid, key: PRNGKeyArray) -> FAPMParams:
+        """Every setting of ``penalties`` fitted from ``key``, each at its best validation
+        epoch: parameters with a leading ``[G]`` axis (the candidates :meth:`fit` chooses
+        among)."""
         cfg = self.config
         n_batches = n_batches_for(cfg, np.ones((1, X.shape[0]), bool))
 
@@ -148,7 +151,10 @@ class TunedFAPM(AbstractJaxModel):
             )
             return state.best_params
 
-        params = jax.vmap(one)(self._hyper())
+        return jax.vmap(one)(self._hyper())
+
+    def _fit_one(self, X, y, train, valid, key: PRNGKeyArray) -> Fit:
+        params = self.fit_settings(X, y, train, valid, key)
         sse = jax.vmap(lambda p: masked_sse(y, predict(p, X), valid))(params)
         sse = jnp.where(jnp.isfinite(sse), sse, jnp.inf)
         best = jnp.argmin(sse)
