@@ -22,6 +22,7 @@ from fapm_jax.data.embedded import SimConfig, simulate_panel
 from fapm_jax.data.windows import WindowSpec
 from fapm_jax.studies.estimators import (
     ENSEMBLE_SEEDS,
+    ROLLING_PENALTIES,
     SIM_TRAIN_ROWS,
     best_per_window,
     make_estimator,
@@ -51,7 +52,7 @@ def test_the_switch(panel):
     assert ens.combine == "average" and [p["seed"] for p in ens.points] == list(range(ENSEMBLE_SEEDS))
     mp = make_estimator(dataclasses.replace(cfg, estimator="map"), panel, SPEC, epochs=7)
     assert mp.name == "FAPM-MAP" and mp.config.epochs == 7 and mp.config.self_interactions
-    assert mp.config.rank == 3 and len(mp.points) == len(tuned_grid())
+    assert mp.config.rank == 3 and len(mp.points) == len(tuned_grid(no_self=False)) == 34
     # the simulation's grid, rescaled by sqrt(12,000 / mean training rows)
     scale = math.sqrt(SIM_TRAIN_ROWS / mean_train_rows(panel, SPEC))
     last = dict(tuned_grid()[-1])
@@ -347,7 +348,7 @@ def test_a_map_ensemble_is_the_mean_of_single_seed_runs(panel):
 
     cfg = TrainConfig(rank=2, estimator="map", seed=5)
     ens_est = make_estimator(cfg, panel, SPEC, epochs=8, members=2)
-    assert ens_est.name == "FAPM-MAP-ens" and len(ens_est.points) == 2 * len(tuned_grid())
+    assert ens_est.name == "FAPM-MAP-ens" and len(ens_est.points) == 2 * len(ROLLING_PENALTIES)
     assert sorted(set(ens_est.members.tolist())) == [5, 6]
     ens = run_estimator(panel, ens_est, SPEC)
     singles = [
@@ -358,7 +359,7 @@ def test_a_map_ensemble_is_the_mean_of_single_seed_runs(panel):
     assert np.abs(hats[0] - hats[1]).max() > 1e-4  # the seeds really differ
     np.testing.assert_allclose(ens.predictions["r_hat"].to_numpy(), hats.mean(0), rtol=1e-4, atol=1e-6)
     # each member's setting is the single run's, counted in the ensemble's grid
-    G = len(tuned_grid())
+    G = len(ROLLING_PENALTIES)
     members = member_params(ens)  # [W, M]: member m's chosen model is the seed's own
     for m, s in enumerate(singles):
         np.testing.assert_array_equal(ens.member_settings[m] % G, s.setting)

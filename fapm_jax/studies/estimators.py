@@ -6,7 +6,8 @@
   of :class:`~fapm_jax.baselines.fapm.TunedFAPM`): lasso on ``w`` and ``d``, group lasso on each
   ``v_i``, 1,000 full-batch Adam steps, the penalty grid trained in one program and each window
   keeping the setting with the best validation R² (the unpenalised fit and the OLS start stay
-  candidates). The grid is the simulation's, rescaled by ``√(12,000 / N_train)`` for the
+  candidates). The grid is the simulation's without its settings that drop ``d``
+  (:data:`ROLLING_PENALTIES`), rescaled by ``√(12,000 / N_train)`` for the
   panel's mean training rows ``N_train`` (a weight's effect grows like ``λ·√N_train``). On
   the moment trainer every setting also gets its penalised optimum, solved to convergence
   (:data:`SOLVE_STEPS` proximal-gradient iterations at most, :mod:`~fapm_jax.core.solve`), as
@@ -36,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..baselines.fapm import TunedFAPM
+from ..baselines.fapm import TunedFAPM, tuned_grid
 from ..core.config import ESTIMATORS, LEVELS, Hyper, TrainConfig, sweep_grid
 from ..core.errors import ConfigError
 from ..core.gibbs import GibbsConfig, sample_windows
@@ -55,6 +56,12 @@ ENSEMBLE_SEEDS = 10
 SIM_TRAIN_ROWS = 12_000
 #: The most proximal-gradient iterations of ``"map"``'s converged candidate (moment trainer).
 SOLVE_STEPS = 500
+#: The ``"map"`` grid of the rolling windows: :class:`TunedFAPM`'s without the 9 settings that
+#: price out the self-interactions (34 settings). Measured on the embedded default (2026-12-07,
+#: 2-core CPU, docs/training.md): with them, ``fapm run --estimator map`` scores 2.515% against
+#: 2.554% (3 of 30 windows choose one), and ``--members 4`` (172 settings × 30 windows in one
+#: program) was killed for memory at 24 GiB, where the 136 of this grid run.
+ROLLING_PENALTIES = tuned_grid(no_self=False)
 #: Table names of the estimators (every one starts with "FAPM").
 NAMES = {"paper": "FAPM", "map": "FAPM-MAP", "ensemble": "FAPM-ens", "bayes": "FAPM-Bayes"}
 #: The table name of a ``"map"`` ensemble (``members > 1``).
@@ -125,7 +132,7 @@ def make_estimator(
         loss="r2",
     )
     scale = math.sqrt(SIM_TRAIN_ROWS / max(mean_train_rows(panel, spec), 1.0))
-    pens = [{k: v * scale for k, v in dict(p).items()} for p in tuned.penalties]
+    pens = [{k: v * scale for k, v in dict(p).items()} for p in ROLLING_PENALTIES]
     hyper, points = sweep_grid(cfg, penalties=pens, seeds=seeds, solve_steps=SOLVE_STEPS)
     combine = "pooled" if select == "pooled" else "select"
     if M == 1:
