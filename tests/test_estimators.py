@@ -91,7 +91,13 @@ def test_tuned_fapm_is_the_best_of_a_loop_of_single_fits(x64):
     train = (np.arange(N) < 400).astype(np.float64)
     valid = 1.0 - train
     grid = tuned_grid(
-        l1_w=(0.01, 0.1), group_v=(0.01,), l1_d=(0.05,), unpenalised=False, linear=(), null=False
+        l1_w=(0.01, 0.1),
+        group_v=(0.01,),
+        l1_d=(0.05,),
+        unpenalised=False,
+        linear=(),
+        null=False,
+        no_self=False,
     )
     cfg = dataclasses.replace(TunedFAPM().config, epochs=40)
     tuned = TunedFAPM(config=cfg, penalties=grid)
@@ -400,7 +406,7 @@ def test_tuned_fapm_members_average_fits_from_folded_keys(x64):
     y = 0.3 * X[:, 0] + 0.4 * X[:, 1] * X[:, 2] + rng.normal(size=N)
     train = (np.arange(N) < 300).astype(np.float64)
     args = (jnp.asarray(X), jnp.asarray(y), jnp.asarray(train), jnp.asarray(1.0 - train))
-    grid = tuned_grid(l1_w=(0.01, 0.1), group_v=(0.01,), l1_d=(0.05,), linear=(), null=False)
+    grid = tuned_grid(l1_w=(0.01, 0.1), group_v=(0.01,), l1_d=(0.05,), linear=(), null=False, no_self=False)
     one = TunedFAPM(config=dataclasses.replace(TunedFAPM().config, epochs=30), penalties=grid)
     ens = dataclasses.replace(one, members=2)
     key = jax.random.key(4)
