@@ -233,45 +233,50 @@ def _start(rng, W, n, k, d=True):
     )
 
 
-def test_start_is_where_each_windows_chains_begin(x64):
-    """``start``: a zero start equals the default start at ``RESTART_SCALE`` times its scale
-    (its zero latent vectors drawn as there) and is finite, a start with one zero ``v_i``
-    gives finite draws, and a random start gives other draws than the default. (That chain
-    ``c`` of window ``w`` begins at the start, windows vmapped or in size buckets, is the test
-    below: a ``[W]`` start is the ``[W, C]`` start repeated over the chains.)"""
-    rng = np.random.default_rng(8)
+def _start_problem(seed):
+    """The panel, windows and sampler of the two start tests below: the same shapes and
+    configuration (the seed is not compiled), so that on one worker their start programs are
+    compiled once."""
+    rng = np.random.default_rng(seed)
     X, y = _fm_data(rng, 120, 4)
     rows = np.arange(120)
     masks = np.stack([rows < 100, rows < 30, (rows >= 20) & (rows < 90), rows >= 70])
-    cfg = GibbsConfig(rank=2, n_sweeps=3, burn_in=0, n_chains=2, seed=2, self_interactions=True)
+    cfg = GibbsConfig(rank=2, n_sweeps=3, burn_in=0, n_chains=2, seed=seed, self_interactions=True)
+    return rng, X, y, masks, cfg
+
+
+@pytest.mark.xdist_group("gibbs_start")  # one worker: the start programs are shared
+def test_start_is_where_each_windows_chains_begin(x64):
+    """``start``: a zero start equals the default start at ``RESTART_SCALE`` times its scale
+    (its zero latent vectors drawn as there) and is finite, a start with one zero ``v_i``
+    gives finite draws, and a random start gives other draws than the default start. (That
+    chain ``c`` of window ``w`` begins at the start, windows vmapped or in size buckets, is
+    the test below: a ``[W]`` start is the ``[W, C]`` start repeated over the chains.)"""
+    rng, X, y, masks, cfg = _start_problem(2)
     zero = jax.tree_util.tree_map(np.zeros_like, _start(rng, 4, 4, 2))
-    flat = sample_windows(X, y, masks, cfg)
     small = sample_windows(X, y, masks, dataclasses.replace(cfg, init_scale=cfg.init_scale * RESTART_SCALE))
     jax.tree_util.tree_map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12),
         small,
         sample_windows(X, y, masks, cfg, start=zero),
     )
-    assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree_util.tree_leaves(flat))
+    assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree_util.tree_leaves(small))
     one_zero = _start(rng, 4, 4, 2, d=True)
     one_zero.V[:, 2] = 0.0  # factor 2 dropped in every window; the other three span rank 2
-    first = sample_windows(X, y, masks, cfg, start=one_zero)  # cfg's program: nothing compiled
+    first = sample_windows(X, y, masks, cfg, start=one_zero)  # the start program: nothing compiled
     assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree_util.tree_leaves(first))
     side = sample_windows(X, y, masks, cfg, start=_start(rng, 4, 4, 2))
-    assert not np.allclose(np.asarray(side.params.V), np.asarray(flat.params.V))
+    assert not np.allclose(np.asarray(side.params.V), np.asarray(small.params.V))
 
 
+@pytest.mark.xdist_group("gibbs_start")
 def test_a_start_per_chain_begins_each_chain_at_its_own_parameters(x64):
     """``start`` with ``[W, C]`` axes (an ensemble's members, one per chain): chain ``c`` of
     window ``w``, windows vmapped or in size buckets, equals a single-window chain from
     ``chain_key(seed, w, c)`` at ``start[w, c]``; a ``[W]`` start is the same start repeated
     over the chains, run by the same compiled program; a wrong chain count is one ConfigError
     naming the shapes."""
-    rng = np.random.default_rng(11)
-    X, y = _fm_data(rng, 120, 4)
-    rows = np.arange(120)
-    masks = np.stack([rows < 100, rows < 30, (rows >= 20) & (rows < 90), rows >= 70])
-    cfg = GibbsConfig(rank=2, n_sweeps=3, burn_in=0, n_chains=2, seed=5, self_interactions=True)
+    rng, X, y, masks, cfg = _start_problem(5)
     P = [_start(rng, 4, 4, 2) for _ in range(2)]
     per_chain = jax.tree_util.tree_map(lambda *a: np.stack(a, axis=1), *P)  # [W, C]
     for vm in (True, False):
