@@ -11,7 +11,7 @@ import polars as pl
 from fapm_jax.cli.progress import Stages
 from fapm_jax.core.io import write_frame, write_text
 
-from . import gibbs_peer, gkx_scale, moments, precision, torch_peer, vmap_vs_loop
+from . import gibbs_peer, gkx_scale, moments, precision, settings_memory, torch_peer, vmap_vs_loop
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument(
         "--only",
-        choices=("vmap", "moments", "gkx", "torch", "precision", "peers"),
+        choices=("vmap", "moments", "gkx", "torch", "precision", "peers", "settings"),
         default=None,
         help="run one benchmark (default: all)",
     )
@@ -63,6 +63,7 @@ def main() -> None:
             lambda: precision.run(a.stocks, a.chars, a.rank, a.epochs, a.windows),
             precision.describe,
         ),
+        "settings": ("settings_memory", lambda: settings_memory.run(), settings_memory.describe),
         "peers": (  # myFM on the same windows, rank and sweeps: a loop, as a user runs it
             "gibbs_peer",
             lambda: [gibbs_peer.run(a.stocks, a.chars, a.windows, a.rank, myfm_windows=None)],

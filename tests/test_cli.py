@@ -450,14 +450,16 @@ def test_reproduce_starts_the_gibbs_chains_at_its_map_fits(tmp_path, monkeypatch
 
 def test_run_members_averages_the_single_seed_runs(tmp_path):
     """``fapm run --estimator map --members 2`` forecasts the mean of the runs at ``--seed 0``
-    and ``--seed 1``."""
+    and ``--seed 1`` (the ensemble trained 17 settings at a time, ``--settings-batch``: the
+    same models up to float32 rounding, atol 5e-6, where the seeds differ by more than 1e-3)."""
     hats = []
-    for name, extra in (("ens", ["--members", "2"]), ("s0", ["--seed", "0"]), ("s1", ["--seed", "1"])):
+    ens = ["--members", "2", "--settings-batch", "17"]
+    for name, extra in (("ens", ens), ("s0", ["--seed", "0"]), ("s1", ["--seed", "1"])):
         out = tmp_path / name
         assert main(["run", *TINY, "--estimator", "map", *extra, "--out", str(out)]) == 0
         hats.append(pl.read_parquet(out / "predictions.parquet")["r_hat"].to_numpy().astype(np.float64))
-    assert np.abs(hats[1] - hats[2]).max() > 1e-5
-    np.testing.assert_allclose(hats[0], (hats[1] + hats[2]) / 2, rtol=1e-4, atol=1e-6)
+    assert np.abs(hats[1] - hats[2]).max() > 1e-3
+    np.testing.assert_allclose(hats[0], (hats[1] + hats[2]) / 2, rtol=1e-4, atol=5e-6)
     with pytest.raises(SystemExit) as exc:
         main(["run", *TINY, "--members", "0", "--out", str(tmp_path / "bad")])
     assert exc.value.code == 2 and not (tmp_path / "bad").exists()

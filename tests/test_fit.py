@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from helpers import count_compiles
 
-from fapm_jax.core.config import TrainConfig
+from fapm_jax.core.config import TrainConfig, sweep_grid
+from fapm_jax.core.errors import ConfigError
 from fapm_jax.core.fit import EPOCHS_PER_CALL, fit_windows, static_config
 
 # Unusual sizes, so that no other test has compiled these programs before.
@@ -69,3 +70,33 @@ def test_chunks_of_equal_length_give_the_one_call_result(synth, per_call):
     np.testing.assert_allclose(got.valid_r2, ref.valid_r2, rtol=1e-6, atol=1e-7)
     for a, b in zip(jax.tree_util.tree_leaves(got.params), jax.tree_util.tree_leaves(ref.params)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["rows", "moments"])
+def test_settings_batch_trains_the_same_models_a_few_settings_at_a_time(synth, x64, method):
+    """``TrainConfig.settings_batch`` (the memory budget of a sweep): 7 settings trained 3 at a
+    time (two groups and a remainder of one) give the models, best epochs and R² paths of all 7
+    side by side (float64, rtol 1e-10), the moment trainer's converged candidates included; a
+    new batch size is a new program, new values in the same batches compile nothing; a batch
+    that is not a positive integer is one ConfigError."""
+    cfg = dataclasses.replace(BASE, epochs=6, self_interactions=True)
+    X, r = np.asarray(synth.X[:, :4], np.float64), np.asarray(synth.r, np.float64)
+    pens = [{}, {"l1_w": 1e-3}, {"group_v": 1e-3}, {"l1_d": 1e-3}, {"l2_v": 1e-2}, {"l1_w": 1e-2}, {}]
+    hyper, _ = sweep_grid(cfg, penalties=pens, solve_steps=5 if method == "moments" else None)
+    hyper = hyper._replace(seed=np.arange(7))  # every setting its own V
+    ref = fit_windows(X, r, synth.train, synth.valid, cfg, hyper=hyper, method=method)
+    batched = dataclasses.replace(cfg, settings_batch=3)
+    got = fit_windows(X, r, synth.train, synth.valid, batched, hyper=hyper, method=method)
+    np.testing.assert_array_equal(got.best_epoch, ref.best_epoch)
+    np.testing.assert_allclose(got.valid_r2, ref.valid_r2, rtol=1e-10, atol=1e-12)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12), got.params, ref.params
+    )
+    assert batched != cfg and repr(batched) == repr(cfg)  # its own program; saved results stay valid
+    new_values = hyper._replace(seed=np.arange(7) + 10)
+    with jax.log_compiles(True), count_compiles() as n:
+        fit_windows(X, r, synth.train, synth.valid, batched, hyper=new_values, method=method)
+    assert n() == 0
+    for bad in (0, 2.5):
+        with pytest.raises(ConfigError, match="settings_batch"):
+            dataclasses.replace(cfg, settings_batch=bad)

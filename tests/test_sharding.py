@@ -61,7 +61,8 @@ def test_rows_split_over_four_devices(synth, x64):
 
 def test_windows_and_settings_split(synth, x64):
     """Model parallel: 3 settings × 3 windows on a 2 × 2 mesh (both padded to 4, the padding
-    dropped), all rows on each device — the same numbers as one device."""
+    dropped), all rows on each device — the same numbers as one device; with
+    ``settings_batch=1`` each device trains its block's settings one at a time, the same again."""
     X, r, tm, vm = _data(synth)
     hyper, _ = sweep_grid(CFG, ranks=[2, 3], learning_rates=[0.01, 0.003])
     hyper = jax.tree_util.tree_map(lambda a: a[:3], hyper)
@@ -69,6 +70,10 @@ def test_windows_and_settings_split(synth, x64):
     mesh = fit_windows(X, r, tm, vm, CFG, hyper=hyper, mesh=fj.make_mesh(settings=2, windows=2))
     assert mesh.best_valid_r2.shape == (3, 3)
     _assert_same(one, mesh, 1e-12)
+    cfg = dataclasses.replace(CFG, settings_batch=1)
+    _assert_same(
+        one, fit_windows(X, r, tm, vm, cfg, hyper=hyper, mesh=fj.make_mesh(settings=2, windows=2)), 1e-12
+    )
 
 
 def test_mini_batches_with_windows_split(synth, x64):

@@ -160,6 +160,14 @@ def _add_common(p: argparse.ArgumentParser, default_out: str) -> None:
         "FAPM-MAP-ens row",
     )
     t.add_argument(
+        "--settings-batch",
+        type=_positive_int,
+        default=None,
+        help="train a sweep's settings this many at a time (default: all at once): the memory "
+        "budget of a large sweep, e.g. --estimator map --members 4; the same models up to "
+        "float rounding",
+    )
+    t.add_argument(
         "--select",
         choices=("window", "pooled"),
         default="window",

@@ -106,6 +106,7 @@ def configs(args) -> tuple[TrainConfig, WindowSpec]:
         seed=args.seed,
         estimator=getattr(args, "estimator", "paper"),
         level=getattr(args, "level", "model"),
+        settings_batch=getattr(args, "settings_batch", None),
     )
     spec = WindowSpec(
         first_year=args.first_year,

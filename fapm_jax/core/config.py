@@ -75,6 +75,11 @@ class TrainConfig:
             roundings, emulated, to measure their effect); ``"bfloat16"`` bfloat16 operands,
             accumulated in the panel's precision. The row trainer only; predictions after
             training are computed at ``"highest"``.
+        settings_batch: a sweep's settings trained this many at a time (``None``: all side
+            by side): peak memory of about ``settings_batch`` settings' intermediates instead of
+            all of them (row and moment trainers, on one device or per device of a mesh). The
+            same models up to float rounding — which in float32 can flip a window's choice
+            between near-tied settings (``python -m benchmarks --only settings``).
         estimator: which estimator a rolling run trains (:data:`ESTIMATORS`): ``"paper"``
             (this recipe), ``"map"`` (penalised, tuned per window), ``"ensemble"`` (seeds
             averaged); :func:`~fapm_jax.studies.estimators.make_estimator`.
@@ -116,6 +121,11 @@ class TrainConfig:
     #: a static argument) are shared across them.
     estimator: str = dataclasses.field(default="paper", repr=False, compare=False)
     level: str = dataclasses.field(default="model", repr=False, compare=False)
+    #: The memory budget of a sweep: train ``settings_batch`` settings at a time (a scan over
+    #: groups of vmapped settings, :func:`~fapm_jax.core.engine.over_settings`) instead of all
+    #: side by side (``None``). The same models up to float rounding, so out of ``repr`` (saved
+    #: results stay valid); in ``==`` / ``hash``: it is the compiled program's structure.
+    settings_batch: int | None = dataclasses.field(default=None, repr=False)
 
     def penalty(self) -> dict[str, float]:
         """The nonzero penalty weights (:mod:`~fapm_jax.core.penalties`)."""
@@ -131,6 +141,10 @@ class TrainConfig:
             bad("learning_rate", "must be a positive finite number")
         if not isinstance(self.epochs, int) or self.epochs < 1:
             bad("epochs", "must be a positive integer")
+        if self.settings_batch is not None and (
+            not isinstance(self.settings_batch, int) or self.settings_batch < 1
+        ):
+            bad("settings_batch", "must be a positive integer or None (every setting at once)")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             bad("batch_size", "must be a positive integer or None (full batch)")
         if not (self.init_scale >= 0 and math.isfinite(self.init_scale)):

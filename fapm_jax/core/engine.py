@@ -417,6 +417,18 @@ def scan_epochs(
     return state, jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 0, -1), logs)
 
 
+def over_settings(fn: Callable, *xs, batch: int | None = None):
+    """``fn`` of one sweep setting over the leading settings axis of ``xs``: all settings
+    vmapped side by side (``batch=None``), or ``batch`` settings at a time (``lax.map`` with
+    ``batch_size``: a scan over groups of ``batch`` vmapped settings, the remainder in one more
+    group), so that the intermediates of only ``batch`` settings are held at once — the memory
+    budget of a large sweep (``TrainConfig.settings_batch``). The same models either way, up to
+    float rounding."""
+    if batch is None:
+        return jax.vmap(fn)(*xs)
+    return jax.lax.map(lambda a: fn(*a), xs, batch_size=batch)
+
+
 def window_keys(seed: Int[Array, ""], n_windows: int) -> PRNGKeyArray:
     """One key per window derived from a setting's seed (the same in the vmapped and looped
     trainers, so that both draw the same ``V``)."""

@@ -261,9 +261,9 @@ def _trainer(method, X, r, train_masks, valid_masks, hyper, config, mesh):
         return (
             lambda: moments.init_all(mtr, mva, hyper, config=cfg, n=X.shape[1]),
             lambda st, a, b, n: moments.epochs_all(st, mtr, mva, hyper, a, b, config=cfg, n_epochs=n),
-            lambda st: moments.finish_all(st, mtr, mva, hyper),
+            lambda st: moments.finish_all(st, mtr, mva, hyper, cfg.settings_batch),
             lambda tree: tree,
-            lambda st, label: moments.converge_all(st, mtr, mva, hyper, label),
+            lambda st, label: moments.converge_all(st, mtr, mva, hyper, label, cfg.settings_batch),
         )
     n_batches = n_batches_for(config, np.asarray(train_masks))
     starts = moments.window_correlations(X, r, train_masks)

@@ -42,6 +42,7 @@ from .engine import (
     epoch_step,
     finish,
     initial_params,
+    over_settings,
     run_epochs,
     scan_epochs,
     start_state,
@@ -314,16 +315,19 @@ def init_all(train: Moments, valid: Moments, hyper: Hyper, *, config: TrainConfi
             lambda tr, va, k, f: init_state_moments(tr, va, h._replace(features=f), k, config=config, n=n)
         )(train, valid, keys, h.features)
 
-    return jax.vmap(one_setting)(hyper)
+    return over_settings(one_setting, hyper, batch=config.settings_batch)
 
 
-def _all(fn, state, train: Moments, valid: Moments, hyper: Hyper):
+def _all(fn, state, train: Moments, valid: Moments, hyper: Hyper, batch: int | None):
+    """``fn`` of every (setting, window): settings ``batch`` at a time
+    (:func:`~fapm_jax.core.engine.over_settings`), windows vmapped."""
+
     def one_setting(st, h):
         return jax.vmap(lambda s, tr, va, f: fn(s, tr, va, h._replace(features=f)))(
             st, train, valid, h.features
         )
 
-    return jax.vmap(one_setting)(state, hyper)
+    return over_settings(one_setting, state, hyper, batch=batch)
 
 
 @eqx.filter_jit
@@ -336,18 +340,21 @@ def epochs_all(
     def one(s, tr, va, h):
         return epoch_step(s, h, config=config, **moment_fns(tr, va))
 
-    return scan_epochs(lambda st: _all(one, st, train, valid, hyper), state, n_epochs, start, limit)
+    return scan_epochs(
+        lambda st: _all(one, st, train, valid, hyper, config.settings_batch), state, n_epochs, start, limit
+    )
 
 
 @eqx.filter_jit
-def finish_all(state, train: Moments, valid: Moments, hyper: Hyper):
+def finish_all(state, train: Moments, valid: Moments, hyper: Hyper, batch: int | None = None):
     """No model is left pending by the moment trainer (it evaluates after each step); kept so
     that every trainer ends the same way."""
-    return _all(lambda s, tr, va, h: finish(s, moment_fns(tr, va)["r2_fn"]), state, train, valid, hyper)
+    fn = lambda s, tr, va, h: finish(s, moment_fns(tr, va)["r2_fn"])  # noqa: E731
+    return _all(fn, state, train, valid, hyper, batch)
 
 
 @eqx.filter_jit
-def converge_all(state, train: Moments, valid: Moments, hyper: Hyper, label):
+def converge_all(state, train: Moments, valid: Moments, hyper: Hyper, label, batch: int | None = None):
     """Every (setting, window)'s converged candidate (:func:`~fapm_jax.core.engine.converge`):
     the penalised ``1 − R²`` of the window's training moments minimised from the last iterate,
     logged as epoch ``label``. Returns the state, the log and the
@@ -357,4 +364,4 @@ def converge_all(state, train: Moments, valid: Moments, hyper: Hyper, label):
         fns = moment_fns(tr, va)
         return converge(s, h, label, data_loss=lambda p: 1.0 - moment_r2(p, tr), r2_fn=fns["r2_fn"])
 
-    return _all(one, state, train, valid, hyper)
+    return _all(one, state, train, valid, hyper, batch)

@@ -22,6 +22,7 @@ from .engine import (
     epoch_step,
     finish,
     initial_params,
+    over_settings,
     run_epochs,
     scan_epochs,
     start_state,
@@ -210,19 +211,20 @@ def init_block(
             )
         )(train_masks, valid_masks, ks, h.features, starts)
 
-    return jax.vmap(one_setting)(hyper, keys)
+    return over_settings(one_setting, hyper, keys, batch=config.settings_batch)
 
 
-def _block(fn, state, train_masks, valid_masks, hyper):
-    """``fn(state, train_mask, valid_mask, hyper)`` of one (setting, window), vmapped over
-    settings (outer) and windows (inner; ``hyper.features`` is per window)."""
+def _block(fn, state, train_masks, valid_masks, hyper, batch=None):
+    """``fn(state, train_mask, valid_mask, hyper)`` of one (setting, window), over settings
+    (outer: :func:`~fapm_jax.core.engine.over_settings`, ``batch`` at a time) and windows
+    (inner, vmapped; ``hyper.features`` is per window)."""
 
     def one_setting(st, h):
         return jax.vmap(lambda s, tm, vm, f: fn(s, tm, vm, h._replace(features=f)))(
             st, train_masks, valid_masks, h.features
         )
 
-    return jax.vmap(one_setting)(state, hyper)
+    return over_settings(one_setting, state, hyper, batch=batch)
 
 
 def epochs_block(
@@ -249,7 +251,11 @@ def epochs_block(
         return epoch_step(s, h, config=config, **fns)
 
     return scan_epochs(
-        lambda st: _block(one, st, train_masks, valid_masks, hyper), state, n_epochs, start, limit
+        lambda st: _block(one, st, train_masks, valid_masks, hyper, config.settings_batch),
+        state,
+        n_epochs,
+        start,
+        limit,
     )
 
 
@@ -260,7 +266,7 @@ def finish_block(state, X, r, train_masks, valid_masks, hyper, *, config, axis_n
         fns = epoch_fns(s, X, r, tm, vm, config=config, axis_name=axis_name)
         return finish(s, fns["r2_fn"])
 
-    return _block(one, state, train_masks, valid_masks, hyper)
+    return _block(one, state, train_masks, valid_masks, hyper, config.settings_batch)
 
 
 @eqx.filter_jit
