@@ -64,19 +64,33 @@ def run(batches=(None, 8), epochs: int = 200, members: int = 1) -> list[dict]:
 
 
 def describe(rows: list[dict]) -> str:
+    """The table as markdown: time, peak memory and the choice's changes per settings batch."""
+    from fapm_jax.reporting.markdown import md_table
+
     base = rows[0]
-    lines = [
-        f"FAPM-MAP sweep on the embedded default ({base['settings']} settings x 30 windows, "
-        f"{base['map_steps']} steps): peak memory by settings batch",
-        "",
-        "| settings batch | seconds | peak RSS (GiB) | R²_oos (%) | max |Δ forecast| "
-        "| windows choosing another setting | max |Δ validation R²| (points) |",
-        "|---|---|---|---|---|---|---|",
+    head = [
+        "settings batch",
+        "seconds",
+        "peak RSS (GiB)",
+        "R²_oos (%)",
+        "largest forecast change",
+        "windows choosing another setting",
+        "largest change of a validation R² (points)",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['settings_batch']} | {r['seconds']} | {r['peak_rss_gib']} | {r['r2_oos_pct']} "
-            f"| {r['max_abs_forecast_diff']:.1e} | {r['windows_choosing_otherwise']} "
-            f"| {r['max_abs_valid_r2_diff_pct']:.1e} |"
-        )
-    return "\n".join(lines)
+    body = [
+        [
+            r["settings_batch"],
+            r["seconds"],
+            r["peak_rss_gib"],
+            r["r2_oos_pct"],
+            f"{r['max_abs_forecast_diff']:.1e}",
+            r["windows_choosing_otherwise"],
+            f"{r['max_abs_valid_r2_diff_pct']:.1e}",
+        ]
+        for r in rows
+    ]
+    title = (
+        f"FAPM-MAP sweep on the embedded default ({base['settings']} settings x 30 windows, "
+        f"{base['map_steps']} steps): peak memory by settings batch"
+    )
+    return title + "\n\n" + md_table(head, body)
